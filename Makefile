@@ -1,0 +1,43 @@
+# wavenet-service: set up, test, lint, demo.
+# `make install` is idempotent: a second run only checks stamps and takes seconds.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+# Debian packages: Festival and three voices (TTS front end, demo corpus), sox and espeak-ng (audio tools),
+# chromium (browser tests of the MOS listening page).
+APT_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k sox espeak-ng chromium
+
+.PHONY: install test lint demo serve clean
+
+install: $(VENV)/.installed $(VENV)/.apt
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned in pyproject.toml; its wheel lies on this machine's disk, so pip takes it from there.
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install --quiet --upgrade "pip>=24"
+	$(PIP) install --quiet -e ".[test]"
+	touch $@
+
+$(VENV)/.apt: | $(VENV)/bin/python
+	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then echo "Debian packages present"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
+	touch $@
+
+test: install
+	$(PY) -m pytest -n 2 --dist loadgroup tests
+
+lint: install
+	$(VENV)/bin/ruff check vocoder server tests benchmarks scripts
+	$(VENV)/bin/ruff format --check vocoder server tests benchmarks scripts
+
+demo: install
+	@echo "make demo is not available yet: it needs the bundled trained models (issue: training CLI) and the"
+	@echo "FastAPI service (issue: synthesis service). See the README for what works today."
+	@exit 2
+
+clean:
+	rm -rf $(VENV) out runs .pytest_cache .ruff_cache

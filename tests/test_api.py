@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vocoder
+from tests.conftest import tiny_config, tone
+from vocoder.errors import VocoderError
+from vocoder.features.acoustic import extract_features
+from vocoder.features.featurefile import FeatureFileError, save_features
+
+
+@pytest.fixture
+def features_file(tmp_path: Path) -> Path:
+    features = extract_features(tone(0.1), tiny_config(), speaker="alice", source="tone")
+    return save_features(tmp_path / "tone.npz", features)
+
+
+def test_synthesize_from_a_feature_file(tiny_model_file: Path, features_file: Path) -> None:
+    model = vocoder.load(tiny_model_file, device="cpu")
+    assert model.sample_rate == 16000
+    wav = model.synthesize(features_file, seed=1)
+    assert wav.dtype == np.float32 and wav.shape == (1600,)
+    assert np.array_equal(wav, model.synthesize(features_file, seed=1))
+    assert np.array_equal(wav, model.synthesize(features_file, method="naive", seed=1))
+    assert not np.array_equal(wav, model.synthesize(features_file, seed=2))
+
+
+def test_synthesize_accepts_loaded_features_and_speaker_override(tiny_model_file: Path, features_file: Path) -> None:
+    model = vocoder.load(tiny_model_file, device="cpu")
+    loaded = model.features(features_file)
+    as_alice = model.synthesize(loaded, strategy="argmax")
+    as_bob = model.synthesize(loaded, strategy="argmax", speaker="bob")
+    assert as_alice.shape == as_bob.shape and not np.array_equal(as_alice, as_bob)
+
+
+def test_batch_trims_each_utterance_to_its_length(tiny_model_file: Path, tmp_path: Path) -> None:
+    model = vocoder.load(tiny_model_file, device="cpu")
+    short = extract_features(tone(0.05), tiny_config(), speaker="bob")
+    long = extract_features(tone(0.1), tiny_config(), speaker="alice")
+    waves = model.synthesize_batch([short, long])
+    assert [len(w) for w in waves] == [800, 1600]
+
+
+def test_bad_requests_are_named(tiny_model_file: Path, features_file: Path) -> None:
+    model = vocoder.load(tiny_model_file, device="cpu")
+    with pytest.raises(VocoderError, match="method"):
+        model.synthesize(features_file, method="slow")  # type: ignore[arg-type]
+    with pytest.raises(VocoderError, match="top_p"):
+        model.synthesize(features_file, top_p=0)
+    with pytest.raises(FeatureFileError, match="speaker"):
+        model.synthesize(features_file, speaker="zed")

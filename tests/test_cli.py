@@ -1,0 +1,144 @@
+"""The console script end to end: copy synthesis in two commands, clear errors, the benchmark's JSON."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import yaml
+
+from tests.conftest import TINY, tone
+from vocoder.audio import save_wav
+from vocoder.features.featurefile import read_features
+
+VOCODER = [sys.executable, "-m", "vocoder.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*VOCODER, *args], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
+
+
+def test_copy_synthesis_takes_two_commands(tiny_model_file: Path, tmp_path: Path) -> None:
+    wavs = [tmp_path / "in" / "a.wav", tmp_path / "in" / "b.flac"]
+    save_wav(wavs[0], tone(0.1), 16000)
+    save_wav(wavs[1], tone(0.06, 150), 16000, "flac")
+    extracted = run(
+        "extract",
+        *map(str, wavs),
+        "--out",
+        str(tmp_path / "feats"),
+        "--model",
+        str(tiny_model_file),
+        "--speaker",
+        "bob",
+    )
+    assert extracted.returncode == 0, extracted.stderr
+    assert read_features(tmp_path / "feats" / "a.npz").speaker == "bob"
+    synthesized = run(
+        "synthesize",
+        str(tmp_path / "feats" / "a.npz"),
+        str(tmp_path / "feats" / "b.npz"),
+        "--out",
+        str(tmp_path / "out"),
+        "--model",
+        str(tiny_model_file),
+        "--seed",
+        "3",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+    )
+    assert synthesized.returncode == 0, synthesized.stderr
+    assert "sample/s" in synthesized.stderr and "samples/s" in synthesized.stdout
+    audio, rate = soundfile.read(str(tmp_path / "out" / "a.wav"))
+    assert rate == 16000 and len(audio) == 1600 and np.abs(audio).max() > 0
+
+
+def test_bundled_name_is_the_default_model(tiny_model_file: Path, tmp_path: Path) -> None:
+    wav = tmp_path / "a.wav"
+    save_wav(wav, tone(0.05), 16000)
+    env = {"VOCODER_MODELS_DIR": str(tmp_path / "empty")}
+    missing = run("extract", str(wav), "--out", str(tmp_path / "a.npz"), env=env)
+    assert missing.returncode == 2 and "teacher: no such model" in missing.stderr
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "teacher").symlink_to(tiny_model_file.parent)
+    found = run(
+        "extract",
+        str(wav),
+        "--out",
+        str(tmp_path / "a.npz"),
+        "--speaker",
+        "alice",
+        env={"VOCODER_MODELS_DIR": str(tmp_path / "models")},
+    )
+    assert found.returncode == 0, found.stderr
+
+
+def test_bad_inputs_fail_with_one_clear_line(tiny_model_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"nope")
+    result = run("synthesize", str(bad), "--out", str(tmp_path / "o"), "--model", str(tiny_model_file))
+    assert result.returncode == 2
+    assert "error: " in result.stderr and "bad.npz: field 'file'" in result.stderr
+    assert "Traceback" not in result.stderr
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF....")
+    good = tmp_path / "good.wav"
+    save_wav(good, tone(0.05), 16000)
+    partial = run("extract", str(corrupt), str(good), "--out", str(tmp_path / "f"), "--model", str(tiny_model_file))
+    assert partial.returncode == 2
+    assert "corrupt.wav: cannot read audio" in partial.stderr and "1 of 2 inputs" in partial.stderr
+    assert (tmp_path / "f" / "good.npz").is_file()
+    strategy = run(
+        "synthesize",
+        str(tmp_path / "f" / "good.npz"),
+        "--out",
+        str(tmp_path / "o"),
+        "--model",
+        str(tiny_model_file),
+        "--strategy",
+        "beam",
+        "--speaker",
+        "bob",
+    )
+    assert strategy.returncode == 2 and "strategy: expected one of" in strategy.stderr
+
+
+def test_bench_generation_prints_json(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    result = run(
+        "bench",
+        "generation",
+        "--config",
+        str(config),
+        "--json",
+        "--repeats",
+        "1",
+        "--naive-steps",
+        "20",
+        "--fast-steps",
+        "100",
+        "--batch-steps",
+        "50",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in (
+        "naive_samples_per_s",
+        "fast_samples_per_s",
+        "fast_batch8_samples_per_s",
+        "speedup_fast_vs_naive",
+        "receptive_field",
+        "params",
+        "device",
+        "threads",
+    ):
+        assert key in report
+    assert report["receptive_field"] == 16 and report["fast_samples_per_s"] > 0

@@ -1,0 +1,134 @@
+"""The Python API that the CLI, the server and users share: load a model, turn feature files into waveforms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from vocoder.config import Config
+from vocoder.errors import VocoderError
+from vocoder.features.featurefile import Features, read_features, validate_features
+from vocoder.generate import FastWaveNet, GenerationResult, ProgressCallback, Sampling, generate_naive
+from vocoder.models.checkpoint import load_weights, read_model_file, resolve_model_path
+from vocoder.models.wavenet import WaveNet
+
+Method = Literal["fast", "naive"]
+METHODS: tuple[str, ...] = ("fast", "naive")
+TEACHER_KIND = "teacher"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Vocoder:
+    """A loaded teacher WaveNet and everything needed to synthesize from feature files."""
+
+    def __init__(self, model: WaveNet, name: str, metadata: dict[str, Any] | None = None) -> None:
+        self.model = model.eval()
+        self.name = name
+        self.metadata = metadata or {}
+        self.kind = TEACHER_KIND
+        self._fast = FastWaveNet(self.model)
+
+    @property
+    def config(self) -> Config:
+        return self.model.config
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.audio.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def features(self, features: Features | str | Path, speaker: str | None = None) -> Features:
+        """Read (if a path) and validate features against this model; `speaker` overrides the file's."""
+        loaded = features if isinstance(features, Features) else read_features(features)
+        if speaker is not None:
+            loaded = loaded.with_speaker(speaker)
+        validate_features(loaded, self.config)
+        return loaded
+
+    def synthesize(
+        self,
+        features: Features | str | Path,
+        method: Method = "fast",
+        strategy: str = "sample",
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        speaker: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> np.ndarray:
+        """One utterance -> float32 waveform of `frames * hop` samples at `self.sample_rate`."""
+        sampling = Sampling(strategy, temperature, top_k, top_p, seed)  # type: ignore[arg-type]
+        return self.synthesize_batch([features], method, sampling, speaker, progress)[0]
+
+    def synthesize_batch(
+        self,
+        features: list[Features | str | Path],
+        method: Method = "fast",
+        sampling: Sampling | None = None,
+        speaker: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[np.ndarray]:
+        """Several utterances generated together (padded to the longest, then trimmed back)."""
+        if method not in METHODS:
+            raise VocoderError(f"method: expected one of {list(METHODS)}, found {method!r}")
+        if not features:
+            return []
+        sampling = sampling or Sampling()
+        loaded = [self.features(item, speaker) for item in features]
+        result = self.generate(loaded, method, sampling, progress)
+        return [result.waveform[i, : item.n_samples].cpu().numpy() for i, item in enumerate(loaded)]
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        features: list[Features],
+        method: Method,
+        sampling: Sampling,
+        progress: ProgressCallback | None = None,
+        record_logits: bool = False,
+    ) -> GenerationResult:
+        """The shared generation step over validated features (padded batch)."""
+        conditioning = self.local_conditioning(features)
+        speaker_ids = self.speaker_ids(features)
+        uniforms = sampling.uniforms(len(features), conditioning.shape[-1])
+        if method == "naive":
+            return generate_naive(self.model, conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
+        return self._fast.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
+
+    def local_conditioning(self, features: list[Features]) -> torch.Tensor:
+        """Upsampled `[B, C, T]` conditioning of a batch, zero-padded to its longest utterance."""
+        matrices = [item.conditioning(self.config) for item in features]
+        longest = max(len(matrix) for matrix in matrices)
+        padded = np.zeros((len(matrices), longest, self.config.features.dim), dtype=np.float32)
+        for row, matrix in enumerate(matrices):
+            padded[row, : len(matrix)] = matrix
+        return self.model.upsample(torch.from_numpy(padded).to(self.device))
+
+    def speaker_ids(self, features: list[Features]) -> torch.Tensor | None:
+        if not self.config.speakers:
+            return None
+        ids = [self.config.speaker_id(item.speaker) for item in features]  # validated already
+        return torch.tensor(ids, dtype=torch.long, device=self.device)
+
+
+def load(name_or_path: str | Path, device: str | torch.device | None = None) -> Vocoder:
+    """Load a model by bundled name (`teacher`, ...) or path; it rebuilds from the file alone."""
+    path = resolve_model_path(name_or_path)
+    weights, config, kind, metadata = read_model_file(path)
+    if kind != TEACHER_KIND:
+        raise VocoderError(f"{path}: model kind {kind!r} is not supported here (expected {TEACHER_KIND!r})")
+    model = WaveNet(config)
+    load_weights(model, weights, path)
+    model.to(torch.device(device) if device is not None else default_device())
+    name = path.parent.name if path.name == "model.safetensors" else path.stem
+    return Vocoder(model, name, metadata)

@@ -1,0 +1,68 @@
+"""Waveform I/O and mu-law companding.
+
+Waveforms are float32 mono arrays in [-1, 1]. mu-law maps them to mu + 1 class ids (256 for mu = 255), the
+categories the WaveNet predicts; the formulas match torchaudio's `mu_law_encoding` / `mu_law_decoding`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile
+import torch
+
+from vocoder.errors import VocoderError
+
+
+class AudioFileError(VocoderError):
+    """An audio file that cannot be read; the message names the file."""
+
+
+def load_wav(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read any soundfile-readable file as float32 mono at `sample_rate` (resampled if needed)."""
+    try:
+        data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioFileError(f"{path}: cannot read audio: {error}") from None
+    if data.shape[0] == 0:
+        raise AudioFileError(f"{path}: the file holds no samples")
+    wav = data.mean(axis=1)
+    if file_rate != sample_rate:
+        wav = librosa.resample(wav, orig_sr=file_rate, target_sr=sample_rate, res_type="soxr_hq")
+    if not np.all(np.isfinite(wav)):
+        raise AudioFileError(f"{path}: the audio holds NaN or infinite samples")
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+AUDIO_FORMATS = {"pcm16": ("WAV", "PCM_16"), "float": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_16")}
+
+
+def save_wav(path: str | Path, wav: np.ndarray, sample_rate: int, audio_format: str = "pcm16") -> None:
+    """Write a waveform; written to a temporary name first, so a crash never leaves a truncated file."""
+    container, subtype = AUDIO_FORMATS[audio_format]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    soundfile.write(str(temporary), np.clip(wav, -1.0, 1.0), sample_rate, subtype=subtype, format=container)
+    temporary.replace(path)
+
+
+def mu_law_encode(wav: torch.Tensor, mu: int = 255) -> torch.Tensor:
+    """Waveform in [-1, 1] to int64 class ids in [0, mu]."""
+    wav = wav.clamp(-1.0, 1.0)
+    mu_tensor = torch.tensor(float(mu), dtype=wav.dtype, device=wav.device)
+    companded = torch.sign(wav) * torch.log1p(mu_tensor * wav.abs()) / torch.log1p(mu_tensor)
+    return ((companded + 1) / 2 * mu + 0.5).to(torch.int64)
+
+
+def mu_law_decode(ids: torch.Tensor, mu: int = 255, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Class ids in [0, mu] to waveform values in [-1, 1] (each bin's centre in the companded domain)."""
+    companded = ids.to(dtype) / mu * 2 - 1
+    return torch.sign(companded) * (torch.pow(1.0 + mu, companded.abs()) - 1) / mu
+
+
+def mu_law_bin_centres(mu: int = 255, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The waveform value of every class id: the support of the model's categorical distribution."""
+    return mu_law_decode(torch.arange(mu + 1), mu, dtype)

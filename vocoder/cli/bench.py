@@ -1,0 +1,40 @@
+"""`vocoder bench`: speed benchmarks whose figures go to docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import typer
+
+from vocoder.benchmark import GenerationBenchSettings, bench_generation
+from vocoder.cli.app import app
+from vocoder.config import load_config
+
+bench_app = typer.Typer(help="Speed benchmarks.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("generation")
+def generation(
+    config: str = typer.Option("seed_size", help="config YAML or recipe name; a random model of its shape"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    repeats: int = typer.Option(3, min=1, help="timed runs per figure (median, min, max reported)"),
+    naive_steps: int = typer.Option(64, min=1, help="samples generated per naive run"),
+    fast_steps: int = typer.Option(2000, min=1, help="samples generated per fast run (batch 1)"),
+    batch_steps: int = typer.Option(1000, min=1, help="samples per utterance in the batch-8 run"),
+    threads: int | None = typer.Option(None, min=1, help="torch intra-op threads (default: torch's choice)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
+) -> None:
+    """Naive vs Fast-WaveNet generation speed, batch 1 and batch 8."""
+    if threads:
+        torch.set_num_threads(threads)
+    settings = GenerationBenchSettings(
+        naive_steps=naive_steps, fast_steps=fast_steps, batch_steps=batch_steps, repeats=repeats, device=device
+    )
+    report = bench_generation(load_config(config), settings)
+    width = max(map(len, report))
+    for key, value in report.items():
+        typer.echo(f"{key:<{width}}  {value}")
+    if as_json:
+        typer.echo(json.dumps(report))

@@ -1,0 +1,57 @@
+"""`vocoder synthesize`: feature files to WAV files with a loaded model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from tqdm import tqdm
+
+import vocoder
+from vocoder.audio import AUDIO_FORMATS, save_wav
+from vocoder.cli.app import app
+from vocoder.cli.common import DEFAULT_MODEL, output_paths
+from vocoder.errors import VocoderError
+from vocoder.generate import Sampling
+
+AUDIO_SUFFIX = {"pcm16": ".wav", "float": ".wav", "flac": ".flac"}
+
+
+@app.command()
+def synthesize(
+    inputs: list[Path] = typer.Argument(..., help="feature files (.npz)"),
+    out: Path = typer.Option(..., "--out", "-o", help="output directory, or one audio file for one input"),
+    model: str = typer.Option(DEFAULT_MODEL, help="bundled model name or model path"),
+    method: str = typer.Option("fast", help="fast (Fast WaveNet queues) or naive (reference)"),
+    strategy: str = typer.Option("sample", help="sample | argmax | mean"),
+    temperature: float = typer.Option(1.0, help="divides the logits before sampling"),
+    top_k: int | None = typer.Option(None, help="sample among the k most likely classes"),
+    top_p: float | None = typer.Option(None, help="sample within the smallest set of mass >= p"),
+    seed: int | None = typer.Option(None, help="makes sampling reproducible"),
+    speaker: str | None = typer.Option(None, help="overrides the feature files' speaker"),
+    batch_size: int = typer.Option(1, min=1, help="utterances generated together"),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
+    audio_format: str = typer.Option("pcm16", "--format", help=f"one of {sorted(AUDIO_FORMATS)}"),
+) -> None:
+    """Generate waveforms from feature files, with a progress bar in samples per second."""
+    if audio_format not in AUDIO_FORMATS:
+        raise VocoderError(f"--format: expected one of {sorted(AUDIO_FORMATS)}, found {audio_format!r}")
+    sampling = Sampling(strategy, temperature, top_k, top_p, seed)  # type: ignore[arg-type]
+    targets = output_paths(inputs, out, AUDIO_SUFFIX[audio_format])
+    loaded = vocoder.load(model, device)
+    features = [loaded.features(path, speaker) for path in inputs]  # validate everything before generating
+    batches = [features[start : start + batch_size] for start in range(0, len(features), batch_size)]
+    # A batch generates up to its longest utterance in every row: that is the work the bar counts.
+    total = sum(max(item.n_samples for item in batch) * len(batch) for batch in batches)
+    with tqdm(total=total, unit="sample", unit_scale=True, desc=f"{loaded.name}/{method}") as bar:
+        for start, chunk in zip(range(0, len(features), batch_size), batches, strict=True):
+            began = time.perf_counter()
+            waveforms = loaded.synthesize_batch(
+                chunk, method, sampling, progress=lambda n, size=len(chunk): bar.update(n * size)
+            )
+            elapsed = time.perf_counter() - began
+            for item, wav, target in zip(chunk, waveforms, targets[start : start + batch_size], strict=True):
+                save_wav(target, wav, loaded.sample_rate, audio_format)
+                bar.write(f"{item.source} -> {target} ({len(wav) / loaded.sample_rate:.2f} s audio)")
+            bar.write(f"batch of {len(chunk)}: {sum(map(len, waveforms)) / elapsed:,.0f} samples/s")

@@ -1,0 +1,187 @@
+"""Typed configuration loaded from YAML.
+
+A config is data: it travels inside every checkpoint, so a model can be rebuilt from its checkpoint alone and a
+feature file can be validated against the model that will read it. Unknown keys and bad values are errors that
+name the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vocoder.errors import VocoderError
+
+ConditioningArray = Literal["mel", "lf0", "vuv", "linguistic"]
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(VocoderError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AudioConfig(_Strict):
+    sample_rate: int = Field(16000, gt=0)
+    mu: int = Field(255, gt=0, description="mu-law parameter; the model predicts mu + 1 classes")
+
+    @property
+    def classes(self) -> int:
+        return self.mu + 1
+
+
+class FeatureConfig(_Strict):
+    """How conditioning features are computed from audio and which of them a model reads."""
+
+    conditioning: list[ConditioningArray] = Field(default_factory=lambda: ["mel"], min_length=1)
+    hop_length: int = Field(200, gt=0, description="samples per feature frame")
+    win_length: int = Field(800, gt=0)
+    n_fft: int = Field(1024, gt=0)
+    n_mels: int = Field(80, gt=0)
+    fmin: float = Field(0.0, ge=0)
+    fmax: float | None = Field(None, gt=0, description="None means sample_rate / 2")
+    log_floor: float = Field(1e-5, gt=0, description="mel magnitudes are clipped here before the log")
+    f0_method: Literal["dio", "harvest"] = "dio"
+    f0_floor: float = Field(60.0, gt=0)
+    f0_ceil: float = Field(600.0, gt=0)
+    linguistic_dim: int | None = Field(None, gt=0, description="required when 'linguistic' is conditioned on")
+    max_frames: int = Field(8000, gt=0, description="longest feature file a model accepts")
+
+    @field_validator("conditioning")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"conditioning lists an array twice: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureConfig:
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
+        if self.f0_floor >= self.f0_ceil:
+            raise ValueError(f"f0_floor ({self.f0_floor}) must be below f0_ceil ({self.f0_ceil})")
+        if "linguistic" in self.conditioning and self.linguistic_dim is None:
+            raise ValueError("linguistic_dim is required when conditioning includes 'linguistic'")
+        return self
+
+    def array_dims(self) -> dict[str, int]:
+        """Width of each conditioning array, in the order the model concatenates them."""
+        widths = {"mel": self.n_mels, "lf0": 1, "vuv": 1, "linguistic": self.linguistic_dim or 0}
+        return {name: widths[name] for name in self.conditioning}
+
+    @property
+    def dim(self) -> int:
+        return sum(self.array_dims().values())
+
+
+class ModelConfig(_Strict):
+    """The teacher WaveNet's shape."""
+
+    layers: int = Field(30, gt=0)
+    cycles: int = Field(3, gt=0, description="dilations 1..2^(layers/cycles - 1), repeated this many times")
+    kernel_size: int = Field(2, ge=2)
+    input_kernel_size: int = Field(2, ge=1, description="kernel of the causal input convolution")
+    residual_channels: int = Field(64, gt=0)
+    gate_channels: int = Field(128, gt=0)
+    skip_channels: int = Field(256, gt=0)
+    upsample_scales: list[int] = Field(default_factory=lambda: [4, 5, 10], min_length=1)
+    prenet_kernel_size: int = Field(3, ge=1, description="frame-level conv before upsampling (odd)")
+    speaker_embedding_dim: int = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        if self.layers % self.cycles:
+            raise ValueError(f"layers ({self.layers}) must be a multiple of cycles ({self.cycles})")
+        if self.gate_channels % 2:
+            raise ValueError(
+                f"gate_channels ({self.gate_channels}) must be even: it splits into tanh and sigmoid"
+            )
+        if self.prenet_kernel_size % 2 == 0:
+            raise ValueError(f"prenet_kernel_size ({self.prenet_kernel_size}) must be odd")
+        if any(scale < 1 for scale in self.upsample_scales):
+            raise ValueError(f"upsample_scales must be positive, got {self.upsample_scales}")
+        return self
+
+    @property
+    def dilations(self) -> list[int]:
+        per_cycle = self.layers // self.cycles
+        return [2**i for _ in range(self.cycles) for i in range(per_cycle)]
+
+
+class Config(_Strict):
+    """A complete recipe: audio, features, the model and its speakers."""
+
+    name: str = Field(min_length=1)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    speakers: list[str] = Field(
+        default_factory=list, description="speaker names; empty: no global conditioning"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        product = math.prod(self.model.upsample_scales)
+        if product != self.features.hop_length:
+            raise ValueError(
+                f"model.upsample_scales {self.model.upsample_scales} multiply to {product}, "
+                f"but features.hop_length is {self.features.hop_length}"
+            )
+        fmax = self.features.fmax
+        if fmax is not None and fmax > self.audio.sample_rate / 2:
+            raise ValueError(
+                f"features.fmax ({fmax}) exceeds the Nyquist frequency {self.audio.sample_rate / 2}"
+            )
+        if len(set(self.speakers)) != len(self.speakers):
+            raise ValueError(f"speakers lists a name twice: {self.speakers}")
+        return self
+
+    def speaker_id(self, speaker: str) -> int:
+        return self.speakers.index(speaker)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: object, source: str) -> Config:
+    """Validate a parsed mapping; `source` names where it came from in any error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, found {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: invalid config\n{_describe(error)}") from None
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or the name of a recipe under configs/ (e.g. 'seed_size')."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = CONFIG_DIR / f"{name_or_path}.yaml"
+    if bundled.is_file():
+        return bundled
+    raise ConfigError(f"{name_or_path}: no such config file, and no recipe of that name in {CONFIG_DIR}")
+
+
+def load_config(name_or_path: str | Path) -> Config:
+    path = resolve_config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return config_from_dict(data, str(path))

@@ -1,0 +1,167 @@
+"""The feature file: the one contract between front ends (audio, text, corpora) and models.
+
+One `.npz` per utterance, always read with `allow_pickle=False`. Arrays are frame-major (`[frames, dims]`).
+See docs/FEATURES.md for the format and docs of every field.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from vocoder.config import Config
+from vocoder.errors import VocoderError
+
+FEATURE_FILE_VERSION = 1
+ARRAY_NAMES = ("mel", "lf0", "vuv", "linguistic")
+_MATRIX_ARRAYS = {"mel", "linguistic"}
+
+
+class FeatureFileError(VocoderError):
+    """A feature file that a model cannot read; says which file, which field, what was expected and found."""
+
+    def __init__(self, source: str, field_name: str, expected: str, found: str) -> None:
+        self.source, self.field, self.expected, self.found = source, field_name, expected, found
+        super().__init__(f"{source}: field '{field_name}': expected {expected}, found {found}")
+
+
+@dataclass(frozen=True, eq=False)  # arrays do not compare with ==
+class Features:
+    """Conditioning for one utterance: frame-rate arrays, their rate, and an optional speaker."""
+
+    sample_rate: int
+    hop_length: int
+    mel: np.ndarray | None = None  # [frames, n_mels] float32, natural-log mel magnitudes
+    lf0: np.ndarray | None = None  # [frames] float32, continuous (interpolated) log-F0 in log Hz
+    vuv: np.ndarray | None = None  # [frames] float32, 1 voiced / 0 unvoiced
+    linguistic: np.ndarray | None = None  # [frames, D] float32, HTS question answers + positions
+    speaker: str | None = None
+    source: str = field(default="<memory>", compare=False)  # where it came from, for error messages
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in ARRAY_NAMES if getattr(self, name) is not None}
+
+    @property
+    def n_frames(self) -> int:
+        lengths = {len(array) for array in self.arrays().values()}
+        if len(lengths) != 1:
+            raise FeatureFileError(self.source, "frames", "all arrays with one frame count", str(sorted(lengths)))
+        return lengths.pop()
+
+    @property
+    def n_samples(self) -> int:
+        return self.n_frames * self.hop_length
+
+    def with_speaker(self, speaker: str | None) -> Features:
+        return replace(self, speaker=speaker)
+
+    def conditioning(self, config: Config) -> np.ndarray:
+        """The `[frames, dim]` float32 matrix the model reads, after validating against `config`."""
+        validate_features(self, config)
+        columns = [getattr(self, name).reshape(self.n_frames, -1) for name in config.features.conditioning]
+        return np.concatenate(columns, axis=1).astype(np.float32, copy=False)
+
+
+def save_features(path: str | Path, features: Features) -> Path:
+    """Write atomically (temporary file, then rename); returns the path written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, np.ndarray] = {
+        "version": np.array(FEATURE_FILE_VERSION, dtype=np.int32),
+        "sample_rate": np.array(features.sample_rate, dtype=np.int32),
+        "hop_length": np.array(features.hop_length, dtype=np.int32),
+    }
+    payload.update({name: np.asarray(array, dtype=np.float32) for name, array in features.arrays().items()})
+    if features.speaker is not None:
+        payload["speaker"] = np.array(features.speaker, dtype=np.str_)
+    temporary = path.with_name(f".{path.name}.partial")
+    with temporary.open("wb") as handle:
+        np.savez_compressed(handle, **payload)
+    temporary.replace(path)
+    return path
+
+
+def _scalar_int(archive: np.lib.npyio.NpzFile, key: str, source: str) -> int:
+    if key not in archive.files:
+        raise FeatureFileError(source, key, "an integer scalar", "nothing (missing)")
+    value = archive[key]
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise FeatureFileError(source, key, "an integer scalar", f"{value.dtype} array of shape {value.shape}")
+    return int(value)
+
+
+def read_features(data: bytes | str | Path, source: str | None = None) -> Features:
+    """Read a feature file from a path or from bytes (an upload). Never unpickles."""
+    if source is None:
+        source = str(data) if isinstance(data, str | Path) else "<upload>"
+    handle = io.BytesIO(data) if isinstance(data, bytes) else data
+    try:
+        archive = np.load(handle, allow_pickle=False)
+    except FileNotFoundError:
+        raise FeatureFileError(source, "file", "an existing .npz file", "no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise FeatureFileError(source, "file", "an .npz archive", f"unreadable data ({error})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise FeatureFileError(source, "file", "an .npz archive", "a single .npy array")
+    with archive:
+        version = _scalar_int(archive, "version", source)
+        if version != FEATURE_FILE_VERSION:
+            raise FeatureFileError(source, "version", str(FEATURE_FILE_VERSION), str(version))
+        known = {"version", "sample_rate", "hop_length", "speaker", *ARRAY_NAMES}
+        unknown = sorted(set(archive.files) - known)
+        if unknown:
+            raise FeatureFileError(source, unknown[0], f"one of {sorted(known)}", "an unknown array")
+        try:
+            arrays = {name: archive[name] for name in ARRAY_NAMES if name in archive.files}
+            speaker = archive["speaker"] if "speaker" in archive.files else None
+        except ValueError as error:  # object arrays need pickle: refused
+            raise FeatureFileError(source, "arrays", "numeric arrays", f"unloadable data ({error})") from None
+        if speaker is not None and (speaker.shape != () or speaker.dtype.kind != "U"):
+            raise FeatureFileError(source, "speaker", "a string scalar", f"{speaker.dtype} of shape {speaker.shape}")
+        for name, array in arrays.items():
+            if array.dtype.kind not in "fiub":
+                raise FeatureFileError(source, name, "a numeric array", f"dtype {array.dtype}")
+        return Features(
+            sample_rate=_scalar_int(archive, "sample_rate", source),
+            hop_length=_scalar_int(archive, "hop_length", source),
+            speaker=None if speaker is None else str(speaker),
+            source=source,
+            **{name: array.astype(np.float32, copy=False) for name, array in arrays.items()},
+        )
+
+
+def validate_features(features: Features, config: Config, require_speaker: bool = True) -> None:
+    """Raise FeatureFileError unless `features` fit the model described by `config`.
+
+    `require_speaker=False` accepts a file without a speaker (one can be chosen at synthesis time)."""
+    source, wanted = features.source, config.features
+    if features.sample_rate != config.audio.sample_rate:
+        raise FeatureFileError(source, "sample_rate", str(config.audio.sample_rate), str(features.sample_rate))
+    if features.hop_length != wanted.hop_length:
+        raise FeatureFileError(source, "hop_length", str(wanted.hop_length), str(features.hop_length))
+    for name, width in wanted.array_dims().items():
+        array = getattr(features, name)
+        if array is None:
+            raise FeatureFileError(source, name, f"an array of width {width}", "nothing (missing)")
+        expected_shape = f"[frames, {width}]" if name in _MATRIX_ARRAYS else "[frames]"
+        if name in _MATRIX_ARRAYS:
+            if array.ndim != 2 or array.shape[1] != width:
+                raise FeatureFileError(source, name, f"shape {expected_shape}", f"shape {list(array.shape)}")
+        elif array.ndim != 1:
+            raise FeatureFileError(source, name, f"shape {expected_shape}", f"shape {list(array.shape)}")
+        if not np.all(np.isfinite(array)):
+            raise FeatureFileError(source, name, "finite values", "NaN or infinite values")
+    n_frames = features.n_frames
+    if n_frames == 0:
+        raise FeatureFileError(source, "frames", "at least one frame", "0")
+    if n_frames > wanted.max_frames:
+        raise FeatureFileError(source, "frames", f"at most {wanted.max_frames} frames", str(n_frames))
+    if config.speakers:
+        if features.speaker is None and require_speaker:
+            raise FeatureFileError(source, "speaker", f"one of {config.speakers}", "no speaker")
+        if features.speaker is not None and features.speaker not in config.speakers:
+            raise FeatureFileError(source, "speaker", f"one of {config.speakers}", repr(features.speaker))

@@ -1,0 +1,149 @@
+"""Fast-WaveNet generation: queue caching (Paine et al., 2016).
+
+Every layer keeps a ring buffer of its recent inputs, just long enough for its dilation, so one step costs
+O(layers) small matrix products instead of a pass over the receptive field. The conditioning projections of all
+layers (local features and speaker) are computed once per utterance, in blocks of samples, as one matrix product;
+the weights are prepacked once per model into the matrices a single step needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from vocoder.generate.result import PROGRESS_EVERY, GenerationResult, ProgressCallback
+from vocoder.generate.sampling import Sampling
+from vocoder.models.layers import CausalConv1d
+from vocoder.models.wavenet import WaveNet
+
+BLOCK_ELEMENTS = 1 << 21
+"""Upper bound on the floats of one block of precomputed conditioning (B x samples x layers x gate channels)."""
+
+
+@dataclass
+class _RingConv:
+    """A causal conv's one-step form: taps of a ring buffer times a prepacked `[kernel * in, out]` matrix."""
+
+    weight: torch.Tensor
+    kernel_size: int
+    dilation: int
+
+    @classmethod
+    def of(cls, conv: CausalConv1d) -> _RingConv:
+        return cls(conv.taps_matrix().detach().contiguous(), conv.kernel_size[0], conv.dilation[0])
+
+    @property
+    def length(self) -> int:
+        return (self.kernel_size - 1) * self.dilation + 1
+
+    def tap_table(self, device: torch.device) -> torch.Tensor:
+        """Row p: buffer positions of the taps, oldest first, when the newest input was written at p."""
+        positions = torch.arange(self.length).unsqueeze(1)
+        offsets = torch.arange(self.kernel_size - 1, -1, -1) * self.dilation
+        return ((positions - offsets) % self.length).to(device)
+
+
+class FastWaveNet:
+    """A WaveNet's weights packed for one-step generation. Build once per model; `generate` is reentrant."""
+
+    def __init__(self, model: WaveNet) -> None:
+        self.model = model
+        self.mu = model.config.audio.mu
+        self.residual_channels = model.config.model.residual_channels
+        self.gate_channels = model.config.model.gate_channels
+        self.embedding = model.embedding.weight.detach()
+        self.input_conv = _RingConv.of(model.input_conv)
+        self.input_bias = model.input_conv.bias.detach()
+        self.convs = [_RingConv.of(layer.conv) for layer in model.layers]
+        # Conv biases, and local / speaker projections of every layer side by side: [C or Gin, layers * gate].
+        self.conv_bias = torch.stack([layer.conv.bias.detach() for layer in model.layers])
+        self.local_weight = torch.cat([layer.local.weight.detach()[:, :, 0].T for layer in model.layers], 1)
+        self.speaker_weight = (
+            torch.cat([layer.glob.weight.detach().T for layer in model.layers], 1)
+            if model.speaker_embedding is not None
+            else None
+        )
+        self.residual_skip = [
+            (layer.residual_skip.weight.detach()[:, :, 0].T.contiguous(), layer.residual_skip.bias.detach())
+            for layer in model.layers
+        ]
+        first, second = model.head[1], model.head[3]
+        self.head = [
+            (first.weight.detach()[:, :, 0].T.contiguous(), first.bias.detach()),
+            (second.weight.detach()[:, :, 0].T.contiguous(), second.bias.detach()),
+        ]
+        self.skip_scale = model.skip_scale
+
+    def _layer_bias(self, speaker_ids: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """`[B, layers, gate]`: conv bias plus each layer's speaker projection, constant over the utterance."""
+        bias = self.conv_bias.unsqueeze(0).expand(batch, -1, -1)
+        if self.speaker_weight is None:
+            return bias
+        speaker = self.model.speaker_vector(speaker_ids)
+        return bias + (speaker @ self.speaker_weight).view(batch, len(self.convs), self.gate_channels)
+
+    @staticmethod
+    def _push(ring: _RingConv, buffer: torch.Tensor, table: torch.Tensor, x: torch.Tensor, t: int) -> torch.Tensor:
+        """Write `x [B, in]` as the newest input and return the stacked taps `[B, kernel * in]`."""
+        position = t % ring.length
+        buffer[:, position] = x
+        return buffer.index_select(1, table[position]).flatten(1)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        local: torch.Tensor,
+        speaker_ids: torch.Tensor | None,
+        sampling: Sampling,
+        uniforms: torch.Tensor,
+        record_logits: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> GenerationResult:
+        """`local [B, C, T]` upsampled conditioning; `uniforms [B, T]` the draws (see `Sampling.uniforms`)."""
+        batch, _, steps = local.shape
+        device, dtype = local.device, local.dtype
+        layers, gate = len(self.convs), self.gate_channels
+        residual = self.residual_channels
+        uniforms = uniforms.to(device)
+        rings = [self.input_conv, *self.convs]
+        buffers = [torch.zeros(batch, ring.length, residual, device=device, dtype=dtype) for ring in rings]
+        tables = [ring.tap_table(device) for ring in rings]
+        layer_bias = self._layer_bias(speaker_ids, batch)
+        half = math.sqrt(0.5)
+
+        previous = torch.full((batch,), self.model.start_id, dtype=torch.long, device=device)
+        ids_out = torch.empty(batch, steps, dtype=torch.long, device=device)
+        waveform = torch.empty(batch, steps, device=device)
+        logits_log = torch.empty(batch, steps, self.model.classes, device=device) if record_logits else None
+        block = max(1, BLOCK_ELEMENTS // (batch * layers * gate))
+        for start in range(0, steps, block):
+            stop = min(steps, start + block)
+            projected = local[:, :, start:stop].transpose(1, 2) @ self.local_weight
+            conditioning = projected.view(batch, stop - start, layers, gate) + layer_bias.unsqueeze(1)
+            for t in range(start, stop):
+                taps = self._push(self.input_conv, buffers[0], tables[0], self.embedding[previous], t)
+                x = torch.addmm(self.input_bias, taps, self.input_conv.weight)
+                skips = torch.zeros(batch, self.head[0][0].shape[0], device=device, dtype=dtype)
+                step_conditioning = conditioning[:, t - start]
+                for index, ring in enumerate(self.convs):
+                    taps = self._push(ring, buffers[index + 1], tables[index + 1], x, t)
+                    h = torch.addmm(step_conditioning[:, index], taps, ring.weight)
+                    filter_part, gate_part = h.chunk(2, dim=1)
+                    weight, bias = self.residual_skip[index]
+                    out = torch.addmm(bias, torch.tanh(filter_part) * torch.sigmoid(gate_part), weight)
+                    x = (x + out[:, :residual]) * half
+                    skips += out[:, residual:]
+                hidden = torch.relu(torch.addmm(self.head[0][1], torch.relu(skips * self.skip_scale), self.head[0][0]))
+                logits = torch.addmm(self.head[1][1], hidden, self.head[1][0])
+                previous, values = sampling.choose(logits, uniforms[:, t], self.mu)
+                ids_out[:, t] = previous
+                waveform[:, t] = values
+                if logits_log is not None:
+                    logits_log[:, t] = logits
+                if progress is not None and (t + 1) % PROGRESS_EVERY == 0:
+                    progress(PROGRESS_EVERY)
+        if progress is not None and steps % PROGRESS_EVERY:
+            progress(steps % PROGRESS_EVERY)
+        return GenerationResult(waveform=waveform, ids=ids_out, logits=logits_log)

@@ -1,0 +1,126 @@
+"""Model files: safetensors weights with the full config and training metadata in the header. No pickle.
+
+A model is addressed by a path (a `.safetensors` file or a directory holding `model.safetensors`) or by the name
+of a bundled model under `models/` (override the folder with VOCODER_MODELS_DIR).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vocoder.config import Config, ConfigError, config_from_dict
+from vocoder.errors import VocoderError
+
+FORMAT = "wavenet-service"
+FORMAT_VERSION = "1"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class CheckpointError(VocoderError):
+    """A model file that cannot be loaded; the message names the file and what is wrong."""
+
+
+def bundled_models_dir() -> Path:
+    override = os.environ.get("VOCODER_MODELS_DIR")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "models"
+
+
+def bundled_model_names() -> list[str]:
+    root = bundled_models_dir()
+    return sorted(p.parent.name for p in root.glob(f"*/{WEIGHTS_NAME}")) if root.is_dir() else []
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if (path / WEIGHTS_NAME).is_file():
+        return path / WEIGHTS_NAME
+    bundled = bundled_models_dir() / str(name_or_path) / WEIGHTS_NAME
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(bundled_model_names()) or "none"
+    raise CheckpointError(
+        f"{name_or_path}: no such model file or directory, and no bundled model of that name (bundled: {names})"
+    )
+
+
+def save_model(path: str | Path, model: nn.Module, config: Config, kind: str, metadata: dict[str, Any]) -> Path:
+    """Write weights + config + metadata atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "config": json.dumps(config.model_dump(mode="json")),
+        "metadata": json.dumps(metadata),
+    }
+    temporary = path.with_name(f".{path.name}.partial")
+    save_file(tensors, str(temporary), metadata=header)
+    temporary.replace(path)
+    return path
+
+
+def _header(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def read_model_header(path: Path) -> tuple[Config, str, dict[str, Any]]:
+    """(config, kind, metadata) from a model file's header, without reading its weights."""
+    header = _header(path)
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: header field 'format': expected {FORMAT!r}, found {header.get('format')!r}")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: header field 'format_version': expected {FORMAT_VERSION}, found {header.get('format_version')}"
+        )
+    try:
+        config = config_from_dict(json.loads(header["config"]), f"{path} (embedded config)")
+        metadata = json.loads(header.get("metadata", "{}"))
+    except (KeyError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: header field 'config' or 'metadata' is missing or not JSON ({error})") from None
+    except ConfigError as error:
+        raise CheckpointError(str(error)) from None
+    return config, header.get("kind", ""), metadata
+
+
+def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], Config, str, dict[str, Any]]:
+    """(weights, config, kind, metadata) from a model file, with an error naming the file if anything is off."""
+    config, kind, metadata = read_model_header(path)
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    return weights, config, kind, metadata
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
+    """Strict load with an error that lists what is missing, unexpected or mis-shaped."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    misshaped = [
+        f"{k} {list(weights[k].shape)} != {list(v.shape)}"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    if missing or unexpected or misshaped:
+        raise CheckpointError(
+            f"{source}: weights do not match the embedded config: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, mis-shaped {misshaped[:5]}"
+        )
+    model.load_state_dict(weights)

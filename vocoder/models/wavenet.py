@@ -1,0 +1,105 @@
+"""The teacher: a conditional WaveNet over mu-law class ids.
+
+Convention: the model reads `inputs[t] = x[t-1]` (the previous sample's class id; a silence id at t = 0) and the
+conditioning at t, and `logits[:, :, t]` is its distribution over x[t]. `shift_right` builds the inputs from a
+target sequence for teacher-forced training; generation feeds its own samples back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vocoder.audio import mu_law_encode
+from vocoder.config import Config
+from vocoder.models.layers import CausalConv1d, ConditioningUpsampler, GatedResidualLayer
+
+
+def silence_id(mu: int) -> int:
+    """The class id of a zero sample: the input before the first sample."""
+    return int(mu_law_encode(torch.zeros(()), mu))
+
+
+def shift_right(targets: torch.Tensor, start_id: int) -> torch.Tensor:
+    """Inputs for teacher forcing: `[start, x0, x1, ..., x(T-2)]` for targets `[x0, ..., x(T-1)]`."""
+    start = torch.full_like(targets[..., :1], start_id)
+    return torch.cat([start, targets[..., :-1]], dim=-1)
+
+
+class WaveNet(nn.Module):
+    """Embedding -> causal input conv -> gated residual layers (dilated, conditioned) -> skip sum -> output head."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        m = config.model
+        self.classes = config.audio.classes
+        self.local_channels = config.features.dim
+        self.global_channels = m.speaker_embedding_dim if config.speakers else 0
+
+        self.embedding = nn.Embedding(self.classes, m.residual_channels)  # == one-hot followed by a 1x1 conv
+        self.input_conv = CausalConv1d(m.residual_channels, m.residual_channels, m.input_kernel_size)
+        self.upsampler = ConditioningUpsampler(self.local_channels, m.upsample_scales, m.prenet_kernel_size)
+        self.speaker_embedding = nn.Embedding(len(config.speakers), self.global_channels) if config.speakers else None
+        self.layers = nn.ModuleList(
+            GatedResidualLayer(
+                m.residual_channels,
+                m.gate_channels,
+                m.skip_channels,
+                m.kernel_size,
+                dilation,
+                self.local_channels,
+                self.global_channels,
+                m.dropout,
+            )
+            for dilation in m.dilations
+        )
+        self.skip_scale = math.sqrt(1.0 / len(self.layers))
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv1d(m.skip_channels, m.skip_channels, 1),
+            nn.ReLU(),
+            nn.Conv1d(m.skip_channels, self.classes, 1),
+        )
+
+    @property
+    def receptive_field(self) -> int:
+        """How many input samples (including the current one) one output depends on."""
+        m = self.config.model
+        return (m.input_kernel_size - 1) + sum((m.kernel_size - 1) * d for d in m.dilations) + 1
+
+    @property
+    def receptive_field_ms(self) -> float:
+        return 1000.0 * self.receptive_field / self.config.audio.sample_rate
+
+    @property
+    def start_id(self) -> int:
+        return silence_id(self.config.audio.mu)
+
+    def upsample(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frame-rate conditioning `[B, frames, C]` to sample-rate `[B, C, frames * hop]`."""
+        return self.upsampler(frames.transpose(1, 2))
+
+    def speaker_vector(self, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
+        if self.speaker_embedding is None:
+            return None
+        if speaker_ids is None:
+            raise ValueError("this model is multi-speaker: a speaker id per utterance is required")
+        return self.speaker_embedding(speaker_ids)
+
+    def forward(
+        self, inputs: torch.Tensor, local: torch.Tensor | None, speaker_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`inputs [B, T]` class ids, `local [B, C, T]` upsampled conditioning -> logits `[B, classes, T]`."""
+        x = self.input_conv(self.embedding(inputs).transpose(1, 2))
+        speaker = self.speaker_vector(speaker_ids)
+        skips = torch.zeros((), dtype=x.dtype, device=x.device)
+        for layer in self.layers:
+            x, skip = layer(x, local, speaker)
+            skips = skips + skip
+        return self.head(skips * self.skip_scale)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
