@@ -8,6 +8,7 @@ from tests.conftest import tiny_config, tone
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import FeatureFileError, save_features
+from vocoder.generate import Sampling
 
 
 @pytest.fixture
@@ -50,3 +51,11 @@ def test_bad_requests_are_named(tiny_model_file: Path, features_file: Path) -> N
         model.synthesize(features_file, top_p=0)
     with pytest.raises(FeatureFileError, match="speaker"):
         model.synthesize(features_file, speaker="zed")
+
+
+def test_stream_yields_the_same_waveform_in_chunks(tiny_model_file: Path, tmp_path: Path) -> None:
+    model = vocoder.load(tiny_model_file, device="cpu")
+    features = extract_features(tone(0.5), tiny_config(), speaker="bob")
+    chunks = list(model.synthesize_stream(features, Sampling(seed=4)))
+    assert len(chunks) > 1 and all(chunk.dtype == np.float32 for chunk in chunks)
+    assert np.array_equal(np.concatenate(chunks), model.synthesize(features, seed=4))

@@ -117,3 +117,12 @@ def test_low_temperature_approaches_argmax() -> None:
 def test_bad_sampling_parameters_are_named(kwargs: dict, field: str) -> None:
     with pytest.raises(SamplingError, match=field):
         Sampling(**kwargs)
+
+
+def test_naive_priming_continues_a_generation() -> None:
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=200)
+    sampling = Sampling(seed=9)
+    uniforms = sampling.uniforms(2, 200)
+    whole = generate_naive(model, local, speaker_ids, sampling, uniforms)
+    continued = generate_naive(model, local, speaker_ids, sampling, uniforms[:, 120:], prime=whole.ids[:, :120])
+    assert torch.equal(continued.ids, whole.ids[:, 120:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,6 +105,24 @@ class Vocoder:
         if method == "naive":
             return generate_naive(self.model, conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
         return self._fast.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
+
+    def synthesize_stream(
+        self,
+        features: Features | str | Path,
+        sampling: Sampling | None = None,
+        speaker: str | None = None,
+        chunk_samples: int = 1024,
+    ) -> Iterator[np.ndarray]:
+        """One utterance with the fast generator, yielded in float32 chunks of at most `chunk_samples` as they
+        are generated, so a listener can start before the end."""
+        loaded = self.features(features, speaker)
+        conditioning = self.local_conditioning([loaded])
+        sampling = sampling or Sampling()
+        uniforms = sampling.uniforms(1, conditioning.shape[-1])
+        result = self._fast.allocate(conditioning)
+        speaker_ids = self.speaker_ids([loaded])
+        for start, stop in self._fast.stream(conditioning, speaker_ids, sampling, uniforms, result, chunk_samples):
+            yield result.waveform[0, start:stop].cpu().numpy()
 
     def local_conditioning(self, features: list[Features]) -> torch.Tensor:
         """Upsampled `[B, C, T]` conditioning of a batch, zero-padded to its longest utterance."""

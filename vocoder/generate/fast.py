@@ -9,11 +9,12 @@ the weights are prepacked once per model into the matrices a single step needs.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
-from vocoder.generate.result import PROGRESS_EVERY, GenerationResult, ProgressCallback
+from vocoder.generate.result import GenerationResult, ProgressCallback
 from vocoder.generate.sampling import Sampling
 from vocoder.models.layers import CausalConv1d
 from vocoder.models.wavenet import WaveNet
@@ -91,7 +92,6 @@ class FastWaveNet:
         buffer[:, position] = x
         return buffer.index_select(1, table[position]).flatten(1)
 
-    @torch.inference_mode()
     def generate(
         self,
         local: torch.Tensor,
@@ -102,6 +102,44 @@ class FastWaveNet:
         progress: ProgressCallback | None = None,
     ) -> GenerationResult:
         """`local [B, C, T]` upsampled conditioning; `uniforms [B, T]` the draws (see `Sampling.uniforms`)."""
+        result = self.allocate(local, record_logits)
+        for start, stop in self.stream(local, speaker_ids, sampling, uniforms, result):
+            if progress is not None:
+                progress(stop - start)
+        return result
+
+    def allocate(self, local: torch.Tensor, record_logits: bool = False) -> GenerationResult:
+        """An empty result for generating from `local [B, C, T]`."""
+        batch, _, steps = local.shape
+        return GenerationResult(
+            waveform=torch.empty(batch, steps, device=local.device),
+            ids=torch.empty(batch, steps, dtype=torch.long, device=local.device),
+            logits=torch.empty(batch, steps, self.model.classes, device=local.device) if record_logits else None,
+        )
+
+    def stream(
+        self,
+        local: torch.Tensor,
+        speaker_ids: torch.Tensor | None,
+        sampling: Sampling,
+        uniforms: torch.Tensor,
+        result: GenerationResult,
+        chunk_samples: int | None = None,
+    ) -> Iterator[tuple[int, int]]:
+        """Generate into `result` block by block (at most `chunk_samples` per block), yielding each block's
+        `[start, stop)` as soon as it is done."""
+        with torch.inference_mode():
+            yield from self._stream(local, speaker_ids, sampling, uniforms, result, chunk_samples)
+
+    def _stream(
+        self,
+        local: torch.Tensor,
+        speaker_ids: torch.Tensor | None,
+        sampling: Sampling,
+        uniforms: torch.Tensor,
+        result: GenerationResult,
+        chunk_samples: int | None,
+    ) -> Iterator[tuple[int, int]]:
         batch, _, steps = local.shape
         device, dtype = local.device, local.dtype
         layers, gate = len(self.convs), self.gate_channels
@@ -114,10 +152,9 @@ class FastWaveNet:
         half = math.sqrt(0.5)
 
         previous = torch.full((batch,), self.model.start_id, dtype=torch.long, device=device)
-        ids_out = torch.empty(batch, steps, dtype=torch.long, device=device)
-        waveform = torch.empty(batch, steps, device=device)
-        logits_log = torch.empty(batch, steps, self.model.classes, device=device) if record_logits else None
         block = max(1, BLOCK_ELEMENTS // (batch * layers * gate))
+        if chunk_samples is not None:
+            block = min(block, chunk_samples)
         for start in range(0, steps, block):
             stop = min(steps, start + block)
             projected = local[:, :, start:stop].transpose(1, 2) @ self.local_weight
@@ -138,12 +175,8 @@ class FastWaveNet:
                 hidden = torch.relu(torch.addmm(self.head[0][1], torch.relu(skips * self.skip_scale), self.head[0][0]))
                 logits = torch.addmm(self.head[1][1], hidden, self.head[1][0])
                 previous, values = sampling.choose(logits, uniforms[:, t], self.mu)
-                ids_out[:, t] = previous
-                waveform[:, t] = values
-                if logits_log is not None:
-                    logits_log[:, t] = logits
-                if progress is not None and (t + 1) % PROGRESS_EVERY == 0:
-                    progress(PROGRESS_EVERY)
-        if progress is not None and steps % PROGRESS_EVERY:
-            progress(steps % PROGRESS_EVERY)
-        return GenerationResult(waveform=waveform, ids=ids_out, logits=logits_log)
+                result.ids[:, t] = previous
+                result.waveform[:, t] = values
+                if result.logits is not None:
+                    result.logits[:, t] = logits
+            yield start, stop

@@ -22,24 +22,33 @@ def generate_naive(
     uniforms: torch.Tensor,
     record_logits: bool = False,
     progress: ProgressCallback | None = None,
+    prime: torch.Tensor | None = None,
 ) -> GenerationResult:
-    """`local [B, C, T]` upsampled conditioning; `uniforms [B, T]` the draws (see `Sampling.uniforms`)."""
-    batch, _, steps = local.shape
+    """`local [B, C, P + T]` upsampled conditioning; `uniforms [B, T]` the draws (see `Sampling.uniforms`).
+
+    `prime [B, P]`: class ids of samples that precede the generated ones (P = 0 when absent); with P at least the
+    receptive field, every step runs on a full window, which is how the benchmark times the steady state."""
+    batch, _, total = local.shape
+    primed = 0 if prime is None else prime.shape[1]
     window = model.receptive_field
     mu = model.config.audio.mu
-    inputs = torch.full((batch, steps + 1), model.start_id, dtype=torch.long, device=local.device)
+    inputs = torch.full((batch, total + 1), model.start_id, dtype=torch.long, device=local.device)
+    if prime is not None:
+        inputs[:, 1 : primed + 1] = prime
+    steps = total - primed
     waveform = torch.zeros(batch, steps, device=local.device)
     logits_log = torch.zeros(batch, steps, model.classes, device=local.device) if record_logits else None
-    for t in range(steps):
+    for step in range(steps):
+        t = primed + step
         first = max(0, t + 1 - window)
         logits = model(inputs[:, first : t + 1], local[:, :, first : t + 1], speaker_ids)[:, :, -1]
-        ids, values = sampling.choose(logits, uniforms[:, t], mu)
+        ids, values = sampling.choose(logits, uniforms[:, step], mu)
         inputs[:, t + 1] = ids
-        waveform[:, t] = values
+        waveform[:, step] = values
         if logits_log is not None:
-            logits_log[:, t] = logits
-        if progress is not None and (t + 1) % PROGRESS_EVERY == 0:
+            logits_log[:, step] = logits
+        if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
     if progress is not None and steps % PROGRESS_EVERY:
         progress(steps % PROGRESS_EVERY)
-    return GenerationResult(waveform=waveform.float(), ids=inputs[:, 1:], logits=logits_log)
+    return GenerationResult(waveform=waveform.float(), ids=inputs[:, primed + 1 :], logits=logits_log)
