@@ -102,9 +102,7 @@ class ModelConfig(_Strict):
         if self.layers % self.cycles:
             raise ValueError(f"layers ({self.layers}) must be a multiple of cycles ({self.cycles})")
         if self.gate_channels % 2:
-            raise ValueError(
-                f"gate_channels ({self.gate_channels}) must be even: it splits into tanh and sigmoid"
-            )
+            raise ValueError(f"gate_channels ({self.gate_channels}) must be even: it splits into tanh and sigmoid")
         if self.prenet_kernel_size % 2 == 0:
             raise ValueError(f"prenet_kernel_size ({self.prenet_kernel_size}) must be odd")
         if any(scale < 1 for scale in self.upsample_scales):
@@ -117,16 +115,44 @@ class ModelConfig(_Strict):
         return [2**i for _ in range(self.cycles) for i in range(per_cycle)]
 
 
+class TrainConfig(_Strict):
+    """How a teacher is trained: segments, optimiser, schedule, EMA, logging and checkpoint cadence."""
+
+    batch_size: int = Field(8, gt=0, description="segments per step (per process under DDP)")
+    segment_frames: int = Field(40, gt=0, description="frames per segment that the loss is taken over")
+    learning_rate: float = Field(1e-3, gt=0)
+    min_learning_rate: float = Field(1e-5, ge=0, description="the cosine decay ends here at max_steps")
+    warmup_steps: int = Field(500, ge=0)
+    max_steps: int = Field(200_000, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = Field(1.0, gt=0, description="maximum global gradient norm")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights, used for synthesis")
+    amp: Literal["none", "bf16", "fp16"] = Field("bf16", description="autocast dtype on CUDA (CPU runs fp32)")
+    log_every: int = Field(25, gt=0)
+    valid_every: int = Field(500, gt=0)
+    checkpoint_every: int = Field(500, gt=0)
+    keep_last: int = Field(3, gt=0, description="checkpoints kept besides the best")
+    valid_segments: int = Field(32, gt=0, description="fixed validation segments for the validation loss")
+    sample_seconds: float = Field(1.0, gt=0, description="length of the generated validation utterance")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.min_learning_rate > self.learning_rate:
+            raise ValueError(f"min_learning_rate ({self.min_learning_rate}) exceeds learning_rate")
+        return self
+
+
 class Config(_Strict):
-    """A complete recipe: audio, features, the model and its speakers."""
+    """A complete recipe: audio, features, the model, its speakers and how to train it."""
 
     name: str = Field(min_length=1)
     audio: AudioConfig = Field(default_factory=AudioConfig)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    speakers: list[str] = Field(
-        default_factory=list, description="speaker names; empty: no global conditioning"
-    )
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    speakers: list[str] = Field(default_factory=list, description="speaker names; empty: no global conditioning")
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -138,9 +164,7 @@ class Config(_Strict):
             )
         fmax = self.features.fmax
         if fmax is not None and fmax > self.audio.sample_rate / 2:
-            raise ValueError(
-                f"features.fmax ({fmax}) exceeds the Nyquist frequency {self.audio.sample_rate / 2}"
-            )
+            raise ValueError(f"features.fmax ({fmax}) exceeds the Nyquist frequency {self.audio.sample_rate / 2}")
         if len(set(self.speakers)) != len(self.speakers):
             raise ValueError(f"speakers lists a name twice: {self.speakers}")
         return self

@@ -1,0 +1,37 @@
+"""`vocoder train`: train a teacher on a feature cache; resumable; under torchrun it runs DDP."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from vocoder.cli.app import app
+from vocoder.config import load_config
+
+
+@app.command()
+def train(
+    config: str = typer.Option(..., help="config YAML or recipe name (model + train sections)"),
+    data: Path = typer.Option(..., help="feature cache written by `vocoder preprocess`"),
+    out: Path = typer.Option(..., help="run directory: checkpoints, model export, samples, TensorBoard logs"),
+    resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out"),
+    max_steps: int | None = typer.Option(None, min=1, help="stop at this step (default: train.max_steps)"),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
+) -> None:
+    """Train a teacher WaveNet. Multi-GPU: `torchrun --nproc_per_node N -m vocoder.cli train ...`."""
+    from vocoder.train.trainer import Trainer
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    trainer = Trainer(load_config(config), data, out, device, resume, max_steps)
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.dist.close()
+    if trainer.dist.is_main:
+        valid = "n/a" if summary.valid_loss is None else f"{summary.valid_loss:.4f}"
+        typer.echo(
+            f"step {summary.step}: train loss {summary.train_loss:.4f}, valid loss {valid}, "
+            f"{summary.wall_seconds:.0f} s; model: {summary.model_path}"
+        )

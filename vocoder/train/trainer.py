@@ -1,0 +1,347 @@
+"""Teacher training: cross-entropy over mu-law classes on random segments, AdamW with warm-up and cosine decay,
+gradient clipping, an EMA of the weights (what gets synthesized with), autocast on CUDA, TensorBoard logs,
+validation loss and audio, atomic resumable checkpoints, and DistributedDataParallel under torchrun."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib import pyplot as plt
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from vocoder.audio import save_wav
+from vocoder.config import Config, config_from_dict
+from vocoder.errors import VocoderError
+from vocoder.eval.plots import spectrogram_comparison
+from vocoder.generate import FastWaveNet, Sampling
+from vocoder.models.checkpoint import save_model
+from vocoder.models.wavenet import WaveNet, shift_right
+from vocoder.train.checkpoints import CheckpointStore
+from vocoder.train.data import Batch, SegmentSampler, TrainingCorpus, TrainingDataError
+from vocoder.train.distributed import DistributedContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    step: int
+    train_loss: float
+    valid_loss: float | None
+    wall_seconds: float
+    model_path: Path
+
+
+def learning_rate_factor(step: int, config: Config) -> float:
+    """Linear warm-up to 1, then cosine decay to min/max learning rate at max_steps."""
+    train = config.train
+    if step < train.warmup_steps:
+        return (step + 1) / train.warmup_steps
+    span = max(1, train.max_steps - train.warmup_steps)
+    progress = min(1.0, (step - train.warmup_steps) / span)
+    floor = train.min_learning_rate / train.learning_rate
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def masked_cross_entropy(model: torch.nn.Module, batch: Batch, margin_samples: int) -> torch.Tensor:
+    """Mean cross-entropy over the samples where `batch.mask` is 1."""
+    core = model.module if isinstance(model, DistributedDataParallel) else model
+    local = core.upsample(batch.frames)[:, :, margin_samples:-margin_samples]
+    logits = model(shift_right(batch.targets, core.start_id), local, batch.speaker_ids)
+    losses = F.cross_entropy(logits.float(), batch.targets, reduction="none")
+    return (losses * batch.mask).sum() / batch.mask.sum().clamp(min=1)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: Config,
+        data_dir: Path,
+        run_dir: Path,
+        device: str | None = None,
+        resume: bool = False,
+        max_steps: int | None = None,
+    ) -> None:
+        self.dist = DistributedContext.from_environment(device)
+        self.run_dir = run_dir
+        self.store = CheckpointStore(run_dir, config.train.keep_last)
+        if not resume and self.store.saved_steps():
+            raise VocoderError(f"{run_dir}: holds checkpoints already; pass --resume or use another --out")
+        state = self.store.load_latest(self.dist.device) if resume else None
+        if state is not None:
+            config = self._reconcile(config, state)
+        self.config = config
+        self.max_steps = max_steps if max_steps is not None else config.train.max_steps
+        torch.manual_seed(config.train.seed + self.dist.rank)
+
+        self.corpus = TrainingCorpus(data_dir, config, "train")
+        self.valid_corpus = self._validation_corpus(data_dir)
+        self.model = WaveNet(config).to(self.dist.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.sampler = SegmentSampler.for_model(self.corpus, self.model.receptive_field)
+        self.margin_samples = self.sampler.margin * config.features.hop_length
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=config.train.learning_rate,
+            betas=config.train.betas,
+            weight_decay=config.train.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: learning_rate_factor(s, config))
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.index_sampler = DistributedSampler(
+            range(len(self.corpus)), self.dist.world_size, self.dist.rank, shuffle=True, seed=config.train.seed
+        )
+        self.data_generator = torch.Generator().manual_seed(config.train.seed * 1_000_003 + self.dist.rank)
+        self.step, self.epoch, self.position = 0, 0, 0
+        self.best_valid_loss = math.inf
+        self.wall_seconds = 0.0
+        if state is not None:
+            self._restore(state)
+        self.network: torch.nn.Module = (
+            DistributedDataParallel(
+                self.model, device_ids=[self.dist.device] if self.dist.device.type == "cuda" else None
+            )
+            if self.dist.enabled
+            else self.model
+        )
+        self.writer = SummaryWriter(str(run_dir / "tensorboard")) if self.dist.is_main else None
+
+    # --- set-up -------------------------------------------------------------------------------------------------
+    def _reconcile(self, config: Config, state: dict[str, Any]) -> Config:
+        """Resume with the checkpoint's model; only the `train` section may change between runs."""
+        saved = config_from_dict(state["config"], f"{self.store.directory} (checkpoint config)")
+        for section in ("audio", "features", "model", "speakers"):
+            if getattr(saved, section) != getattr(config, section):
+                raise VocoderError(
+                    f"--resume: the config's '{section}' differs from the checkpoint's in {self.store.directory}; "
+                    "only the 'train' section may change between runs"
+                )
+        return config
+
+    def _validation_corpus(self, data_dir: Path) -> TrainingCorpus:
+        try:
+            return TrainingCorpus(data_dir, self.config, "valid")
+        except TrainingDataError as error:
+            log.warning("%s; validating on fixed training segments instead", error)
+            return self.corpus
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if self.dist.device.type != "cuda" or self.config.train.amp == "none":
+            return None
+        return torch.bfloat16 if self.config.train.amp == "bf16" else torch.float16
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.best_valid_loss = state["best_valid_loss"]
+        self.wall_seconds = state["wall_seconds"]
+        torch.set_rng_state(state["rng"]["torch"])
+        self.data_generator.set_state(state["rng"]["data"][self.dist.rank])
+        if self.dist.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+        log.info("resumed from step %d", self.step)
+
+    # --- the loop -----------------------------------------------------------------------------------------------
+    def _next_indices(self, count: int) -> list[int]:
+        """The next `count` utterances of this process's shard, epoch after epoch (resumable by position)."""
+        indices: list[int] = []
+        while len(indices) < count:
+            self.index_sampler.set_epoch(self.epoch)
+            order = list(self.index_sampler)
+            take = order[self.position : self.position + count - len(indices)]
+            indices.extend(take)
+            self.position += len(take)
+            if self.position >= len(order):
+                self.epoch, self.position = self.epoch + 1, 0
+        return indices
+
+    def _train_step(self) -> tuple[float, float, int]:
+        batch = self.sampler.batch(self._next_indices(self.config.train.batch_size), self.data_generator)
+        batch = batch.to(self.dist.device)
+        self.model.train()
+        with torch.autocast(self.dist.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss = masked_cross_entropy(self.network, batch, self.margin_samples)
+        if not torch.isfinite(loss):
+            raise VocoderError(
+                f"the training loss became {loss.item()} at step {self.step}; lower the learning rate and resume "
+                f"from the last checkpoint in {self.store.directory}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self._update_ema()
+        return loss.item(), float(grad_norm), batch.targets.numel()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.config.train.ema_decay, (1 + self.step) / (10 + self.step))  # fast at the start
+        ema_params = list(self.ema.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in self.model.parameters()], 1 - decay)
+
+    def run(self) -> TrainSummary:
+        train = self.config.train
+        bar = tqdm(total=self.max_steps, initial=self.step, disable=not self.dist.is_main, unit="step")
+        loss, samples, started = math.nan, 0, time.perf_counter()
+        valid_loss: float | None = None
+        if self.dist.is_main:
+            log.info(
+                "training %s: %d train utterances (%.1f s), receptive field %d samples, %d parameters, device %s x%d",
+                self.config.name,
+                len(self.corpus),
+                self.corpus.total_seconds,
+                self.model.receptive_field,
+                self.model.parameter_count(),
+                self.dist.device,
+                self.dist.world_size,
+            )
+        try:
+            while self.step < self.max_steps:
+                loss, grad_norm, batch_samples = self._train_step()
+                self.step += 1
+                samples += batch_samples
+                bar.update(1)
+                if self.step % train.log_every == 0 or self.step == self.max_steps:
+                    elapsed = time.perf_counter() - started
+                    rate = samples / elapsed * self.dist.world_size
+                    self.wall_seconds += elapsed
+                    samples, started = 0, time.perf_counter()
+                    loss = self.dist.mean(loss)
+                    bar.set_postfix(loss=f"{loss:.3f}", samples_per_s=f"{rate:,.0f}")
+                    self._scalars(
+                        loss=loss,
+                        learning_rate=self.scheduler.get_last_lr()[0],
+                        grad_norm=grad_norm,
+                        samples_per_s=rate,
+                    )
+                last = self.step == self.max_steps
+                if self.step % train.valid_every == 0 or last:
+                    valid_loss = self._validate()
+                if self.step % train.checkpoint_every == 0 or last:
+                    self._checkpoint(valid_loss)
+        finally:
+            bar.close()
+            if self.writer is not None:
+                self.writer.close()
+        return TrainSummary(self.step, loss, valid_loss, self.wall_seconds, self.run_dir / "model")
+
+    # --- validation, logging, checkpoints -----------------------------------------------------------------------
+    def _scalars(self, **values: float) -> None:
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(f"train/{name}", value, self.step)
+
+    @torch.no_grad()
+    def _validate(self) -> float | None:
+        """EMA model: loss over fixed validation segments, and a generated validation utterance (rank 0)."""
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return None
+        train = self.config.train
+        sampler = SegmentSampler(self.valid_corpus, self.sampler.context, self.sampler.margin)
+        batches = sampler.fixed_batches(train.valid_segments, train.batch_size, seed=train.seed)
+        losses = [
+            masked_cross_entropy(self.ema, batch.to(self.dist.device), self.margin_samples).item() for batch in batches
+        ]
+        valid_loss = float(np.mean(losses))
+        if self.writer is not None:
+            self.writer.add_scalar("valid/loss", valid_loss, self.step)
+        self._generate_sample()
+        self.dist.barrier()
+        return valid_loss
+
+    def _generate_sample(self) -> None:
+        utterance = self.valid_corpus.utterances[0]
+        hop = self.config.features.hop_length
+        frames = max(1, int(self.config.train.sample_seconds * self.config.audio.sample_rate) // hop)
+        conditioning = torch.from_numpy(utterance.conditioning[:frames]).unsqueeze(0).to(self.dist.device)
+        speaker = (
+            torch.tensor([self.config.speaker_id(utterance.row.speaker)], device=self.dist.device)
+            if self.config.speakers
+            else None
+        )
+        local = self.ema.upsample(conditioning)
+        sampling = Sampling(seed=0)
+        result = FastWaveNet(self.ema).generate(local, speaker, sampling, sampling.uniforms(1, local.shape[-1]))
+        wav = result.waveform[0].cpu().numpy()
+        reference = utterance.audio[: len(wav)]
+        stem = self.run_dir / "samples" / f"step_{self.step:08d}"
+        save_wav(stem.with_suffix(".wav"), wav, self.config.audio.sample_rate)
+        image = stem.with_suffix(".png")
+        spectrogram_comparison(
+            [("generated", wav), ("reference", reference)],
+            self.config.audio.sample_rate,
+            f"{utterance.row.id} at step {self.step}",
+            image,
+        )
+        if self.writer is not None:
+            self.writer.add_audio("valid/generated", wav[None], self.step, self.config.audio.sample_rate)
+            self.writer.add_image("valid/spectrogram", plt.imread(image)[..., :3], self.step, dataformats="HWC")
+
+    def _checkpoint(self, valid_loss: float | None) -> None:
+        data_rng = self._gather_data_rng()  # collective: every rank takes part
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return
+        is_best = valid_loss is not None and valid_loss < self.best_valid_loss
+        if is_best:
+            self.best_valid_loss = valid_loss
+        payload = {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "best_valid_loss": self.best_valid_loss,
+            "wall_seconds": self.wall_seconds,
+            "config": self.config.model_dump(mode="json"),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "data": data_rng,
+                "cuda": torch.cuda.get_rng_state(self.dist.device) if self.dist.device.type == "cuda" else None,
+            },
+        }
+        self.store.save(payload, self.step, is_best)
+        metadata = {
+            "steps": self.step,
+            "wall_seconds": round(self.wall_seconds, 1),
+            "device": f"{self.dist.device.type} x{self.dist.world_size}",
+            "valid_loss": None if valid_loss is None else round(valid_loss, 4),
+            "train_utterances": len(self.corpus),
+            "train_audio_seconds": round(self.corpus.total_seconds, 1),
+        }
+        save_model(self.run_dir / "model" / "model.safetensors", self.ema, self.config, "teacher", metadata)
+        if is_best:
+            save_model(self.run_dir / "best" / "model.safetensors", self.ema, self.config, "teacher", metadata)
+        self.dist.barrier()
+
+    def _gather_data_rng(self) -> list[torch.Tensor]:
+        """Every rank's data-generator state, so each resumes its own stream of segment offsets."""
+        if not self.dist.enabled:
+            return [self.data_generator.get_state()]
+        states = [torch.empty_like(self.data_generator.get_state()) for _ in range(self.dist.world_size)]
+        torch.distributed.all_gather_object(states, self.data_generator.get_state())
+        return states
