@@ -65,3 +65,12 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     scalar = write(tmp_path, 3)
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(scalar)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_linguistic_recipes_match_the_question_set(path: Path) -> None:
+    from vocoder.features.linguistic import linguistic_dim
+
+    config = load_config(path)
+    if "linguistic" in config.features.conditioning:
+        assert config.features.linguistic_dim == linguistic_dim()

@@ -126,3 +126,16 @@ def test_naive_priming_continues_a_generation() -> None:
     whole = generate_naive(model, local, speaker_ids, sampling, uniforms)
     continued = generate_naive(model, local, speaker_ids, sampling, uniforms[:, 120:], prime=whole.ids[:, :120])
     assert torch.equal(continued.ids, whole.ids[:, 120:])
+
+
+def test_fast_equals_naive_with_a_narrower_conditioning_width() -> None:
+    torch.manual_seed(2)
+    model = WaveNet(tiny_config(model={"conditioning_channels": 6})).eval()
+    with torch.no_grad():
+        local = model.upsample(torch.randn(2, 10, 10))
+    assert local.shape == (2, 6, 400)
+    sampling = Sampling(seed=1)
+    uniforms = sampling.uniforms(2, 400)
+    naive = generate_naive(model, local, torch.tensor([0, 1]), sampling, uniforms)
+    fast = FastWaveNet(model).generate(local, torch.tensor([0, 1]), sampling, uniforms)
+    assert torch.equal(naive.ids, fast.ids)

@@ -52,7 +52,7 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
     sampling = Sampling(seed=settings.seed)
 
     def inputs(batch: int, steps: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        local = torch.randn(batch, config.features.dim, steps, device=device)
+        local = torch.randn(batch, model.local_channels, steps, device=device)
         speakers = torch.zeros(batch, dtype=torch.long, device=device) if config.speakers else None
         return local, speakers, sampling.uniforms(batch, steps)
 

@@ -94,6 +94,9 @@ class ModelConfig(_Strict):
     skip_channels: int = Field(256, gt=0)
     upsample_scales: list[int] = Field(default_factory=lambda: [4, 5, 10], min_length=1)
     prenet_kernel_size: int = Field(3, ge=1, description="frame-level conv before upsampling (odd)")
+    conditioning_channels: int | None = Field(
+        None, gt=0, description="width of the upsampled conditioning; None keeps the features' width"
+    )
     speaker_embedding_dim: int = Field(16, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
 

@@ -67,10 +67,10 @@ class ConditioningUpsampler(nn.Module):
     """Frame-rate features to sample rate: a frame-level conv, then nearest-neighbour stretches each smoothed by
     a learned 1-D filter along time (initialised to a moving average, which avoids checkerboard artefacts)."""
 
-    def __init__(self, channels: int, scales: list[int], prenet_kernel_size: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, scales: list[int], prenet_kernel_size: int) -> None:
         super().__init__()
         self.scales = list(scales)
-        self.prenet = nn.Conv1d(channels, channels, prenet_kernel_size, padding=prenet_kernel_size // 2)
+        self.prenet = nn.Conv1d(in_channels, out_channels, prenet_kernel_size, padding=prenet_kernel_size // 2)
         self.smoothers = nn.ModuleList()
         for scale in self.scales:
             smoother = nn.Conv2d(1, 1, (1, 2 * scale + 1), padding=(0, scale), bias=False)
@@ -78,7 +78,7 @@ class ConditioningUpsampler(nn.Module):
             self.smoothers.append(smoother)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """`[B, C, frames]` -> `[B, C, frames * prod(scales)]`."""
+        """`[B, C_in, frames]` -> `[B, C_out, frames * prod(scales)]`."""
         x = self.prenet(frames).unsqueeze(1)
         for scale, smoother in zip(self.scales, self.smoothers, strict=True):
             x = smoother(x.repeat_interleave(scale, dim=-1))

@@ -36,12 +36,14 @@ class WaveNet(nn.Module):
         self.config = config
         m = config.model
         self.classes = config.audio.classes
-        self.local_channels = config.features.dim
+        self.local_channels = m.conditioning_channels or config.features.dim
         self.global_channels = m.speaker_embedding_dim if config.speakers else 0
 
         self.embedding = nn.Embedding(self.classes, m.residual_channels)  # == one-hot followed by a 1x1 conv
         self.input_conv = CausalConv1d(m.residual_channels, m.residual_channels, m.input_kernel_size)
-        self.upsampler = ConditioningUpsampler(self.local_channels, m.upsample_scales, m.prenet_kernel_size)
+        self.upsampler = ConditioningUpsampler(
+            config.features.dim, self.local_channels, m.upsample_scales, m.prenet_kernel_size
+        )
         self.speaker_embedding = nn.Embedding(len(config.speakers), self.global_channels) if config.speakers else None
         self.layers = nn.ModuleList(
             GatedResidualLayer(
