@@ -1,0 +1,104 @@
+"""Objective metrics: identities, invariances, the MCD constant against a direct log-spectral distance, and the
+summary statistics against scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tests.eval_synthetic import RATE, low_passed, utterance
+from vocoder.errors import VocoderError
+from vocoder.eval import metrics
+from vocoder.eval.stats import holm, mean_ci, two_way_bootstrap_ci
+
+
+def _envelope_from_mcep(coefficients: np.ndarray, alpha: float, bins: int = 513) -> np.ndarray:
+    """A power envelope on the linear axis whose log, on the warped axis, is 2 * sum_d c_d cos(d w~)."""
+    linear = np.linspace(0, np.pi, bins)
+    warped = linear + 2 * np.arctan(alpha * np.sin(linear) / (1 - alpha * np.cos(linear)))
+    orders = np.arange(1, coefficients.size + 1)
+    return np.exp(2 * np.cos(np.outer(warped, orders)) @ coefficients)[None, :]
+
+
+def test_mel_cepstrum_recovers_known_coefficients_and_mcd_is_the_log_spectral_distance() -> None:
+    rng = np.random.default_rng(1)
+    alpha = metrics.MCEP_ALPHA[RATE]
+    first, second = (0.3 * rng.standard_normal(metrics.MCEP_ORDER) / np.arange(1, 25) for _ in range(2))
+    env_a, env_b = _envelope_from_mcep(first, alpha), _envelope_from_mcep(second, alpha)
+    recovered = metrics.mel_cepstrum(env_a, RATE)[0]
+    np.testing.assert_allclose(recovered, first, atol=2e-3)
+    mcd = metrics.MCD_CONSTANT * math.sqrt(np.sum((recovered - metrics.mel_cepstrum(env_b, RATE)[0]) ** 2))
+    # Parseval: the RMS over the warped axis of the dB difference of the two power envelopes.
+    warped = np.linspace(0, np.pi, 4097)
+    orders = np.arange(1, 25)
+    db = 10 / math.log(10) * 2 * np.cos(np.outer(warped, orders)) @ (first - second)
+    assert mcd == pytest.approx(math.sqrt(np.mean(db**2)), rel=0.01)
+
+
+def test_spectral_f0_scores_identity_gain_invariance_and_degradation() -> None:
+    wav = utterance(0)
+    same = metrics.spectral_f0_scores(wav, wav, RATE)
+    assert (same.mcd_db, same.f0_rmse_cents, same.vuv_error) == (0.0, 0.0, 0.0)
+    quieter = metrics.spectral_f0_scores(wav, 0.5 * wav, RATE)
+    assert quieter.mcd_db < 0.2  # a gain only moves c0, which MCD leaves out
+    muffled = metrics.spectral_f0_scores(wav, low_passed(wav, 1000.0), RATE)
+    assert muffled.mcd_db > 3.0
+
+
+def test_f0_rmse_measures_a_semitone_shift_in_cents() -> None:
+    base = utterance(1, f0=140.0)
+    shifted = utterance(1, f0=140.0 * 2 ** (1 / 12))
+    scores = metrics.spectral_f0_scores(base, shifted, RATE)
+    assert scores.f0_rmse_cents == pytest.approx(100.0, abs=20.0)
+    assert scores.vuv_error < 0.2
+
+
+def test_intrusive_metrics_rank_clean_above_degraded() -> None:
+    wav = utterance(2)
+    muffled = low_passed(wav, 1000.0)
+    assert metrics.pesq_wb(wav, wav) > 4.0 > metrics.pesq_wb(wav, muffled)
+    assert metrics.stoi(wav, wav) == pytest.approx(1.0, abs=1e-6)
+    assert metrics.mrstft_distance(wav, wav) == 0.0
+    assert metrics.mrstft_distance(wav, muffled) > metrics.mrstft_distance(wav, 0.99 * wav) > 0.0
+
+
+def test_dnsmos_gives_p835_scores_on_a_short_clip() -> None:
+    scores = metrics.dnsmos(utterance(3))
+    assert set(scores) == {"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"}
+    assert all(1.0 <= value <= 5.0 for value in scores.values())
+
+
+def test_unsupported_sample_rate_is_a_user_error() -> None:
+    with pytest.raises(VocoderError, match="11025 Hz"):
+        metrics.mcep_alpha(11025)
+
+
+def test_mean_ci_matches_scipy_t_interval() -> None:
+    data = np.random.default_rng(4).normal(3.5, 0.8, 37)
+    summary = mean_ci([*data, math.nan])
+    low, high = stats.t.interval(0.95, data.size - 1, loc=data.mean(), scale=stats.sem(data))
+    assert summary.n == data.size
+    assert (summary.low, summary.high) == pytest.approx((low, high))
+    assert summary.sd == pytest.approx(np.std(data, ddof=1))
+
+
+def test_holm_matches_the_textbook_step_down() -> None:
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 -> max(0.04, 0.06) = 0.06
+    assert holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_two_way_bootstrap_widens_with_listener_effects() -> None:
+    rng = np.random.default_rng(5)
+    listeners = [f"L{i}" for i in range(8) for _ in range(10)]
+    utterances = [f"u{j}" for _ in range(8) for j in range(10)]
+    offsets = np.repeat(rng.normal(0, 1.0, 8), 10)
+    scores = 3.0 + offsets + rng.normal(0, 0.2, 80)
+    low, high = two_way_bootstrap_ci(listeners, utterances, scores, np.random.default_rng(0), repeats=1000)
+    naive = mean_ci(scores)
+    assert low < scores.mean() < high
+    assert high - low > 1.5 * (naive.high - naive.low)  # ratings of one listener are not independent

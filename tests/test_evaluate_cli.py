@@ -1,0 +1,89 @@
+"""`vocoder evaluate` end to end: pairing, per-file CSVs, the summary with intervals, spectrograms, errors."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.eval_synthetic import write_corpus
+from vocoder.cli import main
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["vocoder", *args])
+    try:
+        main()
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return 0
+
+
+def test_evaluate_writes_csvs_summary_and_spectrograms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dirs = write_corpus(tmp_path, count=2, skip_mulaw=("utt1",))
+    out = tmp_path / "report"
+    status = run_cli(
+        monkeypatch,
+        "evaluate",
+        "--reference",
+        str(dirs["reference"]),
+        "--system",
+        f"lowpass={dirs['lowpass']}",
+        "--system",
+        f"mulaw={dirs['mulaw']}",
+        "--out",
+        str(out),
+    )
+    assert status == 0
+    lowpass = list(csv.DictReader((out / "lowpass.csv").open()))
+    mulaw = list(csv.DictReader((out / "mulaw.csv").open()))
+    assert [row["utterance"] for row in lowpass] == ["utt0", "utt1"]
+    assert all(row["status"] == "ok" and float(row["mcd_db"]) > 0 for row in lowpass)
+    assert all(1.0 <= float(row["dnsmos_ovrl"]) <= 5.0 for row in lowpass)
+    assert [row["status"] for row in mulaw] == ["ok", "missing"]
+    assert mulaw[1]["mcd_db"] == ""
+    summary = (out / "summary.md").read_text()
+    assert "| lowpass | 2 |" in summary and "| mulaw | 1 |" in summary
+    assert "mulaw: 1 missing: utt1" in summary
+    assert "indicative" in summary
+    assert (out / "reference_dnsmos.csv").exists()
+    assert sorted(p.name for p in (out / "spectrograms").iterdir()) == ["utt0.png", "utt1.png"]
+    assert (out / "spectrograms" / "utt0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unpaired_system_file_is_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs = write_corpus(tmp_path, count=1)
+    (dirs["lowpass"] / "utt0.wav").rename(dirs["lowpass"] / "utt0_renamed.wav")
+    status = run_cli(
+        monkeypatch,
+        "evaluate",
+        "--reference",
+        str(dirs["reference"]),
+        "--system",
+        f"lowpass={dirs['lowpass']}",
+        "--out",
+        str(tmp_path / "report"),
+        "--no-dnsmos",
+    )
+    assert status == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error:") and "utt0_renamed" in error and "lowpass" in error
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("lowpass", "expected NAME=DIR"), ("reference=x", "not one of"), ("lowpass=/nonexistent", "does not exist")],
+)
+def test_bad_system_arguments_are_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], spec: str, message: str
+) -> None:
+    dirs = write_corpus(tmp_path, count=1)
+    status = run_cli(
+        monkeypatch, "evaluate", "--reference", str(dirs["reference"]), "--system", spec, "--out", str(tmp_path / "r")
+    )
+    assert status == 2
+    assert message in capsys.readouterr().err
