@@ -58,7 +58,7 @@ class TrainingCorpus:
         self._check_stamp(root)
         rows = [row for row in self.cache.read_manifest().values() if row.split == split]
         if not rows:
-            raise TrainingDataError(f"{self.cache.manifest_path}: no '{split}' utterances (run `vocoder preprocess`)")
+            raise TrainingDataError(f"{self.cache.manifest_path}: no '{split}' utterances in the manifest")
         unknown = sorted({row.speaker for row in rows} - set(config.speakers)) if config.speakers else []
         if unknown:
             raise TrainingDataError(

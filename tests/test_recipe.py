@@ -1,0 +1,23 @@
+"""The end-to-end recipe in its quick mode: corpus, features, training, synthesis, evaluation."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_quick_recipe_runs_end_to_end(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(REPO / "scripts" / "recipe.sh"), "--quick", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "| teacher | 2 |" in summary
+    assert len(list((tmp_path / "synthesized" / "teacher").glob("*.wav"))) == 2

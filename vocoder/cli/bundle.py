@@ -1,0 +1,27 @@
+"""`vocoder bundle`: put a trained model under models/<name>/ with its config and a generated model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vocoder.cli.app import app
+from vocoder.models.bundle import bundle_model
+from vocoder.models.checkpoint import bundled_models_dir
+
+
+@app.command()
+def bundle(
+    model: str = typer.Argument(..., help="model file or run directory's model/ folder"),
+    name: str = typer.Option(..., help="the addressable name, e.g. teacher"),
+    models_dir: Path = typer.Option(None, help="default: the bundled models folder"),
+    data: Path | None = typer.Option(None, help="feature cache it was trained on (summarised in the card)"),
+    evaluation: Path | None = typer.Option(None, help="an evaluation summary.md to include in the card"),
+    notes: Path | None = typer.Option(None, help="a markdown file with notes for the card"),
+) -> None:
+    """Bundle a trained model: model.safetensors, config.yaml and README.md (model card)."""
+    target = bundle_model(
+        model, name, models_dir or bundled_models_dir(), data, evaluation, notes.read_text() if notes else ""
+    )
+    typer.echo(f"bundled {model} as {target}")

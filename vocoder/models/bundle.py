@@ -1,0 +1,93 @@
+"""Bundling a trained model under `models/<name>/`: the model file, its config as YAML, and a model card.
+
+The card is generated from what the model file itself records (steps, wall time, device, validation loss), the
+feature cache it was trained on, and optionally an evaluation summary, so it cannot drift from the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from vocoder.errors import VocoderError
+from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, resolve_model_path
+from vocoder.models.wavenet import WaveNet
+
+MAX_BUNDLE_BYTES = 20 * 1024 * 1024
+
+
+def _corpus_summary(feature_dir: Path | None) -> str:
+    if feature_dir is None or not (feature_dir / "manifest.jsonl").is_file():
+        return "not recorded"
+    rows = [json.loads(line) for line in (feature_dir / "manifest.jsonl").read_text().splitlines() if line]
+    train = [row for row in rows if row["split"] == "train"]
+    speakers = sorted({row["speaker"] for row in rows})
+    minutes = sum(row["duration"] for row in train) / 60
+    return f"{len(train)} training utterances ({minutes:.1f} min) of {len(rows)}, speakers {', '.join(speakers)}"
+
+
+def write_card(
+    path: Path, name: str, model_file: Path, feature_dir: Path | None, evaluation: Path | None, notes: str
+) -> None:
+    config, kind, metadata = read_model_header(model_file)
+    model = WaveNet(config) if kind == "teacher" else None
+    lines = [
+        f"# `{name}`: {kind} ({config.name})",
+        "",
+        notes.strip(),
+        "",
+        "| | |",
+        "|---|---|",
+        f"| kind | {kind} |",
+        f"| config | `{config.name}` (embedded in the model file; `config.yaml` beside it) |",
+        f"| conditioning | {', '.join(config.features.conditioning)} ({config.features.dim} dims per frame, "
+        f"hop {config.features.hop_length}) |",
+        f"| speakers | {', '.join(config.speakers) or 'none (speaker-independent)'} |",
+        f"| sample rate | {config.audio.sample_rate} Hz, {config.audio.classes}-class mu-law |",
+    ]
+    if model is not None:
+        lines += [
+            f"| layers | {config.model.layers} in {config.model.cycles} cycles, kernel {config.model.kernel_size}, "
+            f"{config.model.residual_channels}/{config.model.gate_channels}/{config.model.skip_channels} "
+            "residual/gate/skip channels |",
+            f"| receptive field | {model.receptive_field} samples ({model.receptive_field_ms:.0f} ms) |",
+            f"| parameters | {model.parameter_count():,} |",
+        ]
+    lines += [
+        f"| training data | {_corpus_summary(feature_dir)} |",
+        f"| steps | {metadata.get('steps', 'n/a')} |",
+        f"| wall time | {metadata.get('wall_seconds', 'n/a')} s |",
+        f"| device | {metadata.get('device', 'n/a')} |",
+        f"| validation loss | {metadata.get('valid_loss', 'n/a')} (cross-entropy, nats per sample) |",
+        f"| bundled | {datetime.now(UTC).strftime('%Y-%m-%d')} |",
+    ]
+    if evaluation is not None and evaluation.is_file():
+        lines += ["", "## Objective evaluation (demo corpus, test split)", "", evaluation.read_text().strip()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def bundle_model(
+    source: str | Path,
+    name: str,
+    models_dir: Path,
+    feature_dir: Path | None = None,
+    evaluation: Path | None = None,
+    notes: str = "",
+) -> Path:
+    """Copy a model file into `models_dir/name/` with `config.yaml` and a generated `README.md` card."""
+    model_file = resolve_model_path(source)
+    if model_file.stat().st_size > MAX_BUNDLE_BYTES:
+        raise VocoderError(f"{model_file}: {model_file.stat().st_size / 2**20:.1f} MB exceeds the 20 MB bundle limit")
+    target = models_dir / name
+    target.mkdir(parents=True, exist_ok=True)
+    temporary = target / f".{WEIGHTS_NAME}.partial"
+    shutil.copyfile(model_file, temporary)
+    temporary.replace(target / WEIGHTS_NAME)
+    config, _, _ = read_model_header(model_file)
+    (target / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_card(target / "README.md", name, model_file, feature_dir, evaluation, notes)
+    return target
