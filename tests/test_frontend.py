@@ -12,9 +12,11 @@ import soundfile
 from typer.testing import CliRunner
 
 import vocoder.cli.frontend  # noqa: F401  (registers the command)
+from vocoder.audio import load_wav
 from vocoder.cli.app import app
 from vocoder.config import Config
 from vocoder.errors import VocoderError
+from vocoder.features.acoustic import f0_features
 from vocoder.features.featurefile import read_features, validate_features
 from vocoder.features.linguistic import label_samples, load_question_set, read_labels
 from vocoder.frontend import festival
@@ -33,7 +35,20 @@ def test_cli_writes_features_labels_and_wave(
     )
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        app, ["frontend", sentences[0], "--voice", "kal", "--out", str(out), "--wav", "--config", str(config_file)]
+        app,
+        [
+            "frontend",
+            sentences[0],
+            "--voice",
+            "kal",
+            "--out",
+            str(out),
+            "--wav",
+            "--config",
+            str(config_file),
+            "--f0",
+            "targets",
+        ],
     )
     assert result.exit_code == 0, result.output
     features = read_features(out / "utt.npz")
@@ -62,7 +77,7 @@ def test_female_voice_has_higher_f0_and_targets_follow_the_final_timing(
         assert len(utterance.targets) > 5
         assert np.all(np.diff(utterance.targets[:, 0]) >= 0) and utterance.targets[-1, 0] <= end
     paths = {
-        voice: text_to_features(sentences, voice, tmp_path / voice, make_linguistic_config())
+        voice: text_to_features(sentences, voice, tmp_path / voice, make_linguistic_config(), f0_source="targets")
         for voice in ("slt", "kal")
     }
     assert [p.name for p in paths["slt"]] == ["utt_0001.npz", "utt_0002.npz"]
@@ -107,3 +122,16 @@ def test_config_with_another_linguistic_width_is_refused(
 def test_empty_text_is_refused(tmp_path: Path) -> None:
     with pytest.raises(VocoderError, match="no text"):
         run_festival(["  ✓  "], "kal", tmp_path)
+
+
+def test_waveform_f0_is_measured_as_preprocessing_measures_it(
+    tmp_path: Path, make_linguistic_config: Callable[..., Config]
+) -> None:
+    config = make_linguistic_config()
+    [written] = text_to_features(["A short test."], "kal", tmp_path, config, wave=True)
+    features = read_features(written)
+    lf0, vuv = f0_features(load_wav(tmp_path / "utt.wav", 16000), 16000, config.features)
+    assert np.array_equal(features.lf0, lf0) and np.array_equal(features.vuv, vuv)
+    assert 0.2 < features.vuv.mean() < 0.95
+    with pytest.raises(VocoderError, match="f0 source"):
+        text_to_features(["x"], "kal", tmp_path, config, f0_source="guess")

@@ -17,11 +17,12 @@ def frontend(
     out: Path = typer.Option(..., "--out", help="directory for <id>.npz feature files and <id>.lab labels"),
     wav: bool = typer.Option(False, "--wav", help="also write Festival's own waveform, <id>.wav"),
     config: str = typer.Option("seed_size", "--config", help="config name or YAML path: sample rate, hop"),
+    f0: str = typer.Option("waveform", "--f0", help="lf0/vuv from Festival's waveform (as in training) or targets"),
 ) -> None:
-    """Run Festival on text: full-context labels, linguistic features, F0 from its targets, a speaker."""
+    """Run Festival on text: full-context labels, linguistic features, F0 and voicing, a speaker."""
     from vocoder.frontend.features import read_sentences, text_to_features
 
     sentences, stem = read_sentences(text_or_file)
-    written = text_to_features(sentences, voice, out, load_config(config), stem=stem, wave=wav)
+    written = text_to_features(sentences, voice, out, load_config(config), stem=stem, wave=wav, f0_source=f0)
     for path in written:
         typer.echo(str(path))

@@ -1,8 +1,11 @@
-"""Text to a feature file: Festival's labels give the linguistic array, its F0 targets give lf0 and vuv.
+"""Text to a feature file: Festival's labels give the linguistic array; lf0 and vuv come from one of two sources.
 
-lf0 is the log of Festival's F0 targets, linearly interpolated in log-Hz between targets at the frame centres
-(ends held flat), so it is continuous like the acoustic lf0. vuv is 1 in frames whose phone is voiced (the
-question 'C-Voiced': vowels and voiced consonants), which is how Festival's own synthesis voices them.
+- `waveform` (default): WORLD's F0 measured on Festival's own waveform with the config's F0 settings, exactly as
+  corpus preprocessing measures it on training audio, so a model sees at inference what it saw in training (the
+  slt HTS voice generates its own F0 and departs from its intonation targets by up to ~1.5 semitones).
+- `targets`: the log of Festival's F0 targets, linearly interpolated in log-Hz between targets at the frame centres
+  (ends held flat), so it is continuous like the acoustic lf0; vuv is 1 in frames whose phone is voiced (the
+  question 'C-Voiced': vowels and voiced consonants), which is how Festival's own synthesis voices them.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +21,13 @@ import numpy as np
 from vocoder.audio import load_wav, save_wav
 from vocoder.config import Config
 from vocoder.errors import VocoderError
+from vocoder.features.acoustic import f0_features
 from vocoder.features.featurefile import Features, save_features
 from vocoder.features.linguistic import format_labels, linguistic_features, load_question_set
 from vocoder.frontend.festival import FestivalUtterance, run_festival
 
 VOICED_QUESTION = "C-Voiced"
+F0_SOURCES = ("waveform", "targets")
 
 
 def check_linguistic_config(config: Config) -> None:
@@ -79,20 +85,34 @@ def read_sentences(text_or_file: str) -> tuple[list[str], str]:
 
 
 def text_to_features(
-    sentences: Sequence[str], voice: str, out_dir: Path, config: Config, stem: str = "utt", wave: bool = False
+    sentences: Sequence[str],
+    voice: str,
+    out_dir: Path,
+    config: Config,
+    stem: str = "utt",
+    wave: bool = False,
+    f0_source: str = "waveform",
 ) -> list[Path]:
     """Write `<stem>_<n>.npz` (and `.lab`, and with `wave` Festival's `.wav` at the config rate) per sentence."""
+    if f0_source not in F0_SOURCES:
+        raise VocoderError(f"f0 source: expected one of {list(F0_SOURCES)}, found {f0_source!r}")
     check_linguistic_config(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     rate, hop = config.audio.sample_rate, config.features.hop_length
+    needs_wave = wave or f0_source == "waveform"
     written = []
     with tempfile.TemporaryDirectory(prefix="festival-") as scratch:
-        for number, utterance in enumerate(run_festival(sentences, voice, Path(scratch), wave), start=1):
+        for number, utterance in enumerate(run_festival(sentences, voice, Path(scratch), needs_wave), start=1):
             name = f"{stem}_{number:04d}" if len(sentences) > 1 else stem
             features = utterance_features(utterance, config, voice, str(out_dir / f"{name}.npz"))
-            written.append(save_features(out_dir / f"{name}.npz", features))
-            (out_dir / f"{name}.lab").write_text(format_labels(utterance.segments))
+            audio = None
             if utterance.wave_path is not None:
                 audio = fit_wave(load_wav(utterance.wave_path, rate), features.n_frames, hop)
+            if f0_source == "waveform":
+                lf0, vuv = f0_features(audio, rate, config.features)
+                features = replace(features, lf0=lf0, vuv=vuv)
+            written.append(save_features(out_dir / f"{name}.npz", features))
+            (out_dir / f"{name}.lab").write_text(format_labels(utterance.segments))
+            if wave:
                 save_wav(out_dir / f"{name}.wav", audio, rate)
     return written
