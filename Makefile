@@ -39,5 +39,9 @@ demo: install
 	@echo "FastAPI service (issue: synthesis service). See the README for what works today."
 	@exit 2
 
+# The synthesis service on 127.0.0.1:8000 with the models under models/ (docs/SERVICE.md); SERVE_ARGS adds flags.
+serve: install
+	$(VENV)/bin/vocoder serve $(SERVE_ARGS)
+
 clean:
 	rm -rf $(VENV) out runs .pytest_cache .ruff_cache

@@ -6,7 +6,19 @@ import sys
 
 import typer
 
-from vocoder.cli import bench, features, synthesize  # noqa: F401  (each module registers its commands)
+# Each command module registers its commands on the app when imported.
+from vocoder.cli import (  # noqa: F401
+    bench,
+    bundle,
+    corpus,
+    evaluate,
+    features,
+    frontend,
+    mos,
+    serve,
+    synthesize,
+    train,
+)
 from vocoder.cli.app import app
 from vocoder.errors import VocoderError
 
@@ -14,18 +26,7 @@ from vocoder.errors import VocoderError
 def main() -> None:
     """Run the CLI; bad input ends with a one-line error and exit status 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone mode: typer reports usage errors itself and exits with status 2
     except VocoderError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         sys.exit(2)
-    except typer.Abort:
-        sys.exit(130)
-    except typer.Exit as stop:
-        sys.exit(stop.exit_code)
-    except Exception as error:  # click's usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise

@@ -1,0 +1,59 @@
+"""The application factory: one `FastAPI` per `Settings`, owning its models, workers and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+
+from server.errors import install_error_handlers
+from server.inference import InferenceEngine
+from server.metrics import Metrics
+from server.registry import Registry
+from server.routes import router
+from server.settings import Settings
+from server.state import ServiceState
+from vocoder import __version__
+
+log = logging.getLogger("server")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; models load in the background when it starts (lifespan), workers start with it."""
+    settings = settings or Settings()
+    metrics = Metrics()
+    state = ServiceState(
+        settings=settings,
+        registry=Registry(settings.models_dir, settings.device),
+        engine=InferenceEngine(metrics, settings.workers, settings.max_queue, settings.max_batch),
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        state.engine.start()
+        loading = asyncio.create_task(asyncio.to_thread(state.registry.load_all, settings.warmup))
+        log.info("serving models from %s", settings.models_dir)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(state.engine.stop)
+            await loading
+
+    app = FastAPI(
+        title="wavenet-service",
+        version=__version__,
+        description="Conditional WaveNet vocoder: feature files to audio. See docs/SERVICE.md.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    install_error_handlers(app)
+    app.middleware("http")(metrics.middleware)
+    app.include_router(router)
+    return app

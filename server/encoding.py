@@ -1,0 +1,50 @@
+"""Waveforms to response bytes: whole files, or a WAV header plus chunks for streaming.
+
+A streamed WAV's header is written before the audio exists, with the sizes it will have: the teacher generates
+exactly `frames * hop` samples, so the length is known in advance and players need no seeking or patching.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+import soundfile
+
+from vocoder.audio import AUDIO_FORMATS
+
+MEDIA_TYPES = {"pcm16": "audio/wav", "float": "audio/wav", "flac": "audio/flac"}
+STREAMABLE = ("pcm16", "float")
+_WAVE_FORMAT = {"pcm16": (1, 16), "float": (3, 32)}  # format tag (PCM, IEEE float) and bits per sample
+
+
+def encode_audio(wav: np.ndarray, sample_rate: int, audio_format: str) -> bytes:
+    """A complete file in one of `AUDIO_FORMATS`, samples clipped to [-1, 1] as `save_wav` does."""
+    container, subtype = AUDIO_FORMATS[audio_format]
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(wav, -1.0, 1.0), sample_rate, subtype=subtype, format=container)
+    return buffer.getvalue()
+
+
+def wav_header(n_samples: int, sample_rate: int, audio_format: str) -> bytes:
+    """The 44-byte header of a mono WAV of `n_samples` samples (PCM 16 bit or IEEE float 32 bit)."""
+    tag, bits = _WAVE_FORMAT[audio_format]
+    block = bits // 8
+    data_size = n_samples * block
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_size)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, tag, 1, sample_rate, sample_rate * block, block, bits)
+        + b"data"
+        + struct.pack("<I", data_size)
+    )
+
+
+def encode_chunk(chunk: np.ndarray, audio_format: str) -> bytes:
+    """Raw little-endian samples of a streamed chunk, in the header's encoding."""
+    clipped = np.clip(chunk, -1.0, 1.0)
+    if audio_format == "pcm16":
+        return np.round(clipped * 32767).astype("<i2").tobytes()
+    return clipped.astype("<f4").tobytes()

@@ -1,0 +1,59 @@
+"""Prometheus metrics, one registry per app (so several apps in one process, as in tests, do not collide)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class Metrics:
+    """Requests by route and status, their latency, audio generated, queue depth and batch sizes."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "vocoder_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "vocoder_request_seconds",
+            "time to the response headers (a stream's body continues after)",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.audio_seconds = Counter(
+            "vocoder_audio_seconds", "seconds of audio generated", ["model"], registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "vocoder_queue_depth", "requests waiting for an inference worker", registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "vocoder_batch_size",
+            "utterances per generation batch",
+            buckets=(1, 2, 4, 8, 16, 32),
+            registry=self.registry,
+        )
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Count every request under its route template (not its raw path: unknown paths share one label)."""
+        began = time.perf_counter()
+        status = 500  # an exception escaping the handlers becomes a 500 outside this middleware
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            label = getattr(request.scope.get("route"), "path", "unmatched")
+            self.requests.labels(label, request.method, str(status)).inc()
+            self.latency.labels(label).observe(time.perf_counter() - began)

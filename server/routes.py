@@ -1,0 +1,253 @@
+"""HTTP routes: health, readiness, metrics, the model list, and synthesis from features, labels or text."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from server.auth import require_api_key
+from server.encoding import MEDIA_TYPES, STREAMABLE, encode_audio, encode_chunk, wav_header
+from server.errors import ApiError
+from server.inference import Job, QueueFull
+from server.linguistic import features_from_text
+from server.schemas import (
+    ConditioningInfo,
+    FeaturesBody,
+    Health,
+    ModelInfo,
+    ModelList,
+    Readiness,
+    SynthesisParams,
+    TtsBody,
+    error_responses,
+)
+from server.state import ServiceState, get_state
+from server.uploads import UPLOAD_FIELD, features_from_request, media_type, read_body, tts_body
+from vocoder.api import Vocoder
+from vocoder.features.featurefile import Features
+from vocoder.generate import Sampling
+
+router = APIRouter()
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=error_responses(401))
+
+AUDIO_RESPONSE = {
+    "description": "the waveform; headers X-Model, X-Sample-Rate, X-Audio-Samples, X-Audio-Duration and (unless "
+    "streamed) X-Synthesis-Time",
+    "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in set(MEDIA_TYPES.values())},
+}
+SYNTHESIZE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [UPLOAD_FIELD],
+                    "properties": {
+                        UPLOAD_FIELD: {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a feature file (.npz), or an HTS label file (.lab) for a linguistic model",
+                        }
+                    },
+                }
+            },
+            "application/json": {"schema": FeaturesBody.model_json_schema()},
+        },
+    }
+}
+
+TTS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": TtsBody.model_json_schema()}}}}
+
+
+@router.get("/healthz", response_model=Health, tags=["operations"])
+async def healthz() -> Health:
+    """The process is up and answering (it may still be loading models: see /readyz)."""
+    return Health()
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}}, tags=["operations"])
+async def readyz(state: ServiceState = Depends(get_state)) -> JSONResponse:
+    """Ready once every model has loaded and been warmed up; 503 (with the reasons) before that or on failure."""
+    registry = state.registry
+    body = Readiness(ready=registry.ready, models=sorted(registry.models), problems=registry.problems())
+    return JSONResponse(body.model_dump(), status_code=200 if registry.ready else 503)
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response)
+async def metrics(state: ServiceState = Depends(get_state)) -> Response:
+    """Prometheus text format."""
+    return state.metrics.render()
+
+
+def frame_cap(model: Vocoder, service_cap: int | None) -> int:
+    """The longest input accepted for `model`: its own limit, or the service's if lower."""
+    own = model.config.features.max_frames
+    return own if service_cap is None else min(own, service_cap)
+
+
+@v1.get("/models", response_model=ModelList, tags=["synthesis"])
+async def models(state: ServiceState = Depends(get_state)) -> ModelList:
+    """The served models and the input each expects."""
+    infos = []
+    for name, model in sorted(state.registry.models.items()):
+        config = model.config
+        infos.append(
+            ModelInfo(
+                name=name,
+                kind=model.kind,
+                sample_rate=model.sample_rate,
+                hop_length=config.features.hop_length,
+                conditioning=[ConditioningInfo(name=k, dim=v) for k, v in config.features.array_dims().items()],
+                conditioning_dim=config.features.dim,
+                speakers=list(config.speakers),
+                receptive_field=model.model.receptive_field,
+                receptive_field_ms=round(1000 * model.model.receptive_field / model.sample_rate, 3),
+                max_frames=frame_cap(model, state.settings.max_frames),
+                parameters=model.model.parameter_count(),
+            )
+        )
+    return ModelList(models=infos)
+
+
+def _unavailable(message: str, retry_after: int) -> ApiError:
+    return ApiError(503, "unavailable", message, headers={"Retry-After": str(retry_after)})
+
+
+@v1.post(
+    "/synthesize",
+    tags=["synthesis"],
+    response_class=Response,
+    responses={200: AUDIO_RESPONSE, **error_responses(413, 415, 422, 503, 504)},
+    openapi_extra=SYNTHESIZE_BODY,
+)
+async def synthesize(
+    request: Request,
+    params: Annotated[SynthesisParams, Query()],
+    state: ServiceState = Depends(get_state),
+) -> Response:
+    """Feature file (multipart `.npz`, or JSON arrays) to audio; an HTS `.lab` upload for a linguistic model.
+    `stream=true` sends WAV chunks as they are generated."""
+    arrived = time.monotonic()
+    model = _model(state, params)
+    cap = frame_cap(model, state.settings.max_frames)
+    features = await features_from_request(request, state.settings.max_upload_bytes, model, cap)
+    return await _deliver(state, model, features, params, arrived)
+
+
+@v1.post(
+    "/tts",
+    tags=["synthesis"],
+    response_class=Response,
+    responses={200: AUDIO_RESPONSE, **error_responses(413, 415, 422, 501, 503, 504)},
+    openapi_extra=TTS_BODY,
+)
+async def tts(
+    request: Request,
+    params: Annotated[SynthesisParams, Query()],
+    state: ServiceState = Depends(get_state),
+) -> Response:
+    """Text to audio with a linguistic model: Festival analyses the text (labels, F0), the model speaks it.
+    The speaker defaults to the Festival voice."""
+    arrived = time.monotonic()
+    model = _model(state, params)
+    if media_type(request) != "application/json":
+        raise ApiError(415, "unsupported_media_type", f"expected application/json, found {media_type(request)}")
+    body = tts_body(await read_body(request, state.settings.max_upload_bytes))
+    speaker = params.speaker or (body.voice if model.config.speakers else None)
+    remaining = state.settings.timeout - (time.monotonic() - arrived)
+    analysis = asyncio.to_thread(features_from_text, body.text, body.voice, speaker, model)
+    try:
+        features = await asyncio.wait_for(analysis, remaining)
+    except TimeoutError:
+        raise ApiError(504, "timeout", f"text analysis did not finish within {state.settings.timeout:g} s") from None
+    return await _deliver(state, model, features, params, arrived)
+
+
+def _model(state: ServiceState, params: SynthesisParams) -> Vocoder:
+    if not state.registry.loaded:
+        raise _unavailable("models are still loading", state.settings.retry_after)
+    return state.registry.resolve(params.model, state.settings.default_model)
+
+
+async def _deliver(
+    state: ServiceState, model: Vocoder, features: Features, params: SynthesisParams, arrived: float
+) -> Response:
+    """Validate `features` for `model`, queue the synthesis and answer with audio (whole or streamed)."""
+    settings = state.settings
+    features = model.features(features, params.speaker)
+    cap = frame_cap(model, settings.max_frames)
+    if features.n_frames > cap:
+        raise ApiError(422, "invalid_features", f"frames: at most {cap} frames, found {features.n_frames}", "frames")
+    sampling = Sampling(params.strategy, params.temperature, params.top_k, params.top_p, params.seed)
+    headers = {
+        "X-Model": model.name,
+        "X-Sample-Rate": str(model.sample_rate),
+        "X-Audio-Samples": str(features.n_samples),
+        "X-Audio-Duration": f"{features.n_samples / model.sample_rate:.4f}",
+    }
+    remaining = settings.timeout - (time.monotonic() - arrived)
+    if params.stream:
+        return await _stream(state, model, features, params, sampling, headers, remaining)
+    job = Job(model, features, params.method, sampling)
+    try:
+        wav = await state.engine.run(job, remaining)
+    except QueueFull:
+        raise _unavailable("the synthesis queue is full; retry later", settings.retry_after) from None
+    except TimeoutError:
+        raise ApiError(504, "timeout", f"synthesis did not finish within {settings.timeout:g} s") from None
+    headers["X-Synthesis-Time"] = f"{time.monotonic() - arrived:.4f}"
+    audio = await asyncio.to_thread(encode_audio, wav, model.sample_rate, params.format)
+    return Response(audio, media_type=MEDIA_TYPES[params.format], headers=headers)
+
+
+async def _stream(
+    state: ServiceState,
+    model: Vocoder,
+    features: Features,
+    params: SynthesisParams,
+    sampling: Sampling,
+    headers: dict[str, str],
+    timeout: float,
+) -> StreamingResponse:
+    """Wait (within the timeout) for the first chunk, then send the header and every chunk as it is made.
+
+    The timeout covers queueing up to the first chunk: once audio flows, the stream runs to its end unless the
+    client disconnects, which stops the generation at its next chunk."""
+    if params.format not in STREAMABLE:
+        raise ApiError(422, "invalid_parameter", f"format: streaming supports {list(STREAMABLE)}", "format")
+    if params.method != "fast":
+        raise ApiError(422, "invalid_parameter", "method: streaming uses the fast generator", "method")
+    job = Job(model, features, "fast", sampling, chunk_samples=state.settings.stream_chunk_samples)
+    try:
+        stream = state.engine.open_stream(job)
+    except QueueFull:
+        raise _unavailable("the synthesis queue is full; retry later", state.settings.retry_after) from None
+    try:
+        first = await stream.next(timeout)
+    except TimeoutError:
+        stream.close()
+        raise ApiError(504, "timeout", f"synthesis did not start within {state.settings.timeout:g} s") from None
+    except BaseException:
+        stream.close()
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield wav_header(features.n_samples, model.sample_rate, params.format)
+            chunk = first
+            while chunk is not None:
+                yield encode_chunk(chunk, params.format)
+                chunk = await stream.next()
+        finally:
+            stream.close()
+
+    return StreamingResponse(body(), media_type=MEDIA_TYPES[params.format], headers=headers)
+
+
+router.include_router(v1)

@@ -1,0 +1,110 @@
+"""Request and response models: they validate input before any work and document the API in /docs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vocoder.audio import AUDIO_FORMATS
+from vocoder.frontend.festival import VOICES
+
+AudioFormat = Literal["pcm16", "float", "flac"]
+assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
+
+NAME_LENGTH = 100
+TEXT_LENGTH = 1000
+VoiceName = Literal[tuple(VOICES)]  # type: ignore[valid-type]
+
+
+class SynthesisParams(BaseModel):
+    """Query parameters of `POST /v1/synthesize` (the same for an upload and a JSON body)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        None, max_length=NAME_LENGTH, description="a served model (GET /v1/models); default: the only or default one"
+    )
+    method: Literal["fast", "naive"] = Field("fast", description="fast: Fast-WaveNet queues; naive: the reference")
+    strategy: Literal["sample", "argmax", "mean"] = "sample"
+    temperature: float = Field(1.0, ge=1e-3, le=1e3, allow_inf_nan=False, description="divides the logits")
+    top_k: int | None = Field(None, ge=1, le=1 << 16, description="sample among the k most likely classes")
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="nucleus mass")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="reproducible sampling (the CLI's audio)")
+    speaker: str | None = Field(None, max_length=NAME_LENGTH, description="overrides the features' speaker")
+    format: AudioFormat = Field("pcm16", description="pcm16 or float WAV, or FLAC (16 bit)")
+    stream: bool = Field(False, description="chunked WAV as it is generated (pcm16 or float only)")
+
+
+class FeaturesBody(BaseModel):
+    """A feature file as JSON: frame-major arrays as nested lists (see docs/FEATURES.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_rate: int = Field(description="must equal the model's")
+    hop_length: int = Field(description="samples per frame; must equal the model's")
+    mel: list[list[float]] | None = Field(None, description="[frames, n_mels] natural-log mel magnitudes")
+    lf0: list[float] | None = Field(None, description="[frames] continuous log-F0")
+    vuv: list[float] | None = Field(None, description="[frames] 1 voiced, 0 unvoiced")
+    linguistic: list[list[float]] | None = Field(None, description="[frames, D] linguistic features")
+    speaker: str | None = Field(None, max_length=NAME_LENGTH)
+
+
+class TtsBody(BaseModel):
+    """Text for `POST /v1/tts`: one utterance, and the Festival voice that analyses it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=TEXT_LENGTH, description="the text to speak (ASCII after folding)")
+    voice: VoiceName = Field("slt", description="Festival voice (its labels and F0); the default speaker")
+
+
+class ConditioningInfo(BaseModel):
+    name: str
+    dim: int
+
+
+class ModelInfo(BaseModel):
+    """What a client needs to build valid input for a model."""
+
+    name: str
+    kind: str
+    sample_rate: int
+    hop_length: int
+    conditioning: list[ConditioningInfo]
+    conditioning_dim: int
+    speakers: list[str]
+    receptive_field: int = Field(description="samples one output depends on")
+    receptive_field_ms: float
+    max_frames: int = Field(description="longest input accepted, after the service's own cap")
+    parameters: int
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: list[str]
+    problems: list[str]
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    return {status: {"model": ErrorBody} for status in statuses}

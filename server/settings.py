@@ -1,0 +1,41 @@
+"""Service settings: from `VOCODER_*` environment variables, overridden by `vocoder serve` flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vocoder.models.checkpoint import bundled_models_dir
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; the defaults suit one CPU host serving the bundled models."""
+
+    model_config = SettingsConfigDict(env_prefix="VOCODER_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    models_dir: Path = Field(
+        default_factory=bundled_models_dir, description="every <name>/model.safetensors in it is served"
+    )
+    default_model: str = Field("teacher", description="used when a request names no model and several are loaded")
+    device: str | None = Field(None, description="cpu or cuda; default: cuda when available")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's choice")
+    api_key: SecretStr | None = Field(None, description="when set, /v1 requires it (X-API-Key or Bearer)")
+    max_queue: int = Field(32, ge=1, description="requests waiting for a worker; beyond it: 503")
+    workers: int = Field(1, ge=1, description="inference threads; each runs one batch at a time")
+    max_batch: int = Field(8, ge=1, description="concurrent compatible requests generated as one padded batch")
+    timeout: float = Field(120.0, gt=0, description="seconds from arrival to the end of synthesis; beyond: 504")
+    max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="request body limit; beyond: 413")
+    max_frames: int | None = Field(None, ge=1, description="service cap on frames per request (model's if lower)")
+    stream_chunk_samples: int = Field(1024, ge=64, description="samples per chunk of a streamed response")
+    retry_after: int = Field(2, ge=1, description="seconds a 503 asks the client to wait")
+    warmup: bool = Field(True, description="run a short synthesis with every model before reporting ready")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: object) -> object:
+        """`VOCODER_API_KEY=` (set but empty) must not lock every client out with a key nobody can send."""
+        return None if value == "" else value

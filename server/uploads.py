@@ -1,0 +1,145 @@
+"""Turning a request body into `Features`: the media type first, then the size limit, then the contents.
+
+Only bytes travel: a request can never name a file on the server (an upload's file name only tells a `.lab`
+from an `.npz`), and `.npz` uploads are read without pickle.
+An `.npz` is a zip whose headers declare how big each array is; those declarations are checked against the
+upload limit before numpy allocates anything, so a small archive cannot claim gigabytes (a zip bomb).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import zipfile
+from typing import TypeVar
+
+import numpy as np
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from server.errors import ApiError
+from server.linguistic import features_from_labels
+from server.schemas import FeaturesBody, TtsBody
+from vocoder.api import Vocoder
+from vocoder.features.featurefile import Features, read_features
+
+Body = TypeVar("Body", bound=BaseModel)
+UPLOAD_FIELD = "features"
+LABEL_SUFFIX = ".lab"
+SOURCE = "request"
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or 413 as soon as it (or its declared length) passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def features_from_request(request: Request, limit: int, model: Vocoder, max_frames: int) -> Features:
+    """An `.npz` (or, for a linguistic `model`, an HTS `.lab`) in a multipart field `features`, or a JSON
+    `FeaturesBody`; any other media type is a 415."""
+    kind = media_type(request)
+    if kind not in ("multipart/form-data", "application/json"):
+        raise ApiError(
+            415, "unsupported_media_type", f"expected multipart/form-data or application/json, found {kind or 'none'}"
+        )
+    body = await read_body(request, limit)
+    if kind == "application/json":
+        return await asyncio.to_thread(features_from_json, body)
+    filename, data = await _upload(request, body)
+    if filename.lower().endswith(LABEL_SUFFIX):
+        return await asyncio.to_thread(features_from_labels, data, model, max_frames)
+    return await asyncio.to_thread(features_from_npz, data, limit)
+
+
+async def _upload(request: Request, body: bytes) -> tuple[str, bytes]:
+    """The `features` file (its name and bytes) of a multipart body already read and size-checked."""
+    delivered = False
+
+    async def replay() -> dict[str, object]:
+        nonlocal delivered
+        if delivered:
+            return {"type": "http.disconnect"}
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=20)
+    except Exception as error:  # starlette raises its own errors for malformed multipart data
+        raise ApiError(422, "invalid_multipart", f"malformed multipart body: {error}", UPLOAD_FIELD) from None
+    upload = form.get(UPLOAD_FIELD)
+    if upload is None or isinstance(upload, str):
+        message = f"expected a file in the multipart field '{UPLOAD_FIELD}'"
+        raise ApiError(422, "missing_features", message, UPLOAD_FIELD)
+    data = await upload.read()
+    await form.close()
+    return upload.filename or "", data
+
+
+def check_npz_sizes(data: bytes, limit: int) -> None:
+    """Refuse an archive whose arrays would unpack to more than `limit` bytes (declared sizes and npy headers)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = archive.infolist()
+            if len(entries) > 16 or sum(entry.file_size for entry in entries) > limit:
+                raise ApiError(413, "too_large", f"feature arrays unpack to more than {limit} bytes", UPLOAD_FIELD)
+            for entry in entries:
+                with archive.open(entry) as member:
+                    version = np.lib.format.read_magic(member)
+                    shape, _, dtype = _HEADER_READERS.get(version, np.lib.format.read_array_header_2_0)(member)
+                    if math.prod(shape) * dtype.itemsize > entry.file_size:
+                        raise ApiError(
+                            422, "invalid_features", f"array {entry.filename!r} is larger than its data", UPLOAD_FIELD
+                        )
+    except ApiError:
+        raise
+    except Exception:  # not a zip or not .npy members: read_features says precisely what is wrong
+        return
+
+
+def features_from_npz(data: bytes, limit: int) -> Features:
+    check_npz_sizes(data, limit)
+    return read_features(data, source=SOURCE)
+
+
+def _parse(schema: type[Body], body: bytes) -> Body:
+    """Validate a JSON body; a 422 names the first offending field (`body` when the JSON itself is bad)."""
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(422, "invalid_body", f"{field}: {first['msg']}", field) from None
+
+
+def tts_body(body: bytes) -> TtsBody:
+    return _parse(TtsBody, body)
+
+
+def features_from_json(body: bytes) -> Features:
+    parsed = _parse(FeaturesBody, body)
+    arrays = {}
+    for name in ("mel", "lf0", "vuv", "linguistic"):
+        values = getattr(parsed, name)
+        if values is None:
+            continue
+        try:
+            with np.errstate(over="ignore"):  # beyond float32 becomes inf, which validation names
+                arrays[name] = np.asarray(values, dtype=np.float32)
+        except ValueError:
+            raise ApiError(422, "invalid_features", f"{name}: rows of different lengths", name) from None
+    return Features(parsed.sample_rate, parsed.hop_length, speaker=parsed.speaker, source=SOURCE, **arrays)

@@ -1,0 +1,64 @@
+"""Helpers of the server tests (no tests here): a folder of tiny random teachers, feature files as bytes."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tests.conftest import tiny_config
+from vocoder.models.checkpoint import save_model
+from vocoder.models.wavenet import WaveNet
+
+HOP = 40
+N_MELS = 10
+
+
+def build_models_dir(root: Path) -> Path:
+    """`teacher` (mel, speakers alice/bob) and `solo` (mel + lf0 + vuv, no speakers), random weights."""
+    torch.manual_seed(0)
+    config = tiny_config()
+    save_model(root / "teacher" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
+    solo = tiny_config(name="solo", features={"conditioning": ["mel", "lf0", "vuv"]}, speakers=[])
+    save_model(root / "solo" / "model.safetensors", WaveNet(solo), solo, "teacher", {"steps": 0})
+    return root
+
+
+def npz_bytes(frames: int = 8, speaker: str | None = "alice", **overrides: Any) -> bytes:
+    """A feature file for `teacher` as uploaded bytes; `overrides` replace or add arrays (None removes one)."""
+    rng = np.random.default_rng(frames)
+    payload: dict[str, Any] = {
+        "version": np.array(1, dtype=np.int32),
+        "sample_rate": np.array(16000, dtype=np.int32),
+        "hop_length": np.array(HOP, dtype=np.int32),
+        "mel": rng.standard_normal((frames, N_MELS)).astype(np.float32),
+    }
+    if speaker is not None:
+        payload["speaker"] = np.array(speaker)
+    payload.update(overrides)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{key: value for key, value in payload.items() if value is not None})
+    return buffer.getvalue()
+
+
+def json_body(frames: int = 8, speaker: str | None = "alice") -> dict[str, Any]:
+    mel = np.random.default_rng(frames).standard_normal((frames, N_MELS)).astype(np.float32)
+    return {"sample_rate": 16000, "hop_length": HOP, "mel": mel.tolist(), "speaker": speaker}
+
+
+def upload(data: bytes, name: str = "utterance.npz") -> dict[str, tuple[str, bytes, str]]:
+    return {"features": (name, data, "application/octet-stream")}
+
+
+def wait_ready(get: Any, seconds: float = 60.0) -> None:
+    """Poll /readyz through `get(path)` until it answers 200."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if get("/readyz").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not ready after {seconds} s: {get('/readyz').text}")

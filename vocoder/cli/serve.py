@@ -1,0 +1,58 @@
+"""`vocoder serve`: run the FastAPI synthesis service under uvicorn.
+
+Every flag has a `VOCODER_*` environment variable (see docs/SERVICE.md); a flag given wins over the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from vocoder.cli.app import app
+from vocoder.errors import VocoderError
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="interface to listen on [env VOCODER_HOST, default 127.0.0.1]"),
+    port: int | None = typer.Option(None, help="TCP port [VOCODER_PORT, default 8000]"),
+    models: Path | None = typer.Option(None, help="folder of <name>/model.safetensors [VOCODER_MODELS_DIR]"),
+    api_key: str | None = typer.Option(None, help="require this key on /v1 [VOCODER_API_KEY]"),
+    max_queue: int | None = typer.Option(None, min=1, help="requests waiting for a worker; then 503"),
+    timeout: float | None = typer.Option(None, min=0.001, help="seconds per request; then 504"),
+    workers: int | None = typer.Option(None, min=1, help="inference threads"),
+    max_batch: int | None = typer.Option(None, min=1, help="concurrent requests generated as one batch"),
+    max_upload_bytes: int | None = typer.Option(None, min=1024, help="request body limit; then 413"),
+    max_frames: int | None = typer.Option(None, min=1, help="frames per request (model's limit if lower)"),
+    device: str | None = typer.Option(None, help="cpu or cuda [default: cuda when available]"),
+    torch_threads: int | None = typer.Option(None, min=1, help="torch intra-op threads"),
+    log_level: str = typer.Option("info", help="uvicorn log level"),
+) -> None:
+    """Serve the models of a folder over HTTP: POST /v1/synthesize, GET /v1/models, /healthz, /readyz, /metrics."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from server import Settings, create_app
+
+    flags: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "models_dir": models,
+        "api_key": api_key,
+        "max_queue": max_queue,
+        "timeout": timeout,
+        "workers": workers,
+        "max_batch": max_batch,
+        "max_upload_bytes": max_upload_bytes,
+        "max_frames": max_frames,
+        "device": device,
+        "torch_threads": torch_threads,
+    }
+    try:
+        settings = Settings(**{key: value for key, value in flags.items() if value is not None})
+    except ValidationError as error:  # a bad VOCODER_* variable: one line, like any other bad input
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise VocoderError(f"service settings: {problems}") from None
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
