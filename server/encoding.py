@@ -43,8 +43,10 @@ def wav_header(n_samples: int, sample_rate: int, audio_format: str) -> bytes:
 
 
 def encode_chunk(chunk: np.ndarray, audio_format: str) -> bytes:
-    """Raw little-endian samples of a streamed chunk, in the header's encoding."""
+    """Raw little-endian samples of a streamed chunk, in the header's encoding; 16-bit samples are converted as
+    libsndfile converts whole files (floor of x * 32768, clipped), so a streamed and a whole file hold the same
+    samples."""
     clipped = np.clip(chunk, -1.0, 1.0)
     if audio_format == "pcm16":
-        return np.round(clipped * 32767).astype("<i2").tobytes()
+        return np.clip(np.floor(clipped.astype(np.float64) * 32768), -32768, 32767).astype("<i2").tobytes()
     return clipped.astype("<f4").tobytes()

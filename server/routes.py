@@ -28,9 +28,12 @@ from server.schemas import (
 )
 from server.state import ServiceState, get_state
 from server.uploads import UPLOAD_FIELD, features_from_request, media_type, read_body, tts_body
-from vocoder.api import Vocoder
+from vocoder.api import KIND_METHODS, Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.generate import Sampling
+
+STREAMING_METHODS = ("fast", "student")
+"""Methods that yield audio as they go (a student yields its one-pass waveform in chunks)."""
 
 router = APIRouter()
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=error_responses(401))
@@ -184,6 +187,10 @@ async def _deliver(
     cap = frame_cap(model, settings.max_frames)
     if features.n_frames > cap:
         raise ApiError(422, "invalid_features", f"frames: at most {cap} frames, found {features.n_frames}", "frames")
+    method = params.method or model.default_method
+    if method not in KIND_METHODS[model.kind]:
+        allowed = list(KIND_METHODS[model.kind])
+        raise ApiError(422, "invalid_parameter", f"method: a {model.kind} model takes one of {allowed}", "method")
     sampling = Sampling(params.strategy, params.temperature, params.top_k, params.top_p, params.seed)
     headers = {
         "X-Model": model.name,
@@ -193,8 +200,8 @@ async def _deliver(
     }
     remaining = settings.timeout - (time.monotonic() - arrived)
     if params.stream:
-        return await _stream(state, model, features, params, sampling, headers, remaining)
-    job = Job(model, features, params.method, sampling)
+        return await _stream(state, model, features, params, method, sampling, headers, remaining)
+    job = Job(model, features, method, sampling)
     try:
         wav = await state.engine.run(job, remaining)
     except QueueFull:
@@ -211,6 +218,7 @@ async def _stream(
     model: Vocoder,
     features: Features,
     params: SynthesisParams,
+    method: str,
     sampling: Sampling,
     headers: dict[str, str],
     timeout: float,
@@ -221,9 +229,9 @@ async def _stream(
     client disconnects, which stops the generation at its next chunk."""
     if params.format not in STREAMABLE:
         raise ApiError(422, "invalid_parameter", f"format: streaming supports {list(STREAMABLE)}", "format")
-    if params.method != "fast":
-        raise ApiError(422, "invalid_parameter", "method: streaming uses the fast generator", "method")
-    job = Job(model, features, "fast", sampling, chunk_samples=state.settings.stream_chunk_samples)
+    if method not in STREAMING_METHODS:
+        raise ApiError(422, "invalid_parameter", f"method: streaming takes one of {list(STREAMING_METHODS)}", "method")
+    job = Job(model, features, method, sampling, chunk_samples=state.settings.stream_chunk_samples)
     try:
         stream = state.engine.open_stream(job)
     except QueueFull:

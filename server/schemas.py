@@ -25,7 +25,11 @@ class SynthesisParams(BaseModel):
     model: str | None = Field(
         None, max_length=NAME_LENGTH, description="a served model (GET /v1/models); default: the only or default one"
     )
-    method: Literal["fast", "naive"] = Field("fast", description="fast: Fast-WaveNet queues; naive: the reference")
+    method: Literal["fast", "fast-torch", "naive", "student"] | None = Field(
+        None,
+        description="a teacher: fast (Fast-WaveNet queues, fused kernel where it runs), fast-torch (plain PyTorch "
+        "queues) or naive (the reference); a student: student. Default: fast for a teacher, student for a student",
+    )
     strategy: Literal["sample", "argmax", "mean"] = "sample"
     temperature: float = Field(1.0, ge=1e-3, le=1e3, allow_inf_nan=False, description="divides the logits")
     top_k: int | None = Field(None, ge=1, le=1 << 16, description="sample among the k most likely classes")

@@ -9,16 +9,29 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from vocoder.audio import mu_law_encode
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import Features, read_features, validate_features
-from vocoder.generate import FastWaveNet, GenerationResult, ProgressCallback, Sampling, generate_naive
+from vocoder.generate import (
+    FastWaveNet,
+    GenerationResult,
+    ProgressCallback,
+    Sampling,
+    fast_generator,
+    generate_naive,
+)
 from vocoder.models.checkpoint import load_weights, read_model_file, resolve_model_path
+from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
 
-Method = Literal["fast", "naive"]
-METHODS: tuple[str, ...] = ("fast", "naive")
+Method = Literal["fast", "fast-torch", "naive", "student"]
+"""fast: the best available Fast-WaveNet (the fused CPU kernel where it runs); fast-torch: the plain PyTorch one."""
+METHODS: tuple[str, ...] = ("fast", "fast-torch", "naive", "student")
 TEACHER_KIND = "teacher"
+STUDENT_KIND = "student"
+KIND_METHODS: dict[str, tuple[str, ...]] = {TEACHER_KIND: ("fast", "fast-torch", "naive"), STUDENT_KIND: ("student",)}
+"""What each kind of model file can do: a teacher generates sample by sample, a student in one parallel pass."""
 
 
 def default_device() -> torch.device:
@@ -26,18 +39,30 @@ def default_device() -> torch.device:
 
 
 class Vocoder:
-    """A loaded teacher WaveNet and everything needed to synthesize from feature files."""
+    """A loaded teacher WaveNet (or Parallel WaveNet student) and everything needed to synthesize from feature files."""
 
-    def __init__(self, model: WaveNet, name: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: WaveNet | StudentWaveNet,
+        name: str,
+        metadata: dict[str, Any] | None = None,
+        kind: str = TEACHER_KIND,
+    ) -> None:
         self.model = model.eval()
         self.name = name
         self.metadata = metadata or {}
-        self.kind = TEACHER_KIND
-        self._fast = FastWaveNet(self.model)
+        self.kind = kind
+        self._fast = fast_generator(self.model) if kind == TEACHER_KIND else None
+        self._fast_torch = FastWaveNet(self.model) if kind == TEACHER_KIND else None
 
     @property
     def config(self) -> Config:
         return self.model.config
+
+    @property
+    def default_method(self) -> Method:
+        """`fast` for a teacher, `student` for a student: what `method=None` means."""
+        return KIND_METHODS[self.kind][0]  # type: ignore[return-value]
 
     @property
     def sample_rate(self) -> int:
@@ -58,7 +83,7 @@ class Vocoder:
     def synthesize(
         self,
         features: Features | str | Path,
-        method: Method = "fast",
+        method: Method | None = None,
         strategy: str = "sample",
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -74,14 +99,17 @@ class Vocoder:
     def synthesize_batch(
         self,
         features: list[Features | str | Path],
-        method: Method = "fast",
+        method: Method | None = None,
         sampling: Sampling | None = None,
         speaker: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> list[np.ndarray]:
         """Several utterances generated together (padded to the longest, then trimmed back)."""
-        if method not in METHODS:
-            raise VocoderError(f"method: expected one of {list(METHODS)}, found {method!r}")
+        method = method or self.default_method
+        if method not in KIND_METHODS[self.kind]:
+            raise VocoderError(
+                f"method: a {self.kind} model takes one of {list(KIND_METHODS[self.kind])}, found {method!r}"
+            )
         if not features:
             return []
         sampling = sampling or Sampling()
@@ -102,8 +130,15 @@ class Vocoder:
         conditioning = self.local_conditioning(features)
         speaker_ids = self.speaker_ids(features)
         uniforms = sampling.uniforms(len(features), conditioning.shape[-1])
+        if method == "student":
+            waveform = self.model.generate(conditioning, speaker_ids, uniforms)
+            if progress is not None:
+                progress(conditioning.shape[-1])
+            return GenerationResult(waveform, mu_law_encode(waveform, self.config.audio.mu))
         if method == "naive":
             return generate_naive(self.model, conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
+        if method == "fast-torch":
+            return self._fast_torch.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
         return self._fast.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
 
     def synthesize_stream(
@@ -116,8 +151,12 @@ class Vocoder:
         """One utterance with the fast generator, yielded in float32 chunks of at most `chunk_samples` as they
         are generated, so a listener can start before the end."""
         loaded = self.features(features, speaker)
-        conditioning = self.local_conditioning([loaded])
         sampling = sampling or Sampling()
+        if self._fast is None:  # a student has the whole waveform after one pass: yield it in chunks
+            wav = self.synthesize_batch([loaded], "student", sampling)[0]
+            yield from (wav[start : start + chunk_samples] for start in range(0, len(wav), chunk_samples))
+            return
+        conditioning = self.local_conditioning([loaded])
         uniforms = sampling.uniforms(1, conditioning.shape[-1])
         result = self._fast.allocate(conditioning)
         speaker_ids = self.speaker_ids([loaded])
@@ -144,10 +183,10 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None) -> 
     """Load a model by bundled name (`teacher`, ...) or path; it rebuilds from the file alone."""
     path = resolve_model_path(name_or_path)
     weights, config, kind, metadata = read_model_file(path)
-    if kind != TEACHER_KIND:
-        raise VocoderError(f"{path}: model kind {kind!r} is not supported here (expected {TEACHER_KIND!r})")
-    model = WaveNet(config)
+    if kind not in KIND_METHODS:
+        raise VocoderError(f"{path}: model kind {kind!r} is not supported here (expected one of {list(KIND_METHODS)})")
+    model = WaveNet(config) if kind == TEACHER_KIND else StudentWaveNet(config)
     load_weights(model, weights, path)
     model.to(torch.device(device) if device is not None else default_device())
     name = path.parent.name if path.name == "model.safetensors" else path.stem
-    return Vocoder(model, name, metadata)
+    return Vocoder(model, name, metadata, kind)

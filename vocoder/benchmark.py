@@ -1,4 +1,5 @@
-"""Generation speed of a randomly initialised model of a config: naive vs Fast WaveNet, batch 1 and 8.
+"""Generation speed of a randomly initialised model of a config: naive vs Fast WaveNet (the best available path, the
+fused CPU kernel where it runs, and the plain PyTorch one), batch 1, 8 and 32.
 
 Speed does not depend on the weights' values, so a random model measures what a trained one of that shape would.
 Each figure is the median of `repeats` timed runs; all runs of one call happen in the same process, so their ratios
@@ -7,15 +8,18 @@ are comparable even on a noisy shared machine.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from vocoder.config import Config
-from vocoder.generate import FastWaveNet, Sampling, generate_naive
+from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
+from vocoder.generate.cpu_kernel import Precision
 from vocoder.models.wavenet import WaveNet
 
 
@@ -25,6 +29,9 @@ class GenerationBenchSettings:
     fast_steps: int = 2000
     batch_steps: int = 1000
     batch_size: int = 8
+    large_batch_size: int = 32
+    large_batch_steps: int = 250
+    precision: Precision = "fp32"
     repeats: int = 3
     device: str = "cpu"
     seed: int = 0
@@ -48,7 +55,8 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
     torch.manual_seed(settings.seed)
     device = torch.device(settings.device)
     model = WaveNet(config).eval().to(device)
-    fast = FastWaveNet(model)
+    fast = fast_generator(model, settings.precision)
+    fast_torch = FastWaveNet(model)
     sampling = Sampling(seed=settings.seed)
 
     def inputs(batch: int, steps: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -63,7 +71,9 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
     prime = torch.randint(0, config.audio.classes, (1, window), device=device)
     fast_in = inputs(1, settings.fast_steps)
     batch_in = inputs(settings.batch_size, settings.batch_steps)
-    fast.generate(*inputs(1, 64)[:2], sampling, inputs(1, 64)[2])  # warm-up: allocator, kernels
+    large_in = inputs(settings.large_batch_size, settings.large_batch_steps)
+    for generator in (fast, fast_torch):
+        generator.generate(*inputs(1, 64)[:2], sampling, inputs(1, 64)[2])  # warm-up: allocator, kernels
     rates = {
         "naive": _timed_rates(
             lambda: generate_naive(model, *naive_in[:2], sampling, naive_in[2], prime=prime),
@@ -78,6 +88,19 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
             settings.batch_steps * settings.batch_size,
             settings.repeats,
         ),
+        f"fast_batch{settings.large_batch_size}": _timed_rates(
+            lambda: fast.generate(*large_in[:2], sampling, large_in[2]),
+            settings.large_batch_steps * settings.large_batch_size,
+            settings.repeats,
+        ),
+        "fast_torch": _timed_rates(
+            lambda: fast_torch.generate(*fast_in[:2], sampling, fast_in[2]), settings.fast_steps, settings.repeats
+        ),
+        f"fast_torch_batch{settings.batch_size}": _timed_rates(
+            lambda: fast_torch.generate(*batch_in[:2], sampling, batch_in[2]),
+            settings.batch_steps * settings.batch_size,
+            settings.repeats,
+        ),
     }
     report: dict[str, object] = {}
     for name, values in rates.items():
@@ -85,8 +108,15 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
         report[f"{name}_samples_per_s_min"] = round(min(values), 1)
         report[f"{name}_samples_per_s_max"] = round(max(values), 1)
     report["speedup_fast_vs_naive"] = round(statistics.median(rates["fast"]) / statistics.median(rates["naive"]), 2)
+    report["speedup_fast_vs_fast_torch"] = round(
+        statistics.median(rates["fast"]) / statistics.median(rates["fast_torch"]), 2
+    )
+    report["realtime_factor"] = round(statistics.median(rates["fast"]) / config.audio.sample_rate, 3)
     report.update(
+        fast_generator=type(fast).__name__,
+        fast_precision=fast.precision if isinstance(fast, KernelWaveNet) else "fp32",
         config=config.name,
+        sample_rate=config.audio.sample_rate,
         receptive_field=model.receptive_field,
         receptive_field_ms=round(model.receptive_field_ms, 2),
         params=model.parameter_count(),
@@ -96,6 +126,40 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
         naive_steps=settings.naive_steps,
         fast_steps=settings.fast_steps,
         batch_steps=settings.batch_steps,
+        large_batch_steps=settings.large_batch_steps,
         torch=torch.__version__,
     )
     return report
+
+
+def plot_generation(report: dict[str, object], path: Path) -> None:
+    """Aggregate samples/s against batch size for each generator (median, min-max bars) as a PNG, for docs/."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    labels = {"fast": f"fast ({report['fast_generator']})", "fast_torch": "fast-torch (FastWaveNet)", "naive": "naive"}
+    series: dict[str, list[tuple[int, float, float, float]]] = {}
+    for key in report:
+        match = re.fullmatch(r"(fast_torch|fast|naive)(?:_batch(\d+))?_samples_per_s", key)
+        if match:
+            median, low, high = (float(report[key + suffix]) for suffix in ("", "_min", "_max"))  # type: ignore[arg-type]
+            series.setdefault(match[1], []).append((int(match[2] or 1), median, low, high))
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, points in series.items():
+        batches, medians, lows, highs = zip(*sorted(points), strict=True)
+        errors = [
+            [m - lo for m, lo in zip(medians, lows, strict=True)],
+            [h - m for m, h in zip(medians, highs, strict=True)],
+        ]
+        axes.errorbar(batches, medians, yerr=errors, marker="o", capsize=3, label=labels[name])
+    rate = int(report.get("sample_rate", 16000))  # type: ignore[call-overload]
+    axes.axhline(rate, color="grey", linestyle="--", linewidth=1, label=f"real time at {rate / 1000:g} kHz")
+    axes.set(xscale="log", yscale="log", xlabel="batch size (utterances)", ylabel="samples / s (aggregate)")
+    title = f"{report['config']} teacher generation, {report['device']}, {report['threads']} threads"
+    axes.set_title(f"{title}, {report.get('fast_precision', 'fp32')} kernel weights")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -11,6 +11,7 @@ from vocoder.cli import (  # noqa: F401
     bench,
     bundle,
     corpus,
+    distill,
     evaluate,
     features,
     frontend,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 import typer
 
-from vocoder.benchmark import GenerationBenchSettings, bench_generation
+from vocoder.benchmark import GenerationBenchSettings, bench_generation, plot_generation
+from vocoder.benchmark_student import bench_student
 from vocoder.cli.app import app
 from vocoder.config import load_config
 
@@ -24,17 +26,30 @@ def generation(
     fast_steps: int = typer.Option(2000, min=1, help="samples generated per fast run (batch 1)"),
     batch_steps: int = typer.Option(1000, min=1, help="samples per utterance in the batch-8 run"),
     threads: int | None = typer.Option(None, min=1, help="torch intra-op threads (default: torch's choice)"),
+    student_seconds: float = typer.Option(10.0, min=0.01, help="utterance length of the student run (batch 1)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
+    plot: Path | None = typer.Option(None, help="also write a PNG of samples/s against batch size"),
+    precision: str = typer.Option("fp32", help="weights of the fused CPU kernel: fp32 (exact) or fp16"),
 ) -> None:
-    """Naive vs Fast-WaveNet generation speed, batch 1 and batch 8."""
+    """Naive vs Fast-WaveNet (fused CPU kernel and plain PyTorch) generation speed, batch 1, 8 and 32, and the
+    Parallel WaveNet student's."""
     if threads:
         torch.set_num_threads(threads)
     settings = GenerationBenchSettings(
-        naive_steps=naive_steps, fast_steps=fast_steps, batch_steps=batch_steps, repeats=repeats, device=device
+        naive_steps=naive_steps,
+        fast_steps=fast_steps,
+        batch_steps=batch_steps,
+        repeats=repeats,
+        device=device,
+        precision=precision,  # type: ignore[arg-type]
     )
-    report = bench_generation(load_config(config), settings)
+    loaded = load_config(config)
+    report = bench_generation(loaded, settings)
+    report.update(bench_student(loaded, report["fast_samples_per_s"], student_seconds, repeats, device))  # type: ignore[arg-type]
     width = max(map(len, report))
     for key, value in report.items():
         typer.echo(f"{key:<{width}}  {value}")
+    if plot is not None:
+        plot_generation(report, plot)
     if as_json:
         typer.echo(json.dumps(report))

@@ -23,7 +23,10 @@ def synthesize(
     inputs: list[Path] = typer.Argument(..., help="feature files (.npz)"),
     out: Path = typer.Option(..., "--out", "-o", help="output directory, or one audio file for one input"),
     model: str = typer.Option(DEFAULT_MODEL, help="bundled model name or model path"),
-    method: str = typer.Option("fast", help="fast (Fast WaveNet queues) or naive (reference)"),
+    method: str | None = typer.Option(
+        None,
+        help="fast (Fast WaveNet), fast-torch or naive for a teacher; student for a student (default: fast / student)",
+    ),
     strategy: str = typer.Option("sample", help="sample | argmax | mean"),
     temperature: float = typer.Option(1.0, help="divides the logits before sampling"),
     top_k: int | None = typer.Option(None, help="sample among the k most likely classes"),
@@ -44,7 +47,9 @@ def synthesize(
     batches = [features[start : start + batch_size] for start in range(0, len(features), batch_size)]
     # A batch generates up to its longest utterance in every row: that is the work the bar counts.
     total = sum(max(item.n_samples for item in batch) * len(batch) for batch in batches)
-    with tqdm(total=total, unit="sample", unit_scale=True, desc=f"{loaded.name}/{method}") as bar:
+    with tqdm(
+        total=total, unit="sample", unit_scale=True, desc=f"{loaded.name}/{method or loaded.default_method}"
+    ) as bar:
         for start, chunk in zip(range(0, len(features), batch_size), batches, strict=True):
             began = time.perf_counter()
             waveforms = loaded.synthesize_batch(

@@ -65,6 +65,12 @@ def masked_cross_entropy(model: torch.nn.Module, batch: Batch, margin_samples: i
 
 
 class Trainer:
+    """The training loop shared by the teacher and the student (`vocoder.train.distill`); subclasses override the
+    hooks below (model, loss, validation loss, sample synthesis) and keep the loop, checkpoints, EMA and DDP."""
+
+    model_kind = "teacher"
+    frozen_sections: tuple[str, ...] = ("audio", "features", "model", "speakers")
+
     def __init__(
         self,
         config: Config,
@@ -88,9 +94,9 @@ class Trainer:
 
         self.corpus = TrainingCorpus(data_dir, config, "train")
         self.valid_corpus = self._validation_corpus(data_dir)
-        self.model = WaveNet(config).to(self.dist.device)
+        self.model = self.build_model().to(self.dist.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.sampler = SegmentSampler.for_model(self.corpus, self.model.receptive_field)
+        self.sampler = SegmentSampler.for_model(self.corpus, self.context_receptive_field())
         self.margin_samples = self.sampler.margin * config.features.hop_length
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -119,11 +125,33 @@ class Trainer:
         )
         self.writer = SummaryWriter(str(run_dir / "tensorboard")) if self.dist.is_main else None
 
+    # --- hooks ----------------------------------------------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        return WaveNet(self.config)
+
+    def context_receptive_field(self) -> int:
+        """Samples of history every loss sample needs: segments carry this much context before the loss."""
+        return self.model.receptive_field
+
+    def compute_loss(self, network: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The objective on one batch, and named parts of it to log."""
+        return masked_cross_entropy(network, batch, self.margin_samples), {}
+
+    def validation_loss(self, batch: Batch) -> float:
+        return self.compute_loss(self.ema, batch)[0].item()
+
+    def synthesize_sample(self, conditioning: torch.Tensor, speaker: torch.Tensor | None) -> np.ndarray:
+        """The EMA model's waveform for frame-rate `conditioning [1, frames, C]` (the validation utterance)."""
+        local = self.ema.upsample(conditioning)
+        sampling = Sampling(seed=0)
+        result = FastWaveNet(self.ema).generate(local, speaker, sampling, sampling.uniforms(1, local.shape[-1]))
+        return result.waveform[0].cpu().numpy()
+
     # --- set-up -------------------------------------------------------------------------------------------------
     def _reconcile(self, config: Config, state: dict[str, Any]) -> Config:
         """Resume with the checkpoint's model; only the `train` section may change between runs."""
         saved = config_from_dict(state["config"], f"{self.store.directory} (checkpoint config)")
-        for section in ("audio", "features", "model", "speakers"):
+        for section in self.frozen_sections:
             if getattr(saved, section) != getattr(config, section):
                 raise VocoderError(
                     f"--resume: the config's '{section}' differs from the checkpoint's in {self.store.directory}; "
@@ -172,12 +200,12 @@ class Trainer:
                 self.epoch, self.position = self.epoch + 1, 0
         return indices
 
-    def _train_step(self) -> tuple[float, float, int]:
+    def _train_step(self) -> tuple[float, float, int, dict[str, float]]:
         batch = self.sampler.batch(self._next_indices(self.config.train.batch_size), self.data_generator)
         batch = batch.to(self.dist.device)
         self.model.train()
         with torch.autocast(self.dist.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            loss = masked_cross_entropy(self.network, batch, self.margin_samples)
+            loss, parts = self.compute_loss(self.network, batch)
         if not torch.isfinite(loss):
             raise VocoderError(
                 f"the training loss became {loss.item()} at step {self.step}; lower the learning rate and resume "
@@ -191,7 +219,7 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self._update_ema()
-        return loss.item(), float(grad_norm), batch.targets.numel()
+        return loss.item(), float(grad_norm), batch.targets.numel(), parts
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -217,7 +245,7 @@ class Trainer:
             )
         try:
             while self.step < self.max_steps:
-                loss, grad_norm, batch_samples = self._train_step()
+                loss, grad_norm, batch_samples, parts = self._train_step()
                 self.step += 1
                 samples += batch_samples
                 bar.update(1)
@@ -233,6 +261,7 @@ class Trainer:
                         learning_rate=self.scheduler.get_last_lr()[0],
                         grad_norm=grad_norm,
                         samples_per_s=rate,
+                        **parts,
                     )
                 last = self.step == self.max_steps
                 if self.step % train.valid_every == 0 or last:
@@ -260,9 +289,7 @@ class Trainer:
         train = self.config.train
         sampler = SegmentSampler(self.valid_corpus, self.sampler.context, self.sampler.margin)
         batches = sampler.fixed_batches(train.valid_segments, train.batch_size, seed=train.seed)
-        losses = [
-            masked_cross_entropy(self.ema, batch.to(self.dist.device), self.margin_samples).item() for batch in batches
-        ]
+        losses = [self.validation_loss(batch.to(self.dist.device)) for batch in batches]
         valid_loss = float(np.mean(losses))
         if self.writer is not None:
             self.writer.add_scalar("valid/loss", valid_loss, self.step)
@@ -280,10 +307,7 @@ class Trainer:
             if self.config.speakers
             else None
         )
-        local = self.ema.upsample(conditioning)
-        sampling = Sampling(seed=0)
-        result = FastWaveNet(self.ema).generate(local, speaker, sampling, sampling.uniforms(1, local.shape[-1]))
-        wav = result.waveform[0].cpu().numpy()
+        wav = self.synthesize_sample(conditioning, speaker)
         reference = utterance.audio[: len(wav)]
         stem = self.run_dir / "samples" / f"step_{self.step:08d}"
         save_wav(stem.with_suffix(".wav"), wav, self.config.audio.sample_rate)
@@ -333,9 +357,9 @@ class Trainer:
             "train_utterances": len(self.corpus),
             "train_audio_seconds": round(self.corpus.total_seconds, 1),
         }
-        save_model(self.run_dir / "model" / "model.safetensors", self.ema, self.config, "teacher", metadata)
+        save_model(self.run_dir / "model" / "model.safetensors", self.ema, self.config, self.model_kind, metadata)
         if is_best:
-            save_model(self.run_dir / "best" / "model.safetensors", self.ema, self.config, "teacher", metadata)
+            save_model(self.run_dir / "best" / "model.safetensors", self.ema, self.config, self.model_kind, metadata)
         self.dist.barrier()
 
     def _gather_data_rng(self) -> list[torch.Tensor]:

@@ -1,0 +1,211 @@
+"""The fused CPU kernel must pick the same samples as the naive reference, and fall back cleanly where it cannot run.
+
+The first test in a fresh checkout compiles the extension (about a minute on two cores); later runs load the cached
+build from build/kernels/.
+"""
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import tiny_config
+from vocoder.benchmark import plot_generation
+from vocoder.generate import FastWaveNet, Sampling, cpu_kernel, generate_naive
+from vocoder.generate.cpu_kernel import KernelWaveNet, fast_generator
+from vocoder.models.wavenet import WaveNet, shift_right
+
+STEPS = 1000
+FP16_LOGIT_TOLERANCE = 2e-2
+"""Stated bound on |logits(fp16 weights) - logits(float32 model)| for the same inputs (tiny and seed-size)."""
+
+
+def model_and_inputs(
+    kernel_size: int, speakers: list[str], batch: int = 2, steps: int = STEPS, **model: int
+) -> tuple[WaveNet, torch.Tensor, torch.Tensor | None]:
+    torch.manual_seed(kernel_size)
+    config = tiny_config(
+        model={"kernel_size": kernel_size, "input_kernel_size": kernel_size, **model}, speakers=speakers
+    )
+    network = WaveNet(config).eval()
+    with torch.no_grad():
+        local = network.upsample(torch.randn(batch, steps // 40, 10))
+    speaker_ids = torch.arange(batch) % 2 if speakers else None
+    return network, local, speaker_ids
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the kernel on `count` torch threads (conftest pins one; the naive reference is slow on more)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def assert_same_as_naive(
+    model: WaveNet, local: torch.Tensor, speaker_ids, sampling: Sampling, threads: int = 1, **options
+) -> None:
+    uniforms = sampling.uniforms(local.shape[0], local.shape[-1])
+    naive = generate_naive(model, local, speaker_ids, sampling, uniforms, record_logits=True)
+    with torch_threads(threads):
+        kernel = KernelWaveNet(model, **options).generate(local, speaker_ids, sampling, uniforms, record_logits=True)
+    assert torch.equal(kernel.ids, naive.ids)
+    assert (kernel.logits - naive.logits).abs().max() < 1e-4
+    if sampling.strategy != "mean":  # a mean is a float64 sum: equal to rounding, not bitwise
+        assert torch.equal(kernel.waveform, naive.waveform)
+    assert len(torch.unique(kernel.ids)) > 20 or sampling.strategy == "argmax"
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+@pytest.mark.parametrize("speakers", [["alice", "bob"], []], ids=["local+global", "local"])
+def test_kernel_equals_naive(kernel_size: int, speakers: list[str]) -> None:
+    model, local, speaker_ids = model_and_inputs(kernel_size, speakers)
+    assert local.shape == (2, 10, STEPS)
+    assert_same_as_naive(model, local, speaker_ids, Sampling(seed=11))
+
+
+@pytest.mark.parametrize("strategy", ["sample", "argmax", "mean"])
+def test_every_strategy_equals_naive(strategy: str) -> None:
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"])
+    assert_same_as_naive(model, local, speaker_ids, Sampling(strategy, temperature=0.8, top_k=50, top_p=0.95, seed=3))
+
+
+def test_batch_tiles_on_two_threads_equal_naive() -> None:
+    """Batch 11 on two threads: tiles of 4 and 2 in one half of the batch, 4 and 1 in the other."""
+    model, local, speaker_ids = model_and_inputs(3, ["alice", "bob"], batch=11, steps=400)
+    assert_same_as_naive(model, local, speaker_ids, Sampling(seed=4), threads=2)
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_one_utterance_split_across_two_threads_equals_naive(split: bool) -> None:
+    """A model with two gate groups (padded half gate a multiple of 32) splits one utterance's step."""
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, gate_channels=64, skip_channels=32)
+    assert KernelWaveNet(model).groups == 2
+    assert_same_as_naive(model, local, speaker_ids, Sampling(seed=8), threads=2, split=split)
+
+
+def test_split_and_single_thread_are_bitwise_equal() -> None:
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, steps=600, gate_channels=64)
+    sampling = Sampling(seed=2)
+    uniforms = sampling.uniforms(1, 600)
+    with torch_threads(2):
+        results = [
+            KernelWaveNet(model, split=split).generate(local, speaker_ids, sampling, uniforms, record_logits=True)
+            for split in (True, False, None)
+        ]
+    assert all(torch.equal(result.logits, results[0].logits) for result in results)
+
+
+def test_streamed_blocks_equal_one_generation() -> None:
+    """State carries across kernel calls; 100-sample blocks exercise a partial conditioning tile."""
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=520)
+    kernel = KernelWaveNet(model)
+    sampling = Sampling(seed=6)
+    uniforms = sampling.uniforms(2, 520)
+    whole = kernel.generate(local, speaker_ids, sampling, uniforms, record_logits=True)
+    streamed = kernel.allocate(local, record_logits=True)
+    blocks = list(kernel.stream(local, speaker_ids, sampling, uniforms, streamed, chunk_samples=100))
+    assert blocks[0] == (0, 100) and blocks[-1] == (500, 520)
+    assert torch.equal(streamed.ids, whole.ids) and torch.equal(streamed.logits, whole.logits)
+
+
+def test_gate_approximation_error_is_below_1e6() -> None:
+    """The kernel's tanh(f) * sigmoid(g) (from a polynomial exp) against float64, over the float range that matters."""
+    generator = torch.Generator().manual_seed(0)
+    f = torch.cat([torch.linspace(-30, 30, 200_001), torch.randn(100_000, generator=generator) * 4])
+    g = torch.cat([torch.randn(200_001, generator=generator) * 4, torch.linspace(-30, 30, 100_000)])
+    approximate = cpu_kernel.load_extension().gate_activation(f, g).double()
+    exact = torch.tanh(f.double()) * torch.sigmoid(g.double())
+    assert (approximate - exact).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("config", ["tiny", "seed_size"])
+def test_fp16_weights_keep_logits_within_the_stated_tolerance(config: str) -> None:
+    """fp16 weights change the samples, so compare the logits with the float32 model's on the same inputs."""
+    if config == "tiny":
+        model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=400)
+    else:
+        from vocoder.config import load_config
+
+        torch.manual_seed(0)
+        model = WaveNet(load_config("seed_size")).eval()
+        local, speaker_ids = torch.randn(1, model.local_channels, 400), torch.tensor([1])
+    sampling = Sampling(seed=1)
+    result = KernelWaveNet(model, precision="fp16").generate(
+        local, speaker_ids, sampling, sampling.uniforms(local.shape[0], 400), record_logits=True
+    )
+    with torch.no_grad():
+        forward = model(shift_right(result.ids, model.start_id), local, speaker_ids).transpose(1, 2)
+    assert (forward - result.logits).abs().max() < FP16_LOGIT_TOLERANCE
+
+
+def test_fast_generator_falls_back_when_the_build_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, _, _ = model_and_inputs(2, ["alice", "bob"], steps=80)
+    monkeypatch.setattr(cpu_kernel, "_build", lambda: (None, "CalledProcessError: no compiler"))
+    with caplog.at_level(logging.WARNING):
+        generator = fast_generator(model)
+    assert isinstance(generator, FastWaveNet)
+    assert "fused CPU kernel unavailable" in caplog.text and "no compiler" in caplog.text
+
+
+def test_fast_generator_falls_back_for_an_unsupported_model(caplog: pytest.LogCaptureFixture) -> None:
+    model, _, _ = model_and_inputs(2, ["alice", "bob"], steps=80)
+    with caplog.at_level(logging.WARNING):
+        generator = fast_generator(model.double())
+    assert isinstance(generator, FastWaveNet)
+    assert "torch.float64" in caplog.text
+
+
+def test_kernel_hands_cuda_tensors_to_the_plain_generator(caplog: pytest.LogCaptureFixture) -> None:
+    """No GPU here: a meta-device input stands in for any non-CPU tensor (the kernel must not touch it)."""
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=80)
+    kernel = KernelWaveNet(model)
+    calls = []
+
+    def plain_stream(*args: object, **kwargs: object) -> Iterator[tuple[int, int]]:
+        calls.append(args)
+        yield 0, 80
+
+    kernel.fallback.stream = plain_stream  # type: ignore[method-assign]
+    meta = local.to("meta")
+    with caplog.at_level(logging.WARNING):
+        blocks = list(kernel.stream(meta, speaker_ids, Sampling(), torch.rand(2, 80), kernel.allocate(local)))
+    assert blocks == [(0, 80)] and calls and calls[0][0] is meta
+    assert "using the plain PyTorch Fast-WaveNet" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_missing_compiler_falls_back_in_a_fresh_process(tmp_path: Path) -> None:
+    """The real failure path: an empty build folder and a compiler that does not exist."""
+    script = (
+        "import torch; from tests.conftest import tiny_config; from vocoder.models.wavenet import WaveNet;"
+        "from vocoder.generate.cpu_kernel import fast_generator;"
+        "print(type(fast_generator(WaveNet(tiny_config()))).__name__)"
+    )
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "VOCODER_KERNEL_BUILD": str(tmp_path / "build")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1]
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "FastWaveNet"
+    assert "fused CPU kernel unavailable" in result.stderr
+
+
+def test_benchmark_plot_is_written(tmp_path: Path) -> None:
+    report: dict[str, object] = {"fast_generator": "KernelWaveNet", "config": "tiny", "device": "cpu", "threads": 2}
+    for key, value in {"naive": 50.0, "fast": 9000.0, "fast_batch8": 30000.0, "fast_torch": 400.0}.items():
+        rates = {"": value, "_min": value / 2, "_max": value}
+        report |= {f"{key}_samples_per_s{suffix}": rate for suffix, rate in rates.items()}
+    plot_generation(report, tmp_path / "speed.png")
+    assert (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,156 @@
+"""Distillation: the KL goes down, resume is exact, the exported student synthesizes through the API and the CLI,
+mismatched teachers are refused, and the student benchmark reports its figures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import yaml
+
+import vocoder
+from tests.conftest import TINY, merge, tiny_config, tone
+from tests.test_student import STUDENT
+from tests.test_train import build_cache
+from vocoder.benchmark_student import bench_student
+from vocoder.config import Config
+from vocoder.errors import VocoderError
+from vocoder.features.acoustic import extract_features
+from vocoder.features.featurefile import save_features
+from vocoder.generate import Sampling
+from vocoder.models.checkpoint import save_model
+from vocoder.models.wavenet import WaveNet
+from vocoder.train.distill import DistillTrainer
+
+TRAIN = {
+    "batch_size": 2,
+    "segment_frames": 8,
+    "learning_rate": 1e-2,
+    "warmup_steps": 2,
+    "max_steps": 4,
+    "log_every": 2,
+    "valid_every": 100,
+    "checkpoint_every": 2,
+    "valid_segments": 4,
+    "sample_seconds": 0.05,
+    "keep_last": 2,
+}
+
+
+def distill_dict(**student: object) -> dict[str, object]:
+    return merge(TINY, {"student": {**STUDENT, **student}, "train": TRAIN})
+
+
+def distill_config(train: dict[str, object] | None = None, **student: object) -> Config:
+    return tiny_config(student={**STUDENT, **student}, train={**TRAIN, **(train or {})})
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_cache(tmp_path_factory.mktemp("cache"), distill_config())
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    config = tiny_config()
+    path = tmp_path_factory.mktemp("teacher") / "model.safetensors"
+    return save_model(path, WaveNet(config), config, "teacher", {"steps": 0})
+
+
+def test_distillation_lowers_the_kl(cache_dir: Path, teacher_file: Path, tmp_path: Path) -> None:
+    config = distill_config({"max_steps": 30, "valid_every": 30, "checkpoint_every": 30}, power_weight=0, stft_weight=0)
+    trainer = DistillTrainer(teacher_file, config, cache_dir, tmp_path, "cpu")
+    first_kl = trainer._validate()  # with only the KL weighted, the validation loss is the KL (fixed noise)
+    summary = trainer.run()
+    assert summary.step == 30
+    assert first_kl > 0.2 and summary.valid_loss < 0.5 * first_kl, (first_kl, summary.valid_loss)
+    assert (tmp_path / "samples" / "step_00000030.wav").is_file()
+
+
+def test_resume_continues_exactly(cache_dir: Path, teacher_file: Path, tmp_path: Path) -> None:
+    straight = DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "straight", "cpu")
+    straight.run()
+    DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "split", "cpu", max_steps=2).run()
+    resumed = DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "split", "cpu", resume=True)
+    assert resumed.step == 2
+    resumed.run()
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    with pytest.raises(VocoderError, match="'student'"):  # the student's shape may not change on resume
+        DistillTrainer(teacher_file, distill_config(flows=[2]), cache_dir, tmp_path / "split", "cpu", resume=True)
+
+
+def test_exported_student_synthesizes_and_methods_are_checked(
+    cache_dir: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path, "cpu", max_steps=2).run()
+    student = vocoder.load(tmp_path / "model", device="cpu")
+    assert student.kind == "student" and student.config.student is not None
+    features = extract_features(tone(0.1), tiny_config(), speaker="bob")
+    wav = student.synthesize(features, method="student", seed=3)
+    assert wav.dtype == np.float32 and wav.shape == (features.n_samples,) and np.all(np.abs(wav) <= 1)
+    assert np.array_equal(wav, student.synthesize(features, method="student", seed=3))
+    assert not np.array_equal(wav, student.synthesize(features, method="student", seed=4))
+    chunks = list(student.synthesize_stream(features, Sampling(seed=3), chunk_samples=500))
+    assert len(chunks) == 4 and np.array_equal(np.concatenate(chunks), wav)
+    with pytest.raises(VocoderError, match="student model takes one of \\['student'\\]"):
+        student.synthesize(features, method="fast")
+    with pytest.raises(VocoderError, match="teacher model takes one of"):
+        vocoder.load(teacher_file, device="cpu").synthesize(features, method="student")
+
+
+def test_mismatched_teacher_or_missing_student_section_is_refused(
+    cache_dir: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    other = tiny_config(model={"layers": 4})
+    other_file = save_model(tmp_path / "other.safetensors", WaveNet(other), other, "teacher", {})
+    with pytest.raises(VocoderError, match="teacher's 'model' section differs"):
+        DistillTrainer(other_file, distill_config(), cache_dir, tmp_path / "run", "cpu")
+    with pytest.raises(VocoderError, match="no 'student' section"):
+        DistillTrainer(teacher_file, tiny_config(train=TRAIN), cache_dir, tmp_path / "run", "cpu")
+    with pytest.raises(VocoderError, match="too short for an STFT of n_fft 2048"):
+        DistillTrainer(teacher_file, distill_config(stft_resolutions=[(2048, 512, 2048)]), cache_dir, tmp_path, "cpu")
+    DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "student", "cpu", max_steps=2).run()
+    with pytest.raises(VocoderError, match="must be a teacher"):
+        DistillTrainer(tmp_path / "student" / "model", distill_config(), cache_dir, tmp_path / "run", "cpu")
+
+
+def test_cli_distills_under_ddp_then_synthesizes_with_the_student(
+    cache_dir: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "student.yaml"
+    config.write_text(yaml.safe_dump(distill_dict()))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    distilled = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "vocoder.cli", "distill", "--teacher",
+         str(teacher_file), "--config", str(config), "--data", str(cache_dir), "--out", str(tmp_path / "run"),
+         "--max-steps", "2", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert distilled.returncode == 0, distilled.stderr[-3000:]
+    assert distilled.stdout.count("step 2:") == 1  # rank 0 alone reports and checkpoints
+    student = vocoder.load(tmp_path / "run" / "model", device="cpu")
+    assert student.kind == "student" and student.metadata["device"] == "cpu x2"
+    extracted = extract_features(tone(0.1), tiny_config(), speaker="alice")
+    features = save_features(tmp_path / "f.npz", extracted)
+    synthesized = subprocess.run(
+        [sys.executable, "-m", "vocoder.cli", "synthesize", str(features), "--model", str(tmp_path / "run" / "model"),
+         "--method", "student", "--seed", "1", "--out", str(tmp_path / "out.wav"), "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert synthesized.returncode == 0, synthesized.stderr[-2000:]
+    assert soundfile.read(tmp_path / "out.wav", dtype="float32")[0].shape == (extracted.n_samples,)
+
+
+def test_student_benchmark_reports_speed_and_speedup() -> None:
+    report = bench_student(distill_config(), fast_samples_per_s=1000.0, seconds=0.1, repeats=2)
+    assert report["student_samples_per_s"] > 0 and report["student_flows"] == STUDENT["flows"]
+    assert report["speedup_student_vs_fast"] == pytest.approx(report["student_samples_per_s"] / 1000.0, rel=0.01)
+    assert "speedup_student_vs_fast" not in bench_student(tiny_config(), seconds=0.1, repeats=1)

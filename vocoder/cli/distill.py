@@ -1,0 +1,38 @@
+"""`vocoder distill`: distill a Parallel WaveNet student from a trained teacher; resumable; DDP under torchrun."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from vocoder.cli.app import app
+from vocoder.config import load_config
+
+
+@app.command()
+def distill(
+    teacher: str = typer.Option(..., help="the teacher: bundled model name or model path"),
+    config: str = typer.Option(..., help="config YAML or recipe name: the teacher's sections + student + train"),
+    data: Path = typer.Option(..., help="feature cache written by `vocoder preprocess`"),
+    out: Path = typer.Option(..., help="run directory: checkpoints, student model export, samples, TensorBoard logs"),
+    resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out"),
+    max_steps: int | None = typer.Option(None, min=1, help="stop at this step (default: train.max_steps)"),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
+) -> None:
+    """Train a student by probability density distillation plus spectral losses (docs/STUDENT.md)."""
+    from vocoder.train.distill import DistillTrainer
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    trainer = DistillTrainer(teacher, load_config(config), data, out, device, resume, max_steps)
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.dist.close()
+    if trainer.dist.is_main:
+        valid = "n/a" if summary.valid_loss is None else f"{summary.valid_loss:.4f}"
+        typer.echo(
+            f"step {summary.step}: train loss {summary.train_loss:.4f}, valid loss {valid}, "
+            f"{summary.wall_seconds:.0f} s; student: {summary.model_path}"
+        )

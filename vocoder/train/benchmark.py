@@ -1,0 +1,72 @@
+"""Training throughput of a config's teacher: samples per second through forward, backward and an AdamW step.
+
+Random segments of the config's training shape (batch, context + loss frames, margins) stand in for data: the
+speed of a step does not depend on the values. Each figure is the median of `repeats` timed runs of `steps` steps.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from vocoder.config import Config
+from vocoder.models.wavenet import WaveNet
+from vocoder.train.data import Batch
+from vocoder.train.trainer import masked_cross_entropy
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_training(config: Config, device_name: str, steps: int = 5, repeats: int = 3) -> dict[str, object]:
+    device = torch.device(device_name)
+    torch.manual_seed(0)
+    model = WaveNet(config).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.learning_rate)
+    hop = config.features.hop_length
+    margin = config.model.prenet_kernel_size // 2 + 1
+    frames = -(-model.receptive_field // hop) + config.train.segment_frames
+    batch_size = config.train.batch_size
+    batch = Batch(
+        frames=torch.randn(batch_size, frames + 2 * margin, config.features.dim, device=device),
+        targets=torch.randint(0, config.audio.classes, (batch_size, frames * hop), device=device),
+        mask=torch.ones(batch_size, frames * hop, device=device),
+        speaker_ids=torch.zeros(batch_size, dtype=torch.long, device=device) if config.speakers else None,
+    )
+    amp = device.type == "cuda" and config.train.amp != "none"
+    dtype = torch.bfloat16 if config.train.amp == "bf16" else torch.float16
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+            loss = masked_cross_entropy(model, batch, margin * hop)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: allocator, kernels
+    rates = []
+    for _ in range(repeats):
+        _synchronize(device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _synchronize(device)
+        rates.append(steps * batch.targets.numel() / (time.perf_counter() - started))
+    return {
+        "config": config.name,
+        "train_samples_per_s": round(statistics.median(rates), 1),
+        "train_samples_per_s_min": round(min(rates), 1),
+        "train_samples_per_s_max": round(max(rates), 1),
+        "batch_size": batch_size,
+        "segment_samples": frames * hop,
+        "params": model.parameter_count(),
+        "device": str(device),
+        "amp": config.train.amp if amp else "none",
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "repeats": repeats,
+    }

@@ -1,0 +1,106 @@
+"""The losses that distill a Parallel WaveNet student from a categorical mu-law teacher.
+
+Probability density distillation: KL(P_S || P_T) = H(P_S, P_T) - H(P_S) per sample. The teacher's categorical over
+the mu + 1 mu-law classes becomes a density on [-1, 1] by spreading each class's probability uniformly over its bin:
+log p_T(x) = log P_T(bin(x)) - log width(bin(x)). Given z_<t the student's sample x_t is one logistic, so the
+cross-entropy at t is computed in closed form over the bins rather than from the single drawn x_t:
+H_t(P_S, P_T) = sum_k P_S(bin k) [log width_k - log P_T(k)], with P_S(bin k) from the logistic CDF (the lower-variance
+estimator of the Parallel WaveNet paper). Mass beyond [-1, 1] goes to the end bins, as `mu_law_encode` clamps.
+The student's entropy is analytic: H_t(P_S) = E[log s_tot_t] + 2.
+
+Spectral losses against the real audio keep the student's energy where speech has it ("without which students
+whisper"): a log power-spectrum loss over time-averaged STFT power, and a multi-resolution STFT loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+LOGISTIC_ENTROPY = 2.0
+"""Differential entropy of Logistic(0, 1), in nats; Logistic(mu, s) has 2 + log s."""
+
+MAGNITUDE_FLOOR = 1e-7
+"""Added under square roots and logs of spectra, so silent frames have finite values and gradients."""
+
+POWER_FLOOR = 1e-4
+"""Added to time-averaged STFT powers before the log: about 75 dB below a full-scale sine at the first resolution,
+so the power loss ignores differences in near-silence instead of being dominated by them."""
+
+
+def mu_law_bin_edges(mu: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The `mu + 2` waveform-domain edges of the mu-law classes: class k covers `[edges[k], edges[k + 1])`.
+
+    `mu_law_encode` rounds `(c + 1) / 2 * mu` for companded c, so the edge below class k (k >= 1) is at companded
+    `(k - 0.5) * 2 / mu - 1`; the outer edges are -1 and 1 (end classes are half as wide in the companded domain).
+    """
+    k = torch.arange(1, mu + 1, dtype=torch.float64)
+    companded = (k - 0.5) / mu * 2 - 1
+    interior = torch.sign(companded) * (torch.pow(1.0 + mu, companded.abs()) - 1) / mu
+    ends = torch.ones(1, dtype=torch.float64)
+    return torch.cat([-ends, interior, ends]).to(dtype)
+
+
+def logistic_bin_probabilities(location: torch.Tensor, log_scale: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """`[..., K]` mass of Logistic(location, exp(log_scale)) in each of the K = len(edges) - 1 bins.
+
+    The first bin extends to -inf and the last to +inf. Each difference of CDFs is taken on the side of the
+    location where both terms are small (`1 - sigmoid(a) = sigmoid(-a)`), so float32 keeps the tails.
+    """
+    inner = edges[1:-1].to(location.dtype)
+    a = (inner - location.unsqueeze(-1)) * torch.exp(-log_scale).unsqueeze(-1)
+    cdf, ccdf = torch.sigmoid(a), torch.sigmoid(-a)
+    # [..., K] each: the CDF and 1 - CDF at every bin's lower and upper edge.
+    cdf_low, cdf_high = F.pad(cdf, (1, 0), value=0.0), F.pad(cdf, (0, 1), value=1.0)
+    ccdf_low, ccdf_high = F.pad(ccdf, (1, 0), value=1.0), F.pad(ccdf, (0, 1), value=0.0)
+    above = F.pad(a, (1, 0), value=float("-inf")) > 0  # the bin lies wholly above the location
+    return torch.where(above, ccdf_low - ccdf_high, cdf_high - cdf_low)
+
+
+def teacher_cross_entropy(
+    probabilities: torch.Tensor, teacher_logits: torch.Tensor, log_widths: torch.Tensor
+) -> torch.Tensor:
+    """H_t(P_S, P_T) = sum_k P_S(k) [log width_k - log P_T(k)]: `probabilities [B, T, K]`, `teacher_logits
+    [B, K, T]` -> `[B, T]` nats per sample."""
+    cost = log_widths.to(probabilities.dtype) - torch.log_softmax(teacher_logits, dim=1).transpose(1, 2)
+    return (probabilities * cost).sum(-1)
+
+
+def student_entropy(log_scale: torch.Tensor) -> torch.Tensor:
+    """H_t(P_S) of the per-sample logistic given z_<t: log s_tot_t + 2 nats."""
+    return log_scale + LOGISTIC_ENTROPY
+
+
+def density_distillation(
+    location: torch.Tensor, log_scale: torch.Tensor, teacher_logits: torch.Tensor, edges: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample (KL, cross-entropy) `[B, T]` of the student's logistics against the teacher's binned density."""
+    probabilities = logistic_bin_probabilities(location, log_scale, edges)
+    cross_entropy = teacher_cross_entropy(probabilities, teacher_logits, torch.log(edges.diff()))
+    return cross_entropy - student_entropy(log_scale), cross_entropy
+
+
+def stft_magnitude(wav: torch.Tensor, n_fft: int, hop: int, window: int) -> torch.Tensor:
+    """`[B, T]` -> `[B, n_fft // 2 + 1, frames]` magnitudes (Hann window), with a floor that keeps gradients finite."""
+    hann = torch.hann_window(window, dtype=wav.dtype, device=wav.device)
+    spectrum = torch.stft(wav, n_fft, hop, window, hann, center=True, return_complex=True)
+    return torch.sqrt(spectrum.real.square() + spectrum.imag.square() + MAGNITUDE_FLOOR)
+
+
+def power_loss(generated: torch.Tensor, reference: torch.Tensor, resolution: tuple[int, int, int]) -> torch.Tensor:
+    """Mean squared difference of the log power spectra averaged over time (the paper's power loss, in log form so
+    that its scale does not depend on the level of the audio)."""
+    powers = [stft_magnitude(wav, *resolution).square().mean(-1) for wav in (generated, reference)]
+    return (torch.log(powers[0] + POWER_FLOOR) - torch.log(powers[1] + POWER_FLOOR)).square().mean()
+
+
+def multi_resolution_stft_loss(
+    generated: torch.Tensor, reference: torch.Tensor, resolutions: list[tuple[int, int, int]]
+) -> torch.Tensor:
+    """Mean over resolutions of spectral convergence ||Y - X||_F / ||Y||_F plus mean |log Y - log X|."""
+    total = generated.new_zeros(())
+    for resolution in resolutions:
+        x, y = stft_magnitude(generated, *resolution), stft_magnitude(reference, *resolution)
+        convergence = torch.linalg.norm(y - x, dim=(1, 2)) / torch.linalg.norm(y, dim=(1, 2))
+        total = total + convergence.mean() + (torch.log(y) - torch.log(x)).abs().mean()
+    return total / len(resolutions)
