@@ -142,3 +142,12 @@ def test_bench_generation_prints_json(tmp_path: Path) -> None:
     ):
         assert key in report
     assert report["receptive_field"] == 16 and report["fast_samples_per_s"] > 0
+
+
+def test_bench_training_prints_json(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "train": {"batch_size": 2, "segment_frames": 4}}))
+    result = run("bench", "training", "--config", str(config), "--json", "--steps", "2", "--repeats", "1")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["train_samples_per_s"] > 0 and report["segment_samples"] == (1 + 4) * 40

@@ -53,3 +53,25 @@ def generation(
         plot_generation(report, plot)
     if as_json:
         typer.echo(json.dumps(report))
+
+
+@bench_app.command("training")
+def training(
+    config: str = typer.Option("demo_teacher", help="config YAML or recipe name: model and train sections"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    steps: int = typer.Option(5, min=1, help="training steps per timed run"),
+    repeats: int = typer.Option(3, min=1, help="timed runs (median, min, max reported)"),
+    threads: int | None = typer.Option(None, min=1, help="torch intra-op threads (default: torch's choice)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
+) -> None:
+    """Teacher training throughput: samples per second through forward, backward and an optimizer step."""
+    from vocoder.train.benchmark import bench_training
+
+    if threads:
+        torch.set_num_threads(threads)
+    report = bench_training(load_config(config), device, steps, repeats)
+    width = max(map(len, report))
+    for key, value in report.items():
+        typer.echo(f"{key:<{width}}  {value}")
+    if as_json:
+        typer.echo(json.dumps(report))
