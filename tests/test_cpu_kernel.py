@@ -22,8 +22,9 @@ from vocoder.generate.cpu_kernel import KernelWaveNet, fast_generator
 from vocoder.models.wavenet import WaveNet, shift_right
 
 STEPS = 1000
-FP16_LOGIT_TOLERANCE = 2e-2
-"""Stated bound on |logits(fp16 weights) - logits(float32 model)| for the same inputs (tiny and seed-size)."""
+FP16_RELATIVE_TOLERANCE = 1e-3
+"""Stated bound on max |logits(fp16 weights) - logits(float32 model)| on the same inputs, relative to max |logits|
+(measured: about 2e-4 on the tiny and seed-size shapes, also with a trained-like logit range of +-18)."""
 
 
 def model_and_inputs(
@@ -128,11 +129,15 @@ def test_gate_approximation_error_is_below_1e6() -> None:
     assert (approximate - exact).abs().max() < 1e-6
 
 
-@pytest.mark.parametrize("config", ["tiny", "seed_size"])
+@pytest.mark.parametrize("config", ["tiny", "tiny-wide-logits", "seed_size"])
 def test_fp16_weights_keep_logits_within_the_stated_tolerance(config: str) -> None:
     """fp16 weights change the samples, so compare the logits with the float32 model's on the same inputs."""
-    if config == "tiny":
+    if config.startswith("tiny"):
         model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=400)
+        if config == "tiny-wide-logits":  # a trained model's logits span tens, a random one's less than one
+            with torch.no_grad():
+                model.head[3].weight.mul_(50)
+                model.head[3].bias.mul_(50)
     else:
         from vocoder.config import load_config
 
@@ -145,7 +150,7 @@ def test_fp16_weights_keep_logits_within_the_stated_tolerance(config: str) -> No
     )
     with torch.no_grad():
         forward = model(shift_right(result.ids, model.start_id), local, speaker_ids).transpose(1, 2)
-    assert (forward - result.logits).abs().max() < FP16_LOGIT_TOLERANCE
+    assert (forward - result.logits).abs().max() < FP16_RELATIVE_TOLERANCE * forward.abs().max()
 
 
 def test_fast_generator_falls_back_when_the_build_fails(
