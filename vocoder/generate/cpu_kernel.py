@@ -77,6 +77,8 @@ def _machine_tag() -> str:
 def _build() -> tuple[ModuleType | None, str]:
     """Compile (or load the cached build of) the extension once per process: (module, "") or (None, why not)."""
     try:
+        # Importing cpp_extension warns that no CUDA runtime exists; this CPU kernel needs none.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         from torch.utils import cpp_extension
 
         name = f"wavenet_step_{_machine_tag()}"
