@@ -26,19 +26,24 @@ COPY server server
 RUN .venv/bin/pip install --quiet --extra-index-url "${TORCH_INDEX_URL}" -e .
 
 # Runtime stage: the Debian packages of the Makefile's APT_PACKAGES that the service uses (Festival and its
-# voices for the text front end, sox, espeak-ng; not chromium, which only the browser tests need).
+# voices for the text front end, sox, espeak-ng; not chromium, which only the browser tests need), and g++: the
+# fused Fast-WaveNet CPU kernel is compiled for the CPU it runs on (-march=native) at the first model load and
+# cached in VOCODER_KERNEL_BUILD; without a compiler the service falls back to the slower PyTorch loop.
 FROM ${BASE_IMAGE}
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k sox espeak-ng \
+        festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k sox espeak-ng g++ \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --create-home --shell /usr/sbin/nologin vocoder
 WORKDIR /app
 COPY --from=build /app /app
 COPY models models
+COPY examples examples
+RUN mkdir -p /app/build/kernels && chown vocoder /app/build/kernels
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     VOCODER_MODELS_DIR=/app/models \
+    VOCODER_KERNEL_BUILD=/app/build/kernels \
     VOCODER_PORT=8000
 USER vocoder
 EXPOSE 8000
