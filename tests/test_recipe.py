@@ -1,4 +1,4 @@
-"""The end-to-end recipe in its quick mode: corpus, features, training, synthesis, evaluation."""
+"""The end-to-end recipe in its quick mode: corpus, features, training, distillation, synthesis, evaluation."""
 
 import os
 import subprocess
@@ -19,5 +19,6 @@ def test_quick_recipe_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     summary = (tmp_path / "report" / "summary.md").read_text()
-    assert "| teacher | 2 |" in summary
-    assert len(list((tmp_path / "synthesized" / "teacher").glob("*.wav"))) == 2
+    assert "| teacher | 2 |" in summary and "| student | 2 |" in summary
+    for system in ("teacher", "student"):
+        assert len(list((tmp_path / "synthesized" / system).glob("*.wav"))) == 2
