@@ -34,3 +34,14 @@ def test_bundle_refuses_oversized_models(tiny_model_file: Path, tmp_path: Path, 
     monkeypatch.setattr(bundle_module, "MAX_BUNDLE_BYTES", 100)
     with pytest.raises(VocoderError, match="exceeds the 20 MB bundle limit"):
         bundle_model(tiny_model_file, "teacher", tmp_path)
+
+
+def test_a_student_card_describes_its_flows(tmp_path: Path) -> None:
+    from tests.test_student import STUDENT
+    from vocoder.models.checkpoint import save_model
+    from vocoder.models.student import StudentWaveNet
+
+    config = tiny_config(student=STUDENT)
+    path = save_model(tmp_path / "s.safetensors", StudentWaveNet(config), config, "student", {"steps": 3})
+    card = (bundle_model(path, "student", tmp_path / "models") / "README.md").read_text()
+    assert "# `student`: student" in card and "2 flows of [2, 3] layers" in card and "| steps | 3 |" in card

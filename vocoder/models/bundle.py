@@ -15,6 +15,7 @@ import yaml
 
 from vocoder.errors import VocoderError
 from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, resolve_model_path
+from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
 
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024
@@ -34,7 +35,6 @@ def write_card(
     path: Path, name: str, model_file: Path, feature_dir: Path | None, evaluation: Path | None, notes: str
 ) -> None:
     config, kind, metadata = read_model_header(model_file)
-    model = WaveNet(config) if kind == "teacher" else None
     lines = [
         f"# `{name}`: {kind} ({config.name})",
         "",
@@ -49,13 +49,23 @@ def write_card(
         f"| speakers | {', '.join(config.speakers) or 'none (speaker-independent)'} |",
         f"| sample rate | {config.audio.sample_rate} Hz, {config.audio.classes}-class mu-law |",
     ]
-    if model is not None:
+    if kind == "teacher":
+        model = WaveNet(config)
         lines += [
             f"| layers | {config.model.layers} in {config.model.cycles} cycles, kernel {config.model.kernel_size}, "
             f"{config.model.residual_channels}/{config.model.gate_channels}/{config.model.skip_channels} "
             "residual/gate/skip channels |",
             f"| receptive field | {model.receptive_field} samples ({model.receptive_field_ms:.0f} ms) |",
             f"| parameters | {model.parameter_count():,} |",
+        ]
+    elif kind == "student" and config.student is not None:
+        student = StudentWaveNet(config)
+        lines += [
+            f"| flows | {len(config.student.flows)} flows of {config.student.flows} layers, "
+            f"{config.student.residual_channels}/{config.student.gate_channels}/{config.student.skip_channels} "
+            "residual/gate/skip channels |",
+            f"| receptive field | {student.receptive_field} samples of noise |",
+            f"| parameters | {student.parameter_count():,} |",
         ]
     lines += [
         f"| training data | {_corpus_summary(feature_dir)} |",
