@@ -19,6 +19,10 @@ from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
 
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024
+LOSS_MEANING = {
+    "teacher": "cross-entropy, nats per sample",
+    "student": "distillation loss: KL(student || teacher) in nats per sample plus the weighted spectral losses",
+}
 
 
 def _corpus_summary(feature_dir: Path | None) -> str:
@@ -72,11 +76,11 @@ def write_card(
         f"| steps | {metadata.get('steps', 'n/a')} |",
         f"| wall time | {metadata.get('wall_seconds', 'n/a')} s |",
         f"| device | {metadata.get('device', 'n/a')} |",
-        f"| validation loss | {metadata.get('valid_loss', 'n/a')} (cross-entropy, nats per sample) |",
+        f"| validation loss | {metadata.get('valid_loss', 'n/a')} ({LOSS_MEANING.get(kind, 'see the config')}) |",
         f"| bundled | {datetime.now(UTC).strftime('%Y-%m-%d')} |",
     ]
     if evaluation is not None and evaluation.is_file():
-        lines += ["", "## Objective evaluation (demo corpus, test split)", "", evaluation.read_text().strip()]
+        lines += ["", "## Objective evaluation (utterances of the demo corpus' test split)", "", evaluation.read_text().strip()]
     path.write_text("\n".join(lines) + "\n")
 
 
