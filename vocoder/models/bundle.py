@@ -80,7 +80,12 @@ def write_card(
         f"| bundled | {datetime.now(UTC).strftime('%Y-%m-%d')} |",
     ]
     if evaluation is not None and evaluation.is_file():
-        lines += ["", "## Objective evaluation (utterances of the demo corpus' test split)", "", evaluation.read_text().strip()]
+        lines += [
+            "",
+            "## Objective evaluation (utterances of the demo corpus' test split)",
+            "",
+            evaluation.read_text().strip(),
+        ]
     path.write_text("\n".join(lines) + "\n")
 
 
