@@ -23,8 +23,13 @@ def test_bundle_writes_model_config_and_card(tiny_model_file: Path, tmp_path: Pa
     target = bundle_model(tiny_model_file, "teacher", tmp_path / "models", features, summary, notes)
     assert yaml.safe_load((target / "config.yaml").read_text())["name"] == tiny_config().name
     card = (target / "README.md").read_text()
-    for expected in (notes, "| steps | 0 |", "1 training utterances (0.5 min) of 2, speakers alice, bob",
-                     "| teacher | 1.2 |", "receptive field | 16 samples"):
+    for expected in (
+        notes,
+        "| steps | 0 |",
+        "1 training utterances (0.5 min) of 2, speakers alice, bob",
+        "| teacher | 1.2 |",
+        "receptive field | 16 samples",
+    ):
         assert expected in card
     monkeypatch.setenv("VOCODER_MODELS_DIR", str(tmp_path / "models"))
     assert vocoder.load("teacher", device="cpu").name == "teacher"

@@ -113,8 +113,20 @@ def test_a_fresh_run_refuses_to_overwrite_checkpoints(cache_dir: Path, tmp_path:
 
 def test_kill_9_mid_run_and_mid_write_then_resume(cache_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yaml", max_steps=100_000, checkpoint_every=2, valid_every=1000)
-    command = [sys.executable, "-m", "vocoder.cli", "train", "--config", str(config), "--data", str(cache_dir),
-               "--out", str(tmp_path / "run"), "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "vocoder.cli",
+        "train",
+        "--config",
+        str(config),
+        "--data",
+        str(cache_dir),
+        "--out",
+        str(tmp_path / "run"),
+        "--device",
+        "cpu",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "run" / "checkpoints"
     deadline = time.monotonic() + 120
@@ -142,9 +154,27 @@ def test_ddp_with_two_gloo_processes(cache_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yaml", max_steps=4)
     torchrun = Path(sys.executable).with_name("torchrun")
     result = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "vocoder.cli", "train", "--config",
-         str(config), "--data", str(cache_dir), "--out", str(tmp_path / "run"), "--device", "cpu"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "vocoder.cli",
+            "train",
+            "--config",
+            str(config),
+            "--data",
+            str(cache_dir),
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("step 4:") == 1  # rank 0 alone reports and checkpoints
