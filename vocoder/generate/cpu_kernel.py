@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from vocoder.audio import mu_law_bin_centres
 from vocoder.generate.fast import FastWaveNet
-from vocoder.generate.result import GenerationResult, ProgressCallback
+from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import STRATEGIES, Sampling
 from vocoder.models.wavenet import WaveNet
 
@@ -141,7 +141,7 @@ def unsupported_reason(model: WaveNet) -> str | None:
     return None
 
 
-class KernelWaveNet:
+class KernelWaveNet(BlockGenerator):
     """A WaveNet's weights packed for the fused CPU step. Same interface as `FastWaveNet`; `generate` is reentrant
     (state lives in each call) and releases the GIL while it computes."""
 
@@ -220,22 +220,6 @@ class KernelWaveNet:
         if self.speaker_weight is not None:
             bias = bias + self.model.speaker_vector(speaker_ids) @ self.speaker_weight
         return bias.contiguous()
-
-    def generate(
-        self,
-        local: torch.Tensor,
-        speaker_ids: torch.Tensor | None,
-        sampling: Sampling,
-        uniforms: torch.Tensor,
-        record_logits: bool = False,
-        progress: ProgressCallback | None = None,
-    ) -> GenerationResult:
-        """`local [B, C, T]` upsampled conditioning; `uniforms [B, T]` the draws (see `Sampling.uniforms`)."""
-        result = self.allocate(local, record_logits)
-        for start, stop in self.stream(local, speaker_ids, sampling, uniforms, result):
-            if progress is not None:
-                progress(stop - start)
-        return result
 
     def allocate(self, local: torch.Tensor, record_logits: bool = False) -> GenerationResult:
         """An empty result for generating from `local [B, C, T]`."""

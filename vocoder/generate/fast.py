@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vocoder.generate.result import GenerationResult, ProgressCallback
+from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import Sampling
 from vocoder.models.layers import CausalConv1d
 from vocoder.models.wavenet import WaveNet
@@ -46,7 +46,7 @@ class _RingConv:
         return ((positions - offsets) % self.length).to(device)
 
 
-class FastWaveNet:
+class FastWaveNet(BlockGenerator):
     """A WaveNet's weights packed for one-step generation. Build once per model; `generate` is reentrant."""
 
     def __init__(self, model: WaveNet) -> None:
@@ -91,22 +91,6 @@ class FastWaveNet:
         position = t % ring.length
         buffer[:, position] = x
         return buffer.index_select(1, table[position]).flatten(1)
-
-    def generate(
-        self,
-        local: torch.Tensor,
-        speaker_ids: torch.Tensor | None,
-        sampling: Sampling,
-        uniforms: torch.Tensor,
-        record_logits: bool = False,
-        progress: ProgressCallback | None = None,
-    ) -> GenerationResult:
-        """`local [B, C, T]` upsampled conditioning; `uniforms [B, T]` the draws (see `Sampling.uniforms`)."""
-        result = self.allocate(local, record_logits)
-        for start, stop in self.stream(local, speaker_ids, sampling, uniforms, result):
-            if progress is not None:
-                progress(stop - start)
-        return result
 
     def allocate(self, local: torch.Tensor, record_logits: bool = False) -> GenerationResult:
         """An empty result for generating from `local [B, C, T]`."""

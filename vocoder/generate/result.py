@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+
+from vocoder.generate.sampling import Sampling
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of steps (samples per utterance) completed since the previous call."""
@@ -18,3 +20,38 @@ class GenerationResult:
     waveform: torch.Tensor  # [B, T] float32 in [-1, 1]
     ids: torch.Tensor  # [B, T] int64 class ids fed back as inputs
     logits: torch.Tensor | None = None  # [B, T, classes] when recorded (tests, diagnostics)
+
+
+class BlockGenerator:
+    """A generator that fills a preallocated result block by block (`allocate` + `stream`); `generate` runs it to
+    the end. Fast WaveNet in PyTorch and the fused CPU kernel share this interface, so the API swaps them freely."""
+
+    def allocate(self, local: torch.Tensor, record_logits: bool = False) -> GenerationResult:
+        raise NotImplementedError
+
+    def stream(
+        self,
+        local: torch.Tensor,
+        speaker_ids: torch.Tensor | None,
+        sampling: Sampling,
+        uniforms: torch.Tensor,
+        result: GenerationResult,
+        chunk_samples: int | None = None,
+    ) -> Iterator[tuple[int, int]]:
+        raise NotImplementedError
+
+    def generate(
+        self,
+        local: torch.Tensor,
+        speaker_ids: torch.Tensor | None,
+        sampling: Sampling,
+        uniforms: torch.Tensor,
+        record_logits: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> GenerationResult:
+        """`local [B, C, T]` upsampled conditioning; `uniforms [B, T]` the draws (see `Sampling.uniforms`)."""
+        result = self.allocate(local, record_logits)
+        for start, stop in self.stream(local, speaker_ids, sampling, uniforms, result):
+            if progress is not None:
+                progress(stop - start)
+        return result

@@ -83,3 +83,22 @@ class ConditioningUpsampler(nn.Module):
         for scale, smoother in zip(self.scales, self.smoothers, strict=True):
             x = smoother(x.repeat_interleave(scale, dim=-1))
         return x.squeeze(1)
+
+
+class ConditionedModel(nn.Module):
+    """What teacher and student share about conditioning: an `upsampler` and an optional `speaker_embedding`,
+    set by the subclass (a mixin, so the weights keep their names)."""
+
+    upsampler: ConditioningUpsampler
+    speaker_embedding: nn.Embedding | None
+
+    def upsample(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frame-rate conditioning `[B, frames, C]` to sample-rate `[B, C', frames * hop]`."""
+        return self.upsampler(frames.transpose(1, 2))
+
+    def speaker_vector(self, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
+        if self.speaker_embedding is None:
+            return None
+        if speaker_ids is None:
+            raise ValueError("this model is multi-speaker: a speaker id per utterance is required")
+        return self.speaker_embedding(speaker_ids)

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from vocoder.config import Config, StudentConfig
 from vocoder.errors import VocoderError
-from vocoder.models.layers import CausalConv1d, ConditioningUpsampler, GatedResidualLayer
+from vocoder.models.layers import CausalConv1d, ConditionedModel, ConditioningUpsampler, GatedResidualLayer
 
 NOISE_EPS = 1e-6
 """Uniform draws are kept in [eps, 1 - eps] so the logistic noise stays finite."""
@@ -85,7 +85,7 @@ class Flow(nn.Module):
         return mu, log_s.clamp(min=self.log_scale_min)
 
 
-class StudentWaveNet(nn.Module):
+class StudentWaveNet(ConditionedModel):
     """Logistic noise + conditioning -> waveform, with the composed per-sample logistic, in one forward pass.
 
     One conditioning upsampler is shared by all flows (it is the same function of the features for each), with the
@@ -117,17 +117,6 @@ class StudentWaveNet(nn.Module):
     def flow_receptive_field(self) -> int:
         """The longest history a single flow reads: the context a training segment must give each flow."""
         return max(flow.receptive_field for flow in self.flows)
-
-    def upsample(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frame-rate conditioning `[B, frames, C]` to sample-rate `[B, C', frames * hop]`."""
-        return self.upsampler(frames.transpose(1, 2))
-
-    def speaker_vector(self, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
-        if self.speaker_embedding is None:
-            return None
-        if speaker_ids is None:
-            raise ValueError("this model is multi-speaker: a speaker id per utterance is required")
-        return self.speaker_embedding(speaker_ids)
 
     def forward(
         self, z: torch.Tensor, local: torch.Tensor | None, speaker_ids: torch.Tensor | None = None

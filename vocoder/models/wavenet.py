@@ -14,7 +14,7 @@ from torch import nn
 
 from vocoder.audio import mu_law_encode
 from vocoder.config import Config
-from vocoder.models.layers import CausalConv1d, ConditioningUpsampler, GatedResidualLayer
+from vocoder.models.layers import CausalConv1d, ConditionedModel, ConditioningUpsampler, GatedResidualLayer
 
 
 def silence_id(mu: int) -> int:
@@ -28,7 +28,7 @@ def shift_right(targets: torch.Tensor, start_id: int) -> torch.Tensor:
     return torch.cat([start, targets[..., :-1]], dim=-1)
 
 
-class WaveNet(nn.Module):
+class WaveNet(ConditionedModel):
     """Embedding -> causal input conv -> gated residual layers (dilated, conditioned) -> skip sum -> output head."""
 
     def __init__(self, config: Config) -> None:
@@ -79,17 +79,6 @@ class WaveNet(nn.Module):
     @property
     def start_id(self) -> int:
         return silence_id(self.config.audio.mu)
-
-    def upsample(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frame-rate conditioning `[B, frames, C]` to sample-rate `[B, C, frames * hop]`."""
-        return self.upsampler(frames.transpose(1, 2))
-
-    def speaker_vector(self, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
-        if self.speaker_embedding is None:
-            return None
-        if speaker_ids is None:
-            raise ValueError("this model is multi-speaker: a speaker id per utterance is required")
-        return self.speaker_embedding(speaker_ids)
 
     def forward(
         self, inputs: torch.Tensor, local: torch.Tensor | None, speaker_ids: torch.Tensor | None = None
