@@ -27,7 +27,6 @@ from vocoder.models.wavenet import WaveNet
 
 Method = Literal["fast", "fast-torch", "naive", "student"]
 """fast: the best available Fast-WaveNet (the fused CPU kernel where it runs); fast-torch: the plain PyTorch one."""
-METHODS: tuple[str, ...] = ("fast", "fast-torch", "naive", "student")
 TEACHER_KIND = "teacher"
 STUDENT_KIND = "student"
 KIND_METHODS: dict[str, tuple[str, ...]] = {TEACHER_KIND: ("fast", "fast-torch", "naive"), STUDENT_KIND: ("student",)}
