@@ -225,27 +225,6 @@ class KernelWaveNet(BlockGenerator):
         """An empty result for generating from `local [B, C, T]`."""
         return self.fallback.allocate(local, record_logits)
 
-    def stream(
-        self,
-        local: torch.Tensor,
-        speaker_ids: torch.Tensor | None,
-        sampling: Sampling,
-        uniforms: torch.Tensor,
-        result: GenerationResult,
-        chunk_samples: int | None = None,
-    ) -> Iterator[tuple[int, int]]:
-        """Generate into `result` block by block (at most `chunk_samples` per block), yielding each block's
-        `[start, stop)` as soon as it is done. Tensors the kernel cannot take go to the plain generator."""
-        outputs = [result.ids, result.waveform] + ([] if result.logits is None else [result.logits])
-        if local.device.type != "cpu" or local.dtype != torch.float32 or not all(t.is_contiguous() for t in outputs):
-            log.warning(
-                "fused CPU kernel: %s %s input; using the plain PyTorch Fast-WaveNet", local.device, local.dtype
-            )
-            yield from self.fallback.stream(local, speaker_ids, sampling, uniforms, result, chunk_samples)
-            return
-        with torch.inference_mode():
-            yield from self._stream(local, speaker_ids, sampling, uniforms, result, chunk_samples)
-
     def _stream(
         self,
         local: torch.Tensor,
@@ -255,6 +234,14 @@ class KernelWaveNet(BlockGenerator):
         result: GenerationResult,
         chunk_samples: int | None,
     ) -> Iterator[tuple[int, int]]:
+        """Tensors the kernel cannot take go to the plain generator."""
+        outputs = [result.ids, result.waveform] + ([] if result.logits is None else [result.logits])
+        if local.device.type != "cpu" or local.dtype != torch.float32 or not all(t.is_contiguous() for t in outputs):
+            log.warning(
+                "fused CPU kernel: %s %s input; using the plain PyTorch Fast-WaveNet", local.device, local.dtype
+            )
+            yield from self.fallback.stream(local, speaker_ids, sampling, uniforms, result, chunk_samples)
+            return
         batch, _, steps = local.shape
         rings = torch.zeros(batch, self._step.ring_rows, self.padded_residual)
         id_ring = torch.zeros(batch, self.input_kernel, dtype=torch.long)

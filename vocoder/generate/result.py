@@ -38,6 +38,20 @@ class BlockGenerator:
         result: GenerationResult,
         chunk_samples: int | None = None,
     ) -> Iterator[tuple[int, int]]:
+        """Generate into `result` block by block (at most `chunk_samples` per block), yielding each block's
+        `[start, stop)` as soon as it is done."""
+        with torch.inference_mode():
+            yield from self._stream(local, speaker_ids, sampling, uniforms, result, chunk_samples)
+
+    def _stream(
+        self,
+        local: torch.Tensor,
+        speaker_ids: torch.Tensor | None,
+        sampling: Sampling,
+        uniforms: torch.Tensor,
+        result: GenerationResult,
+        chunk_samples: int | None,
+    ) -> Iterator[tuple[int, int]]:
         raise NotImplementedError
 
     def generate(
