@@ -16,10 +16,12 @@ import pytest
 import torch
 
 from tests.conftest import tiny_config
+from vocoder import native
 from vocoder.benchmark import plot_generation
 from vocoder.generate import FastWaveNet, Sampling, cpu_kernel, generate_naive
 from vocoder.generate.cpu_kernel import KernelWaveNet, fast_generator
 from vocoder.models.wavenet import WaveNet, shift_right
+from vocoder.native import load_extension
 
 STEPS = 1000
 FP16_RELATIVE_TOLERANCE = 1e-3
@@ -124,7 +126,7 @@ def test_gate_approximation_error_is_below_1e6() -> None:
     generator = torch.Generator().manual_seed(0)
     f = torch.cat([torch.linspace(-30, 30, 200_001), torch.randn(100_000, generator=generator) * 4])
     g = torch.cat([torch.randn(200_001, generator=generator) * 4, torch.linspace(-30, 30, 100_000)])
-    approximate = cpu_kernel.load_extension().gate_activation(f, g).double()
+    approximate = load_extension(cpu_kernel.SOURCE).gate_activation(f, g).double()
     exact = torch.tanh(f.double()) * torch.sigmoid(g.double())
     assert (approximate - exact).abs().max() < 1e-6
 
@@ -157,7 +159,7 @@ def test_fast_generator_falls_back_when_the_build_fails(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     model, _, _ = model_and_inputs(2, ["alice", "bob"], steps=80)
-    monkeypatch.setattr(cpu_kernel, "_build", lambda: (None, "CalledProcessError: no compiler"))
+    monkeypatch.setattr(native, "_build", lambda source: (None, "CalledProcessError: no compiler"))
     with caplog.at_level(logging.WARNING):
         generator = fast_generator(model)
     assert isinstance(generator, FastWaveNet)

@@ -19,15 +19,10 @@ about 2e-4, tested), so samples are no longer identical to the reference.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import platform
 import time
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Literal
 
 import torch
@@ -38,6 +33,7 @@ from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import STRATEGIES, Sampling
 from vocoder.models.wavenet import WaveNet
+from vocoder.native import KernelUnavailable, load_extension
 
 log = logging.getLogger(__name__)
 
@@ -55,54 +51,6 @@ until the choice is PROBE_EVERY_S old. On an idle machine splitting wins; on a b
 it lose several times over."""
 PROBE_EVERY_S = 30.0
 SOURCE = Path(__file__).parent / "csrc" / "wavenet_step.cpp"
-BUILD_ROOT = Path(os.environ.get("VOCODER_KERNEL_BUILD", Path(__file__).resolve().parents[2] / "build" / "kernels"))
-"""Where the compiled extension is cached (git-ignored); the environment variable overrides it."""
-
-
-class KernelUnavailable(RuntimeError):
-    """The fused kernel cannot be built or cannot run this model or these tensors."""
-
-
-def _machine_tag() -> str:
-    """A short hash of the CPU model and features: a `-march=native` build must not be reused on another CPU."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-        lines = [line for line in cpuinfo if line.startswith(("model name", "flags"))]
-    except OSError:
-        lines = [platform.processor()]
-    return hashlib.sha1("\n".join([platform.machine(), *lines[:2]]).encode()).hexdigest()[:10]
-
-
-@cache
-def _build() -> tuple[ModuleType | None, str]:
-    """Compile (or load the cached build of) the extension once per process: (module, "") or (None, why not)."""
-    try:
-        # Importing cpp_extension warns that no CUDA runtime exists; this CPU kernel needs none.
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        from torch.utils import cpp_extension
-
-        name = f"wavenet_step_{_machine_tag()}"
-        directory = BUILD_ROOT / name
-        directory.mkdir(parents=True, exist_ok=True)
-        native = ["-march=native"] if platform.machine() in ("x86_64", "AMD64") else []
-        module = cpp_extension.load(
-            name=name,
-            sources=[str(SOURCE)],
-            extra_cflags=["-O3", "-ffp-contract=fast", *native],
-            build_directory=str(directory),
-            verbose=False,
-        )
-        return module, ""
-    except Exception as error:  # any build failure (no compiler, no headers, bad flags) means: fall back
-        return None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
-
-
-def load_extension() -> ModuleType:
-    """The compiled extension, or `KernelUnavailable` saying why it could not be built."""
-    module, reason = _build()
-    if module is None:
-        raise KernelUnavailable(f"build failed ({reason})")
-    return module
 
 
 def _padded(channels: int) -> int:
@@ -151,7 +99,7 @@ class KernelWaveNet(BlockGenerator):
         reason = unsupported_reason(model)
         if reason is not None:
             raise KernelUnavailable(reason)
-        extension = load_extension()
+        extension = load_extension(SOURCE)
         self.model = model
         self.precision = precision
         self.split = split

@@ -1,0 +1,64 @@
+"""Compiled CPU kernels: C++ sources under `vocoder/*/csrc/`, built on first use with torch's cpp_extension.
+
+Each build is cached per machine (`-O3 -march=native`, under `build/kernels/`, about a minute the first time);
+callers that cannot get one fall back to plain PyTorch and log why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+BUILD_ROOT = Path(os.environ.get("VOCODER_KERNEL_BUILD", Path(__file__).resolve().parents[1] / "build" / "kernels"))
+"""Where compiled extensions are cached (git-ignored); the environment variable overrides it."""
+
+
+class KernelUnavailable(RuntimeError):
+    """A compiled kernel cannot be built, or cannot run this model or these tensors."""
+
+
+def _machine_tag() -> str:
+    """A short hash of the CPU model and features: a `-march=native` build must not be reused on another CPU."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        lines = [line for line in cpuinfo if line.startswith(("model name", "flags"))]
+    except OSError:
+        lines = [platform.processor()]
+    return hashlib.sha1("\n".join([platform.machine(), *lines[:2]]).encode()).hexdigest()[:10]
+
+
+@cache
+def _build(source: Path) -> tuple[ModuleType | None, str]:
+    """Compile (or load the cached build of) one source once per process: (module, "") or (None, why not)."""
+    try:
+        # Importing cpp_extension warns that no CUDA runtime exists; these CPU kernels need none.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        from torch.utils import cpp_extension
+
+        name = f"{source.stem}_{_machine_tag()}"
+        directory = BUILD_ROOT / name
+        directory.mkdir(parents=True, exist_ok=True)
+        native = ["-march=native"] if platform.machine() in ("x86_64", "AMD64") else []
+        module = cpp_extension.load(
+            name=name,
+            sources=[str(source)],
+            extra_cflags=["-O3", "-ffp-contract=fast", *native],
+            build_directory=str(directory),
+            verbose=False,
+        )
+        return module, ""
+    except Exception as error:  # any build failure (no compiler, no headers, bad flags) means: fall back
+        return None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
+
+
+def load_extension(source: Path) -> ModuleType:
+    """The compiled extension of `source`, or `KernelUnavailable` saying why it could not be built."""
+    module, reason = _build(source)
+    if module is None:
+        raise KernelUnavailable(f"build of {source.name} failed ({reason})")
+    return module
