@@ -127,13 +127,17 @@ def test_bench_generation_prints_json(tmp_path: Path) -> None:
         "100",
         "--batch-steps",
         "50",
+        "--batch-sizes",
+        "4,16",
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for key in (
         "naive_samples_per_s",
         "fast_samples_per_s",
-        "fast_batch8_samples_per_s",
+        "fast_batch4_samples_per_s",
+        "fast_batch16_samples_per_s",
+        "fast_torch_batch4_samples_per_s",
         "speedup_fast_vs_naive",
         "receptive_field",
         "params",
@@ -142,6 +146,8 @@ def test_bench_generation_prints_json(tmp_path: Path) -> None:
     ):
         assert key in report
     assert report["receptive_field"] == 16 and report["fast_samples_per_s"] > 0
+    bad = run("bench", "generation", "--config", str(config), "--batch-sizes", "8,x")
+    assert bad.returncode == 2 and "--batch-sizes" in bad.stderr
 
 
 def test_bench_training_prints_json(tmp_path: Path) -> None:

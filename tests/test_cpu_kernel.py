@@ -8,9 +8,11 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -27,6 +29,10 @@ STEPS = 1000
 FP16_RELATIVE_TOLERANCE = 1e-3
 """Stated bound on max |logits(fp16 weights) - logits(float32 model)| on the same inputs, relative to max |logits|
 (measured: about 2e-4 on the tiny and seed-size shapes, also with a trained-like logit range of +-18)."""
+INT8_RELATIVE_TOLERANCE = 5e-2
+"""The same bound for int8 weights and int8-quantised inputs of every product (measured: 5e-3 to 1.3e-2 on random
+tiny and seed-size models, 1.1e-2 on the bundled teacher, 2.3e-2 to 3.2e-2 on the bundled tts-teacher)."""
+TOLERANCES = {"fp16": FP16_RELATIVE_TOLERANCE, "int8": INT8_RELATIVE_TOLERANCE}
 
 
 def model_and_inputs(
@@ -96,16 +102,28 @@ def test_one_utterance_split_across_two_threads_equals_naive(split: bool) -> Non
     assert_same_as_naive(model, local, speaker_ids, Sampling(seed=8), threads=2, split=split)
 
 
-def test_split_and_single_thread_are_bitwise_equal() -> None:
+@pytest.mark.parametrize("precision", cpu_kernel.PRECISIONS)
+def test_split_and_single_thread_are_bitwise_equal(precision: str) -> None:
     model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, steps=600, gate_channels=64)
     sampling = Sampling(seed=2)
     uniforms = sampling.uniforms(1, 600)
     with torch_threads(2):
         results = [
-            KernelWaveNet(model, split=split).generate(local, speaker_ids, sampling, uniforms, record_logits=True)
+            KernelWaveNet(model, precision, split).generate(local, speaker_ids, sampling, uniforms, record_logits=True)
             for split in (True, False, None)
         ]
     assert all(torch.equal(result.logits, results[0].logits) for result in results)
+
+
+def test_a_split_slower_than_one_thread_falls_back_to_one_thread() -> None:
+    """split=None keeps the split only while its blocks beat the single-thread probe (here: impossibly fast)."""
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, steps=600, gate_channels=64)
+    kernel = KernelWaveNet(model)
+    kernel._split_choice = True, time.monotonic(), 1e-12
+    sampling = Sampling(seed=2)
+    with torch_threads(2):
+        kernel.generate(local, speaker_ids, sampling, sampling.uniforms(1, 600))
+    assert kernel._split_choice is not None and kernel._split_choice[0] is False
 
 
 def test_streamed_blocks_equal_one_generation() -> None:
@@ -131,9 +149,10 @@ def test_gate_approximation_error_is_below_1e6() -> None:
     assert (approximate - exact).abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
 @pytest.mark.parametrize("config", ["tiny", "tiny-wide-logits", "seed_size"])
-def test_fp16_weights_keep_logits_within_the_stated_tolerance(config: str) -> None:
-    """fp16 weights change the samples, so compare the logits with the float32 model's on the same inputs."""
+def test_reduced_precision_keeps_logits_within_the_stated_tolerance(config: str, precision: str) -> None:
+    """fp16 and int8 weights change the samples, so compare the logits with the float32 model's on the same inputs."""
     if config.startswith("tiny"):
         model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=400)
         if config == "tiny-wide-logits":  # a trained model's logits span tens, a random one's less than one
@@ -147,12 +166,57 @@ def test_fp16_weights_keep_logits_within_the_stated_tolerance(config: str) -> No
         model = WaveNet(load_config("seed_size")).eval()
         local, speaker_ids = torch.randn(1, model.local_channels, 400), torch.tensor([1])
     sampling = Sampling(seed=1)
-    result = KernelWaveNet(model, precision="fp16").generate(
+    result = KernelWaveNet(model, precision).generate(
         local, speaker_ids, sampling, sampling.uniforms(local.shape[0], 400), record_logits=True
     )
     with torch.no_grad():
         forward = model(shift_right(result.ids, model.start_id), local, speaker_ids).transpose(1, 2)
-    assert (forward - result.logits).abs().max() < FP16_RELATIVE_TOLERANCE * forward.abs().max()
+    assert (forward - result.logits).abs().max() < TOLERANCES[precision] * forward.abs().max()
+
+
+@pytest.mark.parametrize(("name", "example"), [("teacher", "kal_0165_mel"), ("tts-teacher", "slt_0004_tts")])
+def test_int8_keeps_a_trained_models_logits_within_the_stated_tolerance(name: str, example: str) -> None:
+    """Trained weights and real features (logits up to about 90) on the bundled models."""
+    import vocoder
+
+    synthesizer = vocoder.load(name, device="cpu")
+    features = synthesizer.features(Path(__file__).parents[1] / "examples" / f"{example}.npz")
+    with torch.no_grad():
+        local = synthesizer.local_conditioning([features])[:, :, :2000].contiguous()
+    speaker_ids, model, sampling = synthesizer.speaker_ids([features]), synthesizer.model, Sampling(seed=1)
+    result = KernelWaveNet(model, "int8").generate(
+        local, speaker_ids, sampling, sampling.uniforms(1, local.shape[-1]), record_logits=True
+    )
+    with torch.no_grad():
+        forward = model(shift_right(result.ids, model.start_id), local, speaker_ids).transpose(1, 2)
+    assert (forward - result.logits).abs().max() < INT8_RELATIVE_TOLERANCE * forward.abs().max()
+
+
+def test_int8_batch_tiles_keep_logits_within_the_stated_tolerance() -> None:
+    """Batch 11 on two threads (tiles of 4, 2 and 1) streamed in 60-sample blocks (partial conditioning tiles)."""
+    model, local, speaker_ids = model_and_inputs(3, ["alice", "bob"], batch=11, steps=200)
+    kernel = KernelWaveNet(model, "int8")
+    sampling = Sampling(seed=5)
+    result = kernel.allocate(local, record_logits=True)
+    with torch_threads(2):
+        for _ in kernel.stream(local, speaker_ids, sampling, sampling.uniforms(11, 200), result, chunk_samples=60):
+            pass
+    with torch.no_grad():
+        forward = model(shift_right(result.ids, model.start_id), local, speaker_ids).transpose(1, 2)
+    error = (forward - result.logits).abs().amax((1, 2))
+    assert (error < INT8_RELATIVE_TOLERANCE * forward.abs().amax((1, 2))).all()
+
+
+def test_int8_without_vnni_warns(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A build for a CPU without AVX-512 VNNI still runs int8 weights (portably, slowly), and says so."""
+    model, _, _ = model_and_inputs(2, ["alice", "bob"], steps=80)
+    extension = load_extension(cpu_kernel.SOURCE)
+    monkeypatch.setattr(
+        cpu_kernel, "load_extension", lambda source: SimpleNamespace(**{**vars(extension), "int8_vnni": False})
+    )
+    with caplog.at_level(logging.WARNING):
+        KernelWaveNet(model, "int8")
+    assert "no AVX-512 VNNI" in caplog.text
 
 
 def test_fast_generator_falls_back_when_the_build_fails(

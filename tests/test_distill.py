@@ -3,6 +3,7 @@ mismatched teachers are refused, and the student benchmark reports its figures."
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -85,6 +86,12 @@ def test_resume_continues_exactly(cache_dir: Path, teacher_file: Path, tmp_path:
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     with pytest.raises(VocoderError, match="'student'"):  # the student's shape may not change on resume
         DistillTrainer(teacher_file, distill_config(flows=[2]), cache_dir, tmp_path / "split", "cpu", resume=True)
+    recorded = vocoder.load(tmp_path / "split" / "model", device="cpu").metadata["teacher"]
+    assert recorded["sha256"] == hashlib.sha256(teacher_file.read_bytes()).hexdigest()
+    torch.manual_seed(1)  # the same shape, other weights: a retrained teacher
+    other = save_model(tmp_path / "other" / "model.safetensors", WaveNet(tiny_config()), tiny_config(), "teacher", {})
+    with pytest.raises(VocoderError, match="were distilled from the teacher"):
+        DistillTrainer(other, distill_config(), cache_dir, tmp_path / "split", "cpu", resume=True)
 
 
 def test_exported_student_synthesizes_and_methods_are_checked(

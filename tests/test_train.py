@@ -183,6 +183,23 @@ def test_ddp_with_two_gloo_processes(cache_dir: Path, tmp_path: Path) -> None:
     assert vocoder.load(tmp_path / "run" / "model", device="cpu").metadata["device"] == "cpu x2"
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_cuda_autocast_training_learns_resumes_and_loads_on_cpu(cache_dir: Path, tmp_path: Path, amp: str) -> None:
+    config = train_config(max_steps=80, valid_every=40, checkpoint_every=40, learning_rate=1e-2, amp=amp)
+    trainer = Trainer(config, cache_dir, tmp_path, "cuda", max_steps=40)
+    assert trainer.amp_dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    assert trainer.scaler.is_enabled() == (amp == "fp16")  # loss scaling only for fp16
+    first_valid = trainer._validate()
+    trainer.run()
+    resumed = Trainer(config, cache_dir, tmp_path, "cuda", resume=True)
+    assert resumed.step == 40
+    summary = resumed.run()
+    assert summary.step == 80 and summary.valid_loss < first_valid - 0.5
+    model = vocoder.load(tmp_path / "model", device="cpu")
+    assert model.metadata["device"] == "cuda x1" and model.metadata["steps"] == 80
+
+
 def test_bad_data_stops_before_training(cache_dir: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     FeatureCache(empty).open(feature_stamp(train_config(), {}))

@@ -20,6 +20,7 @@ from vocoder.generate import (
     Sampling,
     fast_generator,
     generate_naive,
+    student_generator,
 )
 from vocoder.models.checkpoint import load_weights, read_model_file, resolve_model_path
 from vocoder.models.student import StudentWaveNet
@@ -53,6 +54,7 @@ class Vocoder:
         self.kind = kind
         self._fast = fast_generator(self.model) if kind == TEACHER_KIND else None
         self._fast_torch = FastWaveNet(self.model) if kind == TEACHER_KIND else None
+        self._student = student_generator(self.model) if kind == STUDENT_KIND else None
 
     @property
     def config(self) -> Config:
@@ -130,7 +132,7 @@ class Vocoder:
         speaker_ids = self.speaker_ids(features)
         uniforms = sampling.uniforms(len(features), conditioning.shape[-1])
         if method == "student":
-            waveform = self.model.generate(conditioning, speaker_ids, uniforms)
+            waveform = self._student.generate(conditioning, speaker_ids, uniforms)
             if progress is not None:
                 progress(conditioning.shape[-1])
             return GenerationResult(waveform, mu_law_encode(waveform, self.config.audio.mu))
@@ -169,7 +171,8 @@ class Vocoder:
         padded = np.zeros((len(matrices), longest, self.config.features.dim), dtype=np.float32)
         for row, matrix in enumerate(matrices):
             padded[row, : len(matrix)] = matrix
-        return self.model.upsample(torch.from_numpy(padded).to(self.device))
+        upsample = self.model.upsample if self._student is None else self._student.upsample
+        return upsample(torch.from_numpy(padded).to(self.device))
 
     def speaker_ids(self, features: list[Features]) -> torch.Tensor | None:
         if not self.config.speakers:

@@ -6,6 +6,7 @@ categories the WaveNet predicts; the formulas match torchaudio's `mu_law_encodin
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import librosa
@@ -49,10 +50,18 @@ def save_wav(path: str | Path, wav: np.ndarray, sample_rate: int, audio_format: 
     temporary.replace(path)
 
 
+@lru_cache(maxsize=16)
+def _mu_constant(mu: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """mu as a tensor, made once per device: a CUDA graph being captured cannot copy it from the host. A normal
+    (not inference-mode) tensor, so that autograd may save it wherever it is first made."""
+    with torch.inference_mode(False):
+        return torch.tensor(float(mu), dtype=dtype, device=device)
+
+
 def mu_law_encode(wav: torch.Tensor, mu: int = 255) -> torch.Tensor:
     """Waveform in [-1, 1] to int64 class ids in [0, mu]."""
     wav = wav.clamp(-1.0, 1.0)
-    mu_tensor = torch.tensor(float(mu), dtype=wav.dtype, device=wav.device)
+    mu_tensor = _mu_constant(mu, wav.dtype, wav.device)
     companded = torch.sign(wav) * torch.log1p(mu_tensor * wav.abs()) / torch.log1p(mu_tensor)
     return ((companded + 1) / 2 * mu + 0.5).to(torch.int64)
 

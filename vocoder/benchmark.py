@@ -1,5 +1,5 @@
-"""Generation speed of a randomly initialised model of a config: naive vs Fast WaveNet (the best available path, the
-fused CPU kernel where it runs, and the plain PyTorch one), batch 1, 8 and 32.
+"""Generation speed of a randomly initialised model of a config: naive vs Fast WaveNet (the best available path: the
+fused CPU kernel on CPU, CUDA graphs on a GPU; and the plain PyTorch one), batch 1 and each of `batch_sizes`.
 
 Speed does not depend on the weights' values, so a random model measures what a trained one of that shape would.
 Each figure is the median of `repeats` timed runs; all runs of one call happen in the same process, so their ratios
@@ -8,6 +8,7 @@ are comparable even on a noisy shared machine.
 
 from __future__ import annotations
 
+import platform
 import re
 import statistics
 import time
@@ -28,9 +29,8 @@ class GenerationBenchSettings:
     naive_steps: int = 64
     fast_steps: int = 2000
     batch_steps: int = 1000
-    batch_size: int = 8
-    large_batch_size: int = 32
-    large_batch_steps: int = 250
+    """Samples per utterance at batch 8; a batch of N generates `batch_steps * 8 / N` (at least 100) per utterance."""
+    batch_sizes: tuple[int, ...] = (8, 32)
     precision: Precision = "fp32"
     repeats: int = 3
     device: str = "cpu"
@@ -48,6 +48,17 @@ def _timed_rates(run: Callable[[], None], samples: int, repeats: int) -> list[fl
             torch.cuda.synchronize()
         rates.append(samples / (time.perf_counter() - start))
     return rates
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name from /proc/cpuinfo: what a figure was measured on."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[str, object]:
@@ -70,10 +81,11 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
     naive_in = inputs(1, window + settings.naive_steps)
     prime = torch.randint(0, config.audio.classes, (1, window), device=device)
     fast_in = inputs(1, settings.fast_steps)
-    batch_in = inputs(settings.batch_size, settings.batch_steps)
-    large_in = inputs(settings.large_batch_size, settings.large_batch_steps)
-    for generator in (fast, fast_torch):
-        generator.generate(*inputs(1, 64)[:2], sampling, inputs(1, 64)[2])  # warm-up: allocator, kernels
+    batch_steps = {size: max(100, settings.batch_steps * 8 // size) for size in settings.batch_sizes}
+    batch_in = {size: inputs(size, steps) for size, steps in batch_steps.items()}
+    torch_batch = min(settings.batch_sizes)  # the plain loop is timed at the smallest batch only: it is slow
+    for generator, size in [(fast_torch, 1), (fast, 1), *((fast, size) for size in settings.batch_sizes)]:
+        generator.generate(*inputs(size, 64)[:2], sampling, inputs(size, 64)[2])  # warm-up: kernels, graph capture
     rates = {
         "naive": _timed_rates(
             lambda: generate_naive(model, *naive_in[:2], sampling, naive_in[2], prime=prime),
@@ -83,25 +95,21 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
         "fast": _timed_rates(
             lambda: fast.generate(*fast_in[:2], sampling, fast_in[2]), settings.fast_steps, settings.repeats
         ),
-        f"fast_batch{settings.batch_size}": _timed_rates(
-            lambda: fast.generate(*batch_in[:2], sampling, batch_in[2]),
-            settings.batch_steps * settings.batch_size,
-            settings.repeats,
-        ),
-        f"fast_batch{settings.large_batch_size}": _timed_rates(
-            lambda: fast.generate(*large_in[:2], sampling, large_in[2]),
-            settings.large_batch_steps * settings.large_batch_size,
-            settings.repeats,
-        ),
         "fast_torch": _timed_rates(
             lambda: fast_torch.generate(*fast_in[:2], sampling, fast_in[2]), settings.fast_steps, settings.repeats
         ),
-        f"fast_torch_batch{settings.batch_size}": _timed_rates(
-            lambda: fast_torch.generate(*batch_in[:2], sampling, batch_in[2]),
-            settings.batch_steps * settings.batch_size,
+        f"fast_torch_batch{torch_batch}": _timed_rates(
+            lambda: fast_torch.generate(*batch_in[torch_batch][:2], sampling, batch_in[torch_batch][2]),
+            batch_steps[torch_batch] * torch_batch,
             settings.repeats,
         ),
     }
+    for size, batch in batch_in.items():
+        rates[f"fast_batch{size}"] = _timed_rates(
+            lambda batch=batch: fast.generate(*batch[:2], sampling, batch[2]),
+            batch_steps[size] * size,
+            settings.repeats,
+        )
     report: dict[str, object] = {}
     for name, values in rates.items():
         report[f"{name}_samples_per_s"] = round(statistics.median(values), 1)
@@ -115,6 +123,7 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
     report.update(
         fast_generator=type(fast).__name__,
         fast_precision=fast.precision if isinstance(fast, KernelWaveNet) else "fp32",
+        device_name=device_name(device),
         config=config.name,
         sample_rate=config.audio.sample_rate,
         receptive_field=model.receptive_field,
@@ -125,8 +134,7 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
         repeats=settings.repeats,
         naive_steps=settings.naive_steps,
         fast_steps=settings.fast_steps,
-        batch_steps=settings.batch_steps,
-        large_batch_steps=settings.large_batch_steps,
+        batch_steps=batch_steps,
         torch=torch.__version__,
     )
     return report
@@ -157,8 +165,11 @@ def plot_generation(report: dict[str, object], path: Path) -> None:
     rate = int(report.get("sample_rate", 16000))  # type: ignore[call-overload]
     axes.axhline(rate, color="grey", linestyle="--", linewidth=1, label=f"real time at {rate / 1000:g} kHz")
     axes.set(xscale="log", yscale="log", xlabel="batch size (utterances)", ylabel="samples / s (aggregate)")
-    title = f"{report['config']} teacher generation, {report['device']}, {report['threads']} threads"
-    axes.set_title(f"{title}, {report.get('fast_precision', 'fp32')} kernel weights")
+    if report["device"] == "cuda":
+        title = f"{report['config']} teacher generation, {report.get('device_name', 'cuda')}"
+    else:
+        title = f"{report['config']} teacher, cpu, {report['threads']} threads, {report.get('fast_precision')} weights"
+    axes.set_title(title, fontsize=10)
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -2,7 +2,8 @@
 
 The student's work per sample does not depend on its weights, so a random model of the config's `student` section
 (or the default `StudentConfig` when the config has none) measures what a distilled one would. A run is the whole
-synthesis of one utterance from frame-rate features: upsampling, noise and the single forward pass.
+synthesis of one utterance from frame-rate features: upsampling, noise and the single forward pass, timed for the
+path users get (`student_generator`: the fused CPU forward where it runs) and for the plain PyTorch forward.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 import torch
 
 from vocoder.config import Config, StudentConfig
-from vocoder.generate import Sampling
+from vocoder.generate import Sampling, TorchStudent, student_generator
 from vocoder.models.student import StudentWaveNet
 
 
@@ -26,7 +27,8 @@ def bench_student(
     seed: int = 0,
 ) -> dict[str, object]:
     """Batch-1 samples per second for a `seconds`-long utterance (median, min, max of `repeats` runs after a
-    warm-up), and the speed-up over `fast_samples_per_s` when given."""
+    warm-up) of the generator users get and of the PyTorch forward, and the speed-up over `fast_samples_per_s`
+    when given. The two are timed alternately, so load on a shared machine falls on both alike."""
     torch.manual_seed(seed)
     student_config = config if config.student is not None else config.model_copy(update={"student": StudentConfig()})
     model = StudentWaveNet(student_config).eval().to(device)
@@ -36,29 +38,39 @@ def bench_student(
     samples = frames * config.features.hop_length
     uniforms = Sampling(seed=seed).uniforms(1, samples)
 
-    def synthesize() -> None:
-        with torch.inference_mode():
-            model.generate(model.upsample(conditioning), speakers, uniforms)
+    generators = {"student": student_generator(model), "student_torch": TorchStudent(model)}
 
-    synthesize()  # warm-up: allocator, kernels
-    rates = []
-    for _ in range(repeats):
+    def synthesize(generator: TorchStudent) -> float:
+        """Samples per second of one whole synthesis."""
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
-        synthesize()
+        with torch.inference_mode():
+            generator.generate(generator.upsample(conditioning), speakers, uniforms)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        rates.append(samples / (time.perf_counter() - start))
-    median = statistics.median(rates)
-    report: dict[str, object] = {
-        "student_samples_per_s": round(median, 1),
-        "student_samples_per_s_min": round(min(rates), 1),
-        "student_samples_per_s_max": round(max(rates), 1),
-        "student_seconds": seconds,
-        "student_flows": list(student_config.student.flows),
-        "student_params": model.parameter_count(),
-    }
+        return samples / (time.perf_counter() - start)
+
+    rates: dict[str, list[float]] = {name: [] for name in generators}
+    for generator in generators.values():
+        synthesize(generator)  # warm-up: allocator, kernels
+    for _ in range(repeats):
+        for name, generator in generators.items():
+            rates[name].append(synthesize(generator))
+    report: dict[str, object] = {"student_generator": generators["student"].name}
+    for name, values in rates.items():
+        report[f"{name}_samples_per_s"] = round(statistics.median(values), 1)
+        report[f"{name}_samples_per_s_min"] = round(min(values), 1)
+        report[f"{name}_samples_per_s_max"] = round(max(values), 1)
+    median = statistics.median(rates["student"])
+    report.update(
+        {
+            "student_seconds": seconds,
+            "student_flows": list(student_config.student.flows),
+            "student_params": model.parameter_count(),
+            "speedup_student_vs_torch": round(median / statistics.median(rates["student_torch"]), 2),
+        }
+    )
     if fast_samples_per_s:
         report["speedup_student_vs_fast"] = round(median / fast_samples_per_s, 2)
     return report

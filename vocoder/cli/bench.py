@@ -17,6 +17,35 @@ bench_app = typer.Typer(help="Speed benchmarks.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 
+RATE = "_samples_per_s"
+
+
+def _print_report(report: dict[str, object]) -> None:
+    """A table of every measured rate (median, min, max samples/s), then the run's other facts one per line."""
+    rates = [key.removesuffix(RATE) for key in report if key.endswith(RATE)]
+    if rates:
+        width = max(len(name) for name in rates)
+        typer.echo(f"{'what':<{width}}  {'samples/s':>14}  {'min':>14}  {'max':>14}")
+        for name in rates:
+            cells = [report.get(f"{name}{RATE}{suffix}", "") for suffix in ("", "_min", "_max")]
+            typer.echo(f"{name:<{width}}  " + "  ".join(f"{c:>14,.1f}" if c != "" else f"{c:>14}" for c in cells))
+        typer.echo("")
+    facts = [key for key in report if not key.endswith((RATE, f"{RATE}_min", f"{RATE}_max"))]
+    width = max(map(len, facts), default=0)
+    for key in facts:
+        typer.echo(f"{key:<{width}}  {report[key]}")
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 2:
+        raise typer.BadParameter(f"expected comma-separated integers >= 2, found {text!r}", param_hint="--batch-sizes")
+    return sizes
+
+
 @bench_app.command("generation")
 def generation(
     config: str = typer.Option("seed_size", help="config YAML or recipe name; a random model of its shape"),
@@ -24,21 +53,23 @@ def generation(
     repeats: int = typer.Option(3, min=1, help="timed runs per figure (median, min, max reported)"),
     naive_steps: int = typer.Option(64, min=1, help="samples generated per naive run"),
     fast_steps: int = typer.Option(2000, min=1, help="samples generated per fast run (batch 1)"),
-    batch_steps: int = typer.Option(1000, min=1, help="samples per utterance in the batch-8 run"),
+    batch_steps: int = typer.Option(1000, min=1, help="samples per utterance in the batch-8 run (scaled by 8/N)"),
+    batch_sizes: str = typer.Option("8,32", help="comma-separated batch sizes timed besides batch 1"),
     threads: int | None = typer.Option(None, min=1, help="torch intra-op threads (default: torch's choice)"),
     student_seconds: float = typer.Option(10.0, min=0.01, help="utterance length of the student run (batch 1)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
     plot: Path | None = typer.Option(None, help="also write a PNG of samples/s against batch size"),
-    precision: str = typer.Option("fp32", help="weights of the fused CPU kernel: fp32 (exact) or fp16"),
+    precision: str = typer.Option("fp32", help="weights of the fused CPU kernel: fp32 (exact), fp16 or int8"),
 ) -> None:
-    """Naive vs Fast-WaveNet (fused CPU kernel and plain PyTorch) generation speed, batch 1, 8 and 32, and the
-    Parallel WaveNet student's."""
+    """Naive vs Fast-WaveNet (fused CPU kernel or CUDA graphs, and plain PyTorch) generation speed at batch 1 and
+    --batch-sizes, and the Parallel WaveNet student's."""
     if threads:
         torch.set_num_threads(threads)
     settings = GenerationBenchSettings(
         naive_steps=naive_steps,
         fast_steps=fast_steps,
         batch_steps=batch_steps,
+        batch_sizes=_batch_sizes(batch_sizes),
         repeats=repeats,
         device=device,
         precision=precision,  # type: ignore[arg-type]
@@ -46,9 +77,7 @@ def generation(
     loaded = load_config(config)
     report = bench_generation(loaded, settings)
     report.update(bench_student(loaded, report["fast_samples_per_s"], student_seconds, repeats, device))  # type: ignore[arg-type]
-    width = max(map(len, report))
-    for key, value in report.items():
-        typer.echo(f"{key:<{width}}  {value}")
+    _print_report(report)
     if plot is not None:
         plot_generation(report, plot)
     if as_json:
@@ -70,8 +99,6 @@ def training(
     if threads:
         torch.set_num_threads(threads)
     report = bench_training(load_config(config), device, steps, repeats)
-    width = max(map(len, report))
-    for key, value in report.items():
-        typer.echo(f"{key:<{width}}  {value}")
+    _print_report(report)
     if as_json:
         typer.echo(json.dumps(report))

@@ -1,20 +1,27 @@
-"""Autoregressive generation: the naive reference, Fast-WaveNet queue caching (plain PyTorch, and a fused C++ step on
-CPU), plus sampling strategies."""
+"""Autoregressive generation: the naive reference, Fast-WaveNet queue caching (plain PyTorch, a fused C++ step on CPU,
+CUDA graphs on a GPU), plus sampling strategies; and the Parallel WaveNet student's one-pass synthesis (a fused C++
+forward on CPU)."""
 
 from vocoder.generate.cpu_kernel import KernelWaveNet, fast_generator
+from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.naive import generate_naive
 from vocoder.generate.result import GenerationResult, ProgressCallback
 from vocoder.generate.sampling import STRATEGIES, Sampling, SamplingError
+from vocoder.generate.student_kernel import KernelStudent, TorchStudent, student_generator
 
 __all__ = [
     "STRATEGIES",
+    "CudaGraphWaveNet",
     "FastWaveNet",
     "GenerationResult",
+    "KernelStudent",
     "KernelWaveNet",
     "ProgressCallback",
     "Sampling",
     "SamplingError",
+    "TorchStudent",
     "fast_generator",
     "generate_naive",
+    "student_generator",
 ]

@@ -71,6 +71,9 @@ def write_card(
             f"| receptive field | {student.receptive_field} samples of noise |",
             f"| parameters | {student.parameter_count():,} |",
         ]
+        if teacher := metadata.get("teacher"):
+            name, digest = Path(teacher["file"]).parent.name, teacher["sha256"][:12]
+            lines.append(f"| distilled from | `{name}` (sha256 {digest}) |")
     lines += [
         f"| training data | {_corpus_summary(feature_dir)} |",
         f"| steps | {metadata.get('steps', 'n/a')} |",

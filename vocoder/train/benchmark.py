@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from vocoder import benchmark
 from vocoder.config import Config
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.data import Batch
@@ -65,6 +66,7 @@ def bench_training(config: Config, device_name: str, steps: int = 5, repeats: in
         "segment_samples": frames * hop,
         "params": model.parameter_count(),
         "device": str(device),
+        "device_name": benchmark.device_name(device),
         "amp": config.train.amp if amp else "none",
         "threads": torch.get_num_threads(),
         "steps": steps,

@@ -58,13 +58,14 @@ class CheckpointStore:
             self.path_for(old).unlink(missing_ok=True)
         return path
 
-    def load_latest(self, map_location: torch.device) -> dict[str, Any] | None:
+    def load_latest(self) -> dict[str, Any] | None:
         """The newest checkpoint that loads; damaged ones (a crash mid-write on another filesystem, a full disk)
-        are reported and skipped."""
+        are reported and skipped. Loaded to the CPU: RNG states must stay CPU byte tensors, and `load_state_dict`
+        moves weights and optimizer state to wherever the model is."""
         for step in reversed(self.saved_steps()):
             path = self.path_for(step)
             try:
-                return torch.load(path, map_location=map_location, weights_only=True)
+                return torch.load(path, map_location="cpu", weights_only=True)
             except Exception as error:  # any unreadable file is skipped the same way
                 log.warning("skipping damaged checkpoint %s: %s", path, error)
         return None

@@ -14,7 +14,9 @@ the student as the model and this loss per segment:
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +41,11 @@ from vocoder.train.trainer import Trainer
 
 TEACHER_SECTIONS = ("audio", "features", "model", "speakers")
 """The config sections a student shares with its teacher: they must match the teacher file's."""
+
+
+def teacher_identity(path: Path) -> dict[str, str]:
+    """What names a teacher file: its location and the SHA-256 of its bytes (a retrained teacher differs)."""
+    return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def load_teacher(name_or_path: str | Path, config: Config) -> WaveNet:
@@ -81,8 +88,23 @@ class DistillTrainer(Trainer):
                 f"{longest} (student.stft_resolutions); use longer segments or smaller resolutions"
             )
         self.teacher = load_teacher(teacher, config)
+        self.teacher_identity = teacher_identity(resolve_model_path(teacher))
         self.edges = mu_law_bin_edges(config.audio.mu)
         super().__init__(config, data_dir, run_dir, device, resume, max_steps)
+
+    def run_metadata(self) -> dict[str, Any]:
+        return {"teacher": self.teacher_identity}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Resume only against the teacher the checkpoint was distilled from (same bytes, wherever the file is)."""
+        saved = state.get("run", {}).get("teacher")
+        if saved is not None and saved["sha256"] != self.teacher_identity["sha256"]:
+            raise VocoderError(
+                f"--resume: the checkpoints in {self.store.directory} were distilled from the teacher "
+                f"{saved['file']} (sha256 {saved['sha256'][:12]}), not from {self.teacher_identity['file']} "
+                f"(sha256 {self.teacher_identity['sha256'][:12]}); pass that teacher or use another --out"
+            )
+        super()._restore(state)
 
     def build_model(self) -> torch.nn.Module:
         """The student; the teacher and the bin edges move to the training device with it."""

@@ -85,7 +85,7 @@ class Trainer:
         self.store = CheckpointStore(run_dir, config.train.keep_last)
         if not resume and self.store.saved_steps():
             raise VocoderError(f"{run_dir}: holds checkpoints already; pass --resume or use another --out")
-        state = self.store.load_latest(self.dist.device) if resume else None
+        state = self.store.load_latest() if resume else None
         if state is not None:
             config = self._reconcile(config, state)
         self.config = config
@@ -139,6 +139,10 @@ class Trainer:
 
     def validation_loss(self, batch: Batch) -> float:
         return self.compute_loss(self.ema, batch)[0].item()
+
+    def run_metadata(self) -> dict[str, Any]:
+        """Facts about the run recorded in every checkpoint and exported model file (a student names its teacher)."""
+        return {}
 
     def synthesize_sample(self, conditioning: torch.Tensor, speaker: torch.Tensor | None) -> np.ndarray:
         """The EMA model's waveform for frame-rate `conditioning [1, frames, C]` (the validation utterance)."""
@@ -342,6 +346,7 @@ class Trainer:
             "best_valid_loss": self.best_valid_loss,
             "wall_seconds": self.wall_seconds,
             "config": self.config.model_dump(mode="json"),
+            "run": self.run_metadata(),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "data": data_rng,
@@ -356,6 +361,7 @@ class Trainer:
             "valid_loss": None if valid_loss is None else round(valid_loss, 4),
             "train_utterances": len(self.corpus),
             "train_audio_seconds": round(self.corpus.total_seconds, 1),
+            **self.run_metadata(),
         }
         save_model(self.run_dir / "model" / "model.safetensors", self.ema, self.config, self.model_kind, metadata)
         if is_best:

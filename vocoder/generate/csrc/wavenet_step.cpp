@@ -6,7 +6,8 @@
 // `Sampling.choose`), with no allocation and no Python in the loop. The local-conditioning projections of all layers
 // are computed here too, 8 steps at a time, so their weights are read once per 8 samples.
 //
-// Threads: the utterances of a batch are shared out over torch's threads, with no synchronisation inside a step.
+// Threads: the utterances of a batch are shared out over torch's thread count of threads (std::thread: this
+// extension is built without OpenMP), with no synchronisation inside a step.
 // One utterance may instead be split over two threads (gate-channel groups, residual-skip rows, head columns) that
 // meet at one barrier per layer. Partial sums are added per group in a fixed order in both modes, so they give
 // bitwise the same samples.
@@ -24,6 +25,7 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -32,6 +34,7 @@
 #include <memory>
 #include <numeric>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__) && (defined(__AVX512F__) || defined(__F16C__))
@@ -45,6 +48,7 @@ constexpr int64_t PANEL = 128;  // columns per packed weight panel: 8 vectors, o
 
 using vf = float __attribute__((vector_size(64)));
 using vi = int32_t __attribute__((vector_size(64)));
+using vb = int8_t __attribute__((vector_size(16)));
 
 inline vf load(const float* p) {
   vf v;
@@ -158,6 +162,142 @@ void matvec(const W* w, int64_t K, int taps, int64_t N, const float* const* x, f
   }
 }
 
+// int8 weights: column n of a matrix is scale[n] * q with q in [-127, 127] (scale[n]: the column's largest |w| over
+// 127), stored as q + 128 so that one AVX-512 VNNI vpdpbusd multiplies 4 unsigned weight bytes by 4 signed input
+// bytes and adds them into each of 16 int32 lanes. Rows come in groups of 4 (each tap's rows padded to a multiple
+// of 4 with zero weights): a panel of pw columns is [rows / 4][pw][4]. Inputs are quantised per product to int8
+// with one scale per vector (its largest |x| maps to 127); sum (q_w + 128) q_x - 128 sum q_x is the exact integer
+// product, which the column and input scales turn back into floats.
+struct Quantized {
+  std::vector<int8_t> values;  // per tap, the quantised rows [k0, k1) zero-padded to a multiple of 4
+  float scale = 0;             // x ~ scale * values
+  int32_t sum = 0;             // sum of values, for the +128 offset of the weights
+};
+
+constexpr int64_t round4(int64_t n) { return (n + 3) / 4 * 4; }
+
+// acc[j] += sum over r < 4 of w[4j + r] (unsigned) * x[r] (signed bytes of every lane of x, all lanes equal).
+inline vi dot4(vi acc, vi w, vi x) {
+#if defined(__x86_64__) && defined(__AVX512VNNI__)
+  return (vi)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)w, (__m512i)x);
+#else
+  uint8_t wb[4 * V];
+  int8_t xb[4];
+  std::memcpy(wb, &w, sizeof wb);
+  std::memcpy(xb, &x, sizeof xb);
+  for (int j = 0; j < V; ++j)
+    for (int r = 0; r < 4; ++r) acc[j] += static_cast<int32_t>(wb[4 * j + r]) * xb[r];
+  return acc;
+#endif
+}
+
+// x[tap][k0 : k1) for every tap -> q, with one scale for all taps (they feed one product).
+void quantize(const float* const* x, int taps, int64_t k0, int64_t k1, Quantized& q) {
+  const int64_t n = k1 - k0, np = round4(n);
+  const auto chunk = [&](int tap, int64_t k) {  // V inputs from k on, zeros past k1
+    if (n - k >= V) return load(x[tap] + k0 + k);
+    vf v = {};
+    std::memcpy(&v, x[tap] + k0 + k, sizeof(float) * (n - k));
+    return v;
+  };
+  vf largest = {};
+  for (int tap = 0; tap < taps; ++tap)
+    for (int64_t k = 0; k < n; k += V) {
+      const vf v = chunk(tap, k);
+      const vf magnitude = v < 0.0f ? -v : v;
+      largest = magnitude > largest ? magnitude : largest;
+    }
+  float top = 0;
+  for (int i = 0; i < V; ++i) top = std::max(top, largest[i]);
+  const float inverse = top > 0 ? 127.0f / top : 0.0f;
+  const vf magic = splat(12582912.0f);  // adding and subtracting 1.5 * 2^23 rounds to the nearest integer
+  vi sum = {};
+  for (int tap = 0; tap < taps; ++tap)
+    for (int64_t k = 0; k < n; k += V) {  // writes up to V - 1 bytes past the tap's rows: the next tap or slack
+      const vi v = __builtin_convertvector((chunk(tap, k) * inverse + magic) - magic, vi);
+      sum += v;
+      const vb bytes = __builtin_convertvector(v, vb);
+      std::memcpy(q.values.data() + tap * np + k, &bytes, sizeof bytes);
+    }
+  q.scale = top / 127.0f;
+  q.sum = 0;
+  for (int i = 0; i < V; ++i) q.sum += sum[i];
+}
+
+// y[b][0 : NB*V] += dequantised sum over taps and row groups g in [g0, g1) of w rows 4g..4g+3 times x[b]'s.
+template <int BT, int NB>
+inline void block_q(const uint8_t* w, int64_t ld, int64_t tap_groups, int64_t g0, int64_t g1, int taps,
+                    const Quantized* x, const float* scales, float* const* y) {
+  vi acc[BT][NB] = {};
+  for (int tap = 0; tap < taps; ++tap) {
+    for (int64_t g = g0; g < g1; ++g) {
+      const uint8_t* row = w + (tap * tap_groups + g) * ld * 4;
+      vi wv[NB];
+      for (int j = 0; j < NB; ++j) std::memcpy(&wv[j], row + j * 4 * V, sizeof(vi));
+      for (int b = 0; b < BT; ++b) {
+        int32_t four;
+        std::memcpy(&four, x[b].values.data() + (tap * (g1 - g0) + g - g0) * 4, sizeof four);
+        const vi xb = four - vi{};
+        for (int j = 0; j < NB; ++j) acc[b][j] = dot4(acc[b][j], wv[j], xb);
+      }
+    }
+  }
+  for (int b = 0; b < BT; ++b) {
+    const int32_t offset = 128 * x[b].sum;
+    for (int j = 0; j < NB; ++j) {
+      const vf value = __builtin_convertvector(acc[b][j] - offset, vf);
+      store(y[b] + j * V, load(y[b] + j * V) + value * (load(scales + j * V) * x[b].scale));
+    }
+  }
+}
+
+// matvec for int8 weights (W is [taps * round4(K), N] in column panels of row groups) and quantised inputs; rows
+// r.k0 (a multiple of 4) to r.k1, as x[b] was quantised.
+template <int BT>
+void matvec_q(const uint8_t* w, const float* scales, int64_t K, int taps, int64_t N, const Quantized* x,
+              float* const* y, Range r) {
+  constexpr int NB = BT <= 2 ? 8 : (BT <= 4 ? 4 : 2);
+  const int64_t tap_groups = round4(K) / 4, rows = tap_groups * 4 * taps, g0 = r.k0 / 4, g1 = round4(r.k1) / 4;
+  float* yy[BT];
+  for (int64_t p0 = r.c0 / PANEL * PANEL; p0 < r.c1; p0 += PANEL) {
+    const int64_t pw = std::min(PANEL, N - p0), end = std::min(r.c1, p0 + pw) - p0;
+    const uint8_t* panel = w + p0 * rows;
+    for (int64_t c = std::max(r.c0, p0) - p0; c < end;) {
+      for (int b = 0; b < BT; ++b) yy[b] = y[b] + p0 + c - r.c0;
+      const int64_t left = (end - c) / V;
+      const float* s = scales + p0 + c;
+      if (left >= NB) {
+        block_q<BT, NB>(panel + c * 4, pw, tap_groups, g0, g1, taps, x, s, yy);
+        c += NB * V;
+      } else if (left >= 4 && NB > 4) {
+        block_q<BT, 4>(panel + c * 4, pw, tap_groups, g0, g1, taps, x, s, yy);
+        c += 4 * V;
+      } else if (left >= 2 && NB > 2) {
+        block_q<BT, 2>(panel + c * 4, pw, tap_groups, g0, g1, taps, x, s, yy);
+        c += 2 * V;
+      } else {
+        block_q<BT, 1>(panel + c * 4, pw, tap_groups, g0, g1, taps, x, s, yy);
+        c += V;
+      }
+    }
+  }
+}
+
+// y[b] += x[b] @ W over r for any weight type: float and half weights read x, int8 weights the quantised x in q.
+template <typename W, int BT>
+void product(const W* w, const float* scales, int64_t K, int taps, int64_t N, const float* const* x,
+             const Quantized* q, float* const* y, Range r) {
+  if constexpr (std::is_same_v<W, uint8_t>) matvec_q<BT>(w, scales, K, taps, N, q, y, r);
+  else matvec<W, BT>(w, K, taps, N, x, y, r);
+}
+
+// Quantise the inputs x[b * taps + tap], rows [k0, k1), of BT products into q (int8 weights only).
+template <typename W, int BT>
+void quantize_inputs(const float* const* x, int taps, int64_t k0, int64_t k1, Quantized* q) {
+  if constexpr (std::is_same_v<W, uint8_t>)
+    for (int b = 0; b < BT; ++b) quantize(x + b * taps, taps, k0, k1, q[b]);
+}
+
 // A two-thread barrier for the split step: spins briefly (a step is tens of microseconds), then yields the core,
 // so a partner descheduled on a busy machine does not make the other burn its time slice.
 class Barrier {
@@ -183,6 +323,16 @@ class Barrier {
  private:
   std::atomic<int> arrived_{0}, generation_{0};
 };
+
+// Runs work(0), ..., work(parts - 1) at the same time, part 0 on the calling thread. Not at::parallel_for: that is
+// inline OpenMP code, and this extension is built without OpenMP, where it runs every part on the calling thread.
+template <typename F>
+void run_parts(int parts, const F& work) {
+  std::vector<std::thread> helpers;
+  for (int part = 1; part < parts; ++part) helpers.emplace_back([&work, part] { work(part); });
+  work(0);
+  for (auto& helper : helpers) helper.join();
+}
 
 // mu_law_encode of one float32 value, as vocoder.audio does it.
 int64_t mu_law_encode(float wav, int64_t mu) {
@@ -282,8 +432,10 @@ class Generator {
  public:
   // dims: residual R, half gate H, skip S, classes C, local channels, kernel, input kernel, gate groups, and the
   // padded Rp, Hp, Sp, Cp. Gate columns come in `groups` blocks of [filter | gate] Hp / groups channels each.
+  // scales: with int8 (uint8) weights, the column scales of the conv, residual-skip and two head matrices, in that
+  // order (conv and residual-skip ones [layers, columns]); none otherwise. The local matrix is then fp16.
   Generator(std::vector<torch::Tensor> weights, std::vector<int64_t> dims, std::vector<int64_t> dilations,
-            double skip_scale)
+            double skip_scale, std::vector<torch::Tensor> scales)
       : weights_(std::move(weights)), dilations_(std::move(dilations)), skip_scale_(static_cast<float>(skip_scale)) {
     TORCH_CHECK(weights_.size() == kWeightCount && dims.size() == 12, "wavenet_step: bad weights or dims");
     R_ = dims[0], H_ = dims[1], S_ = dims[2], C_ = dims[3], local_ = dims[4], kernel_ = dims[5];
@@ -297,6 +449,12 @@ class Generator {
     }
     ring_rows_ = offset;
     half_ = weights_[kConv].scalar_type() == at::kHalf;
+    int8_ = weights_[kConv].scalar_type() == at::kByte;
+    TORCH_CHECK(scales.size() == (int8_ ? 4 : 0), "wavenet_step: int8 weights need 4 scale tensors, others none");
+    for (size_t i = 0; i < scales.size(); ++i) {
+      TORCH_CHECK(scales[i].is_contiguous() && scales[i].scalar_type() == at::kFloat, "wavenet_step: bad scales");
+      scales_[std::array{kConv, kResidualSkip, kHead1, kHead2}[i]] = std::move(scales[i]);
+    }
   }
 
   int64_t ring_rows() const { return ring_rows_; }
@@ -334,16 +492,15 @@ class Generator {
       TORCH_CHECK(batch == 1 && groups_ == 2, "wavenet_step: only one utterance of a two-group model splits");
       TORCH_CHECK(std::max({Rp_, Sp_, Cp_}) <= Shared::kMax, "wavenet_step: too many channels to split");
       const auto shared = std::make_unique<Shared>();
-      std::thread helper([&] { dispatch(1, 0, block, 1, 2, shared.get()); });
-      dispatch(1, 0, block, 0, 2, shared.get());
-      helper.join();
+      run_parts(2, [&](int part) { dispatch(1, 0, block, part, 2, shared.get()); });
       return;
     }
-    // Utterances are independent: each thread generates its own slice of the batch for the whole block, so the
-    // threads never wait for each other within a step.
-    at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1;) {
-        const int64_t left = b1 - b;
+    // Utterances are independent: each of torch's threads generates its own slice of the batch for the whole block,
+    // so the threads never wait for each other within a step.
+    const int64_t threads = std::clamp<int64_t>(at::get_num_threads(), 1, batch), slice = (batch + threads - 1) / threads;
+    run_parts(static_cast<int>(threads), [&](int part) {
+      for (int64_t b = part * slice, end = std::min(batch, b + slice); b < end;) {
+        const int64_t left = end - b;
         const int tile = left >= 8 ? 8 : (left >= 4 ? 4 : (left >= 2 ? 2 : 1));
         dispatch(tile, b, block, 0, 1, nullptr);
         b += tile;
@@ -378,6 +535,14 @@ class Generator {
   };
 
   void dispatch(int tile, int64_t b0, const Block& block, int part, int parts, Shared* shared) const {
+    if (int8_) {
+      switch (tile) {
+        case 8: return steps<uint8_t, 8>(b0, block, part, parts, shared);
+        case 4: return steps<uint8_t, 4>(b0, block, part, parts, shared);
+        case 2: return steps<uint8_t, 2>(b0, block, part, parts, shared);
+        default: return steps<uint8_t, 1>(b0, block, part, parts, shared);
+      }
+    }
     if (half_) {
       switch (tile) {
         case 8: return steps<at::Half, 8>(b0, block, part, parts, shared);
@@ -401,9 +566,17 @@ class Generator {
 
   const float* bias(Weight index) const { return weights_[index].data_ptr<float>(); }
 
+  // Column scales of an int8 matrix from column `offset` on; nullptr for other precisions.
+  const float* scale(Weight index, int64_t offset = 0) const {
+    return scales_[index].defined() ? scales_[index].data_ptr<float>() + offset : nullptr;
+  }
+
   // Conditioning of time steps [t, t + tt) for BT utterances, columns of gate groups [g0, g1) of every layer.
   template <typename W, int BT, int TT>
   void conditioning(int64_t b0, const Block& blk, int64_t t, int64_t g0, int64_t g1, float* const* out) const {
+    // With int8 weights the local matrix is fp16: its inputs (features of any range, such as F0) lose too much as
+    // int8, and it is read once per 8 steps, so its bytes matter little.
+    using L = std::conditional_t<std::is_same_v<W, uint8_t>, at::Half, W>;
     const int64_t layers = static_cast<int64_t>(dilations_.size()), width = layers * 2 * Hp_, group = 2 * Hp_ / groups_;
     const int64_t block_steps = blk.stop - blk.start;
     for (int b = 0; b < BT; ++b) {
@@ -416,14 +589,14 @@ class Generator {
         std::copy(bias, bias + width, y[i]);
       }
       if (g0 == 0 && g1 == groups_) {
-        matvec<W, TT>(weight<W>(kLocal), local_, 1, width, x, y, Range{0, width, 0, local_});
+        matvec<L, TT>(weight<L>(kLocal), local_, 1, width, x, y, Range{0, width, 0, local_});
         continue;
       }
       for (int64_t l = 0; l < layers; ++l) {
         const int64_t c0 = l * 2 * Hp_ + g0 * group, c1 = l * 2 * Hp_ + g1 * group;
         float* yc[TT];
         for (int i = 0; i < TT; ++i) yc[i] = y[i] + c0;
-        matvec<W, TT>(weight<W>(kLocal), local_, 1, width, x, yc, Range{c0, c1, 0, local_});
+        matvec<L, TT>(weight<L>(kLocal), local_, 1, width, x, yc, Range{c0, c1, 0, local_});
       }
     }
   }
@@ -460,6 +633,9 @@ class Generator {
       lg[b] = cursor, cursor += Cp_;
     }
     std::vector<const float*> taps(BT * kernel_);
+    // int8 weights: the quantised inputs of BT products, with V bytes of slack.
+    std::vector<Quantized> quantized(BT);
+    for (auto& q : quantized) q.values.resize(std::max({kernel_ * round4(R_), Hp_, Sp_}) + V);
     std::vector<int64_t> previous(blk.previous + b0, blk.previous + b0 + BT);
     Chooser choose(C_);
     // Residual and skip partial sums of each gate group's rows of the residual-skip product, in the shared block
@@ -515,13 +691,18 @@ class Generator {
         }
         float* hc[BT];
         for (int b = 0; b < BT; ++b) hc[b] = h[b] + conv_range.c0;
-        matvec<W, BT>(weight<W>(kConv) + l * conv_size, R_, static_cast<int>(kernel_), 2 * Hp_, taps.data(), hc,
-                      conv_range);
+        const int taps_count = static_cast<int>(kernel_);
+        quantize_inputs<W, BT>(taps.data(), taps_count, 0, R_, quantized.data());
+        product<W, BT>(weight<W>(kConv) + l * conv_size, scale(kConv, l * 2 * Hp_), R_, taps_count, 2 * Hp_,
+                       taps.data(), quantized.data(), hc, conv_range);
         for (int b = 0; b < BT; ++b)
           for (int64_t g = g0; g < g1; ++g)
             for (int64_t i = 0; i < group; i += V)
               store(z[b] + g * group + i, gate(load(h[b] + 2 * g * group + i), load(h[b] + (2 * g + 1) * group + i)));
         const W* rs = weight<W>(kResidualSkip) + l * rs_size;
+        const W* skip_weights = rs + (int8_ ? round4(H_) : H_) * Rp_;
+        const float *residual_scale = scale(kResidualSkip, l * (Rp_ + Sp_)),
+                    *skip_scale = scale(kResidualSkip, l * (Rp_ + Sp_) + Rp_);
         for (int64_t g = g0; g < g1; ++g) {
           float *rp[BT], *sp[BT];
           for (int b = 0; b < BT; ++b) {
@@ -531,8 +712,9 @@ class Generator {
             else std::fill(rp[b], rp[b] + Rp_, 0.0f);
           }
           const int64_t k0 = std::min(g * group, H_), k1 = std::min((g + 1) * group, H_);
-          matvec<W, BT>(rs, H_, 1, Rp_, z, rp, Range{0, Rp_, k0, k1});
-          matvec<W, BT>(rs + H_ * Rp_, H_, 1, Sp_, z, sp, Range{0, Sp_, k0, k1});
+          quantize_inputs<W, BT>(z, 1, k0, k1, quantized.data());
+          product<W, BT>(rs, residual_scale, H_, 1, Rp_, z, quantized.data(), rp, Range{0, Rp_, k0, k1});
+          product<W, BT>(skip_weights, skip_scale, H_, 1, Sp_, z, quantized.data(), sp, Range{0, Sp_, k0, k1});
         }
         if (parts > 1) shared->barrier.wait();
         for (int b = 0; b < BT; ++b)
@@ -556,7 +738,8 @@ class Generator {
         std::copy(bias(kHead1Bias) + head0, bias(kHead1Bias) + head1, hp[b]);
         std::copy(bias(kHead2Bias) + class0, bias(kHead2Bias) + class1, lp[b]);
       }
-      matvec<W, BT>(weight<W>(kHead1), S_, 1, Sp_, a, hp, Range{head0, head1, 0, S_});
+      quantize_inputs<W, BT>(a, 1, 0, S_, quantized.data());
+      product<W, BT>(weight<W>(kHead1), scale(kHead1), S_, 1, Sp_, a, quantized.data(), hp, Range{head0, head1, 0, S_});
       for (int b = 0; b < BT; ++b)
         for (int64_t i = 0; i < head1 - head0; i += V) {
           const vf v = load(hp[b] + i);
@@ -565,7 +748,9 @@ class Generator {
       if (parts > 1) shared->barrier.wait();
       const float* hidden[BT];
       for (int b = 0; b < BT; ++b) hidden[b] = parts > 1 ? shared->hidden : h1[b];
-      matvec<W, BT>(weight<W>(kHead2), S_, 1, Cp_, hidden, lp, Range{class0, class1, 0, S_});
+      quantize_inputs<W, BT>(hidden, 1, 0, S_, quantized.data());
+      product<W, BT>(weight<W>(kHead2), scale(kHead2), S_, 1, Cp_, hidden, quantized.data(), lp,
+                     Range{class0, class1, 0, S_});
       if (parts > 1) shared->barrier.wait();
       for (int b = 0; b < BT; ++b) {
         // Every thread samples (the same id, from the same logits and uniform): it needs it for the next step.
@@ -583,10 +768,11 @@ class Generator {
   }
 
   std::vector<torch::Tensor> weights_;
+  std::array<torch::Tensor, kWeightCount> scales_;  // int8 column scales, by weight index (others undefined)
   std::vector<int64_t> dilations_, offsets_, lengths_;
   float skip_scale_;
   int64_t R_, H_, S_, C_, local_, kernel_, input_kernel_, groups_, Rp_, Hp_, Sp_, Cp_, ring_rows_;
-  bool half_;
+  bool half_, int8_;
 };
 
 // tanh(f) * sigmoid(g) elementwise with the kernel's approximation (for testing its error).
@@ -604,8 +790,14 @@ torch::Tensor gate_activation(torch::Tensor f, torch::Tensor g) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   py::class_<Generator>(m, "Generator")
-      .def(py::init<std::vector<torch::Tensor>, std::vector<int64_t>, std::vector<int64_t>, double>())
+      .def(py::init<std::vector<torch::Tensor>, std::vector<int64_t>, std::vector<int64_t>, double,
+                    std::vector<torch::Tensor>>())
       .def_property_readonly("ring_rows", &Generator::ring_rows)
       .def("run", &Generator::run);
   m.def("gate_activation", &gate_activation);
+#if defined(__x86_64__) && defined(__AVX512VNNI__)
+  m.attr("int8_vnni") = true;
+#else
+  m.attr("int8_vnni") = false;  // int8 weights still work, through a slow portable product
+#endif
 }
