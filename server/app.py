@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     state = ServiceState(
         settings=settings,
-        registry=Registry(settings.models_dir, settings.device),
+        registry=Registry(settings.models_dir, settings.device, settings.precision),
         engine=InferenceEngine(metrics, settings.workers, settings.max_queue, settings.max_batch),
         metrics=metrics,
     )

@@ -18,6 +18,7 @@ import vocoder
 from server.errors import ApiError
 from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
+from vocoder.generate.cpu_kernel import Precision
 from vocoder.models.checkpoint import WEIGHTS_NAME
 
 log = logging.getLogger("server")
@@ -43,6 +44,7 @@ class Registry:
 
     models_dir: Path
     device: str | None = None
+    precision: Precision = "fp32"
     models: dict[str, Vocoder] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     loaded: bool = False
@@ -65,7 +67,7 @@ class Registry:
             name = path.parent.name
             began = time.perf_counter()
             try:
-                model = vocoder.load(path, self.device)
+                model = vocoder.load(path, self.device, self.precision)
                 if warmup:
                     model.synthesize(silent_features(model, WARMUP_FRAMES), strategy="argmax")
             except Exception as error:  # any failure of one file is recorded; the other models still serve

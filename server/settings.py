@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,9 @@ class Settings(BaseSettings):
     )
     default_model: str = Field("teacher", description="used when a request names no model and several are loaded")
     device: str | None = Field(None, description="cpu or cuda; default: cuda when available")
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp32", description="a teacher's fused CPU kernel weights: fp32 is exact, fp16 and int8 are faster"
+    )
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's choice")
     api_key: SecretStr | None = Field(None, description="when set, /v1 requires it (X-API-Key or Bearer)")
     max_queue: int = Field(32, ge=1, description="requests waiting for a worker; beyond it: 503")

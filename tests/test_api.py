@@ -59,3 +59,14 @@ def test_stream_yields_the_same_waveform_in_chunks(tiny_model_file: Path, tmp_pa
     chunks = list(model.synthesize_stream(features, Sampling(seed=4)))
     assert len(chunks) > 1 and all(chunk.dtype == np.float32 for chunk in chunks)
     assert np.array_equal(np.concatenate(chunks), model.synthesize(features, seed=4))
+
+
+def test_kernel_precision_is_chosen_at_load(tiny_model_file: Path, features_file: Path) -> None:
+    exact = vocoder.load(tiny_model_file, device="cpu")
+    half = vocoder.load(tiny_model_file, device="cpu", precision="fp16")
+    assert exact._fast.precision == "fp32" and half._fast.precision == "fp16"
+    reference = exact.synthesize(features_file, method="naive", seed=2)
+    assert np.array_equal(exact.synthesize(features_file, seed=2), reference)  # fp32: the reference's samples
+    assert half.synthesize(features_file, seed=2).shape == reference.shape
+    with pytest.raises(VocoderError, match="precision: expected one of"):
+        vocoder.load(tiny_model_file, device="cpu", precision="fp8")  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -115,15 +116,79 @@ def test_split_and_single_thread_are_bitwise_equal(precision: str) -> None:
     assert all(torch.equal(result.logits, results[0].logits) for result in results)
 
 
-def test_a_split_slower_than_one_thread_falls_back_to_one_thread() -> None:
-    """split=None keeps the split only while its blocks beat the single-thread probe (here: impossibly fast)."""
-    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, steps=600, gate_channels=64)
+def test_a_split_slower_than_one_thread_probes_again() -> None:
+    """split=None keeps the split only while its blocks beat the single-thread probe (here: impossibly fast); a
+    slower block starts a new probe (one thread, split warm-up, split) in the same stream."""
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, steps=2000, gate_channels=64)
     kernel = KernelWaveNet(model)
     kernel._split_choice = True, time.monotonic(), 1e-12
     sampling = Sampling(seed=2)
+    result = kernel.allocate(local)
     with torch_threads(2):
-        kernel.generate(local, speaker_ids, sampling, sampling.uniforms(1, 600))
-    assert kernel._split_choice is not None and kernel._split_choice[0] is False
+        blocks = list(kernel.stream(local, speaker_ids, sampling, sampling.uniforms(1, 2000), result, 512))
+    assert [stop - start for start, stop in blocks] == [512, 512, 256, 512, 208]
+    assert kernel._split_choice is not None and kernel._split_choice[2] > 1e-12  # a new single-thread timing
+
+
+def test_concurrent_calls_on_one_generator_are_bitwise_equal() -> None:
+    """Two Python threads split on one generator at once: one gets its worker thread, the other makes its own."""
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, steps=600, gate_channels=64)
+    kernel = KernelWaveNet(model, split=True)
+    sampling = Sampling(seed=2)
+    uniforms = sampling.uniforms(1, 600)
+    with torch_threads(2), ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: kernel.generate(local, speaker_ids, sampling, uniforms).ids, range(4)))
+        single = KernelWaveNet(model, split=False).generate(local, speaker_ids, sampling, uniforms).ids
+    assert all(torch.equal(ids, single) for ids in results)
+
+
+WORKER_LIFECYCLE = """
+import gc, os, time, torch
+from tests.test_cpu_kernel import model_and_inputs
+from vocoder.generate import Sampling
+from vocoder.generate.cpu_kernel import KernelWaveNet
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+torch.set_num_threads(2)
+model, local, speakers = model_and_inputs(2, ["alice", "bob"], batch=1, steps=300, gate_channels=64)
+sampling = Sampling(seed=1)
+uniforms = sampling.uniforms(1, 300)
+expected = KernelWaveNet(model, split=True).generate(local, speakers, sampling, uniforms).ids
+before = threads()
+kernels = [KernelWaveNet(model, split=True) for _ in range(3)]
+for kernel in kernels:
+    assert torch.equal(kernel.generate(local, speakers, sampling, uniforms).ids, expected)
+    kernel.generate(local.expand(3, -1, -1), speakers.expand(3), sampling, uniforms.expand(3, -1))  # batch parts
+assert threads() == before + 3, (before, threads())  # one worker each, made once
+del kernel, kernels
+gc.collect()
+assert threads() == before, (before, threads())  # joined
+kernel = KernelWaveNet(model, split=True)
+kernel.generate(local, speakers, sampling, uniforms)
+child = os.fork()
+if child == 0:  # a forked child has no worker thread: it must make its own, not wait for the parent's
+    ok = torch.equal(kernel.generate(local, speakers, sampling, uniforms).ids, expected)
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(child, 0)
+assert status == 0, status
+print(time.monotonic())  # then exit with a parked worker still alive
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="counts threads in /proc")
+def test_worker_threads_are_made_once_joined_on_drop_and_do_not_delay_exit() -> None:
+    script = subprocess.run(
+        [sys.executable, "-c", WORKER_LIFECYCLE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+    )
+    exited = time.monotonic()
+    assert script.returncode == 0, script.stderr
+    assert exited - float(script.stdout.strip().splitlines()[-1]) < 5
 
 
 def test_streamed_blocks_equal_one_generation() -> None:

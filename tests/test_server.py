@@ -444,3 +444,13 @@ def test_only_compatible_jobs_share_a_batch(models_dir: Path) -> None:
     assert not job(Sampling(), longer).fits_with(base)  # more than twice as long: padding would waste work
     assert job(Sampling("sample", seed=1)).batch_key is None  # seeded sampling reproduces the file alone
     assert job(Sampling("argmax", seed=1)).fits_with(job(Sampling("argmax", seed=1)))
+
+
+def test_precision_setting_reaches_the_teacher_kernel(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOCODER_PRECISION", "int8")
+    with running(models_dir) as started:
+        assert state_of(started).registry.models["teacher"]._fast.precision == "int8"
+        response = started.post(SYNTHESIZE, params={"model": "teacher"}, files=upload(npz_bytes(frames=8)))
+        assert response.status_code == 200
+    with pytest.raises(ValueError, match="precision"):
+        Settings(precision="fp8")  # type: ignore[arg-type]

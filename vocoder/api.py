@@ -22,6 +22,7 @@ from vocoder.generate import (
     generate_naive,
     student_generator,
 )
+from vocoder.generate.cpu_kernel import PRECISIONS, Precision
 from vocoder.models.checkpoint import load_weights, read_model_file, resolve_model_path
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
@@ -47,12 +48,13 @@ class Vocoder:
         name: str,
         metadata: dict[str, Any] | None = None,
         kind: str = TEACHER_KIND,
+        precision: Precision = "fp32",
     ) -> None:
         self.model = model.eval()
         self.name = name
         self.metadata = metadata or {}
         self.kind = kind
-        self._fast = fast_generator(self.model) if kind == TEACHER_KIND else None
+        self._fast = fast_generator(self.model, precision) if kind == TEACHER_KIND else None
         self._fast_torch = FastWaveNet(self.model) if kind == TEACHER_KIND else None
         self._student = student_generator(self.model) if kind == STUDENT_KIND else None
 
@@ -181,8 +183,12 @@ class Vocoder:
         return torch.tensor(ids, dtype=torch.long, device=self.device)
 
 
-def load(name_or_path: str | Path, device: str | torch.device | None = None) -> Vocoder:
-    """Load a model by bundled name (`teacher`, ...) or path; it rebuilds from the file alone."""
+def load(name_or_path: str | Path, device: str | torch.device | None = None, precision: Precision = "fp32") -> Vocoder:
+    """Load a model by bundled name (`teacher`, ...) or path; it rebuilds from the file alone. `precision` is the
+    fused CPU kernel's weight precision for a teacher's fast path: fp32 picks the naive reference's samples
+    exactly, fp16 and int8 are faster within a stated tolerance (`vocoder.generate.cpu_kernel`)."""
+    if precision not in PRECISIONS:
+        raise VocoderError(f"precision: expected one of {list(PRECISIONS)}, found {precision!r}")
     path = resolve_model_path(name_or_path)
     weights, config, kind, metadata = read_model_file(path)
     if kind not in KIND_METHODS:
@@ -191,4 +197,4 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None) -> 
     load_weights(model, weights, path)
     model.to(torch.device(device) if device is not None else default_device())
     name = path.parent.name if path.name == "model.safetensors" else path.stem
-    return Vocoder(model, name, metadata, kind)
+    return Vocoder(model, name, metadata, kind, precision)

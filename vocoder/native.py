@@ -14,6 +14,8 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+import torch
+
 BUILD_ROOT = Path(os.environ.get("VOCODER_KERNEL_BUILD", Path(__file__).resolve().parents[1] / "build" / "kernels"))
 """Where compiled extensions are cached (git-ignored); the environment variable overrides it."""
 
@@ -54,6 +56,16 @@ def _build(source: Path) -> tuple[ModuleType | None, str]:
         return module, ""
     except Exception as error:  # any build failure (no compiler, no headers, bad flags) means: fall back
         return None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
+
+
+def weights_problem(model: torch.nn.Module) -> str | None:
+    """Why the compiled CPU kernels cannot take `model`'s weights (not on the CPU, not float32), or None."""
+    parameter = next(model.parameters())
+    if parameter.device.type != "cpu":
+        return f"the model is on {parameter.device}"
+    if parameter.dtype != torch.float32:
+        return f"the model is {parameter.dtype}, the kernel is float32"
+    return None
 
 
 def load_extension(source: Path) -> ModuleType:

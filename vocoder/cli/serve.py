@@ -27,6 +27,7 @@ def serve(
     max_upload_bytes: int | None = typer.Option(None, min=1024, help="request body limit; then 413"),
     max_frames: int | None = typer.Option(None, min=1, help="frames per request (model's limit if lower)"),
     device: str | None = typer.Option(None, help="cpu or cuda [default: cuda when available]"),
+    precision: str | None = typer.Option(None, help="CPU kernel weights: fp32, fp16 or int8 [default fp32]"),
     torch_threads: int | None = typer.Option(None, min=1, help="torch intra-op threads"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ) -> None:
@@ -48,6 +49,7 @@ def serve(
         "max_upload_bytes": max_upload_bytes,
         "max_frames": max_frames,
         "device": device,
+        "precision": precision,
         "torch_threads": torch_threads,
     }
     try:

@@ -35,6 +35,7 @@ def synthesize(
     speaker: str | None = typer.Option(None, help="overrides the feature files' speaker"),
     batch_size: int = typer.Option(1, min=1, help="utterances generated together"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
+    precision: str = typer.Option("fp32", help="CPU kernel weights: fp32 (exact), fp16 or int8 (faster)"),
     audio_format: str = typer.Option("pcm16", "--format", help=f"one of {sorted(AUDIO_FORMATS)}"),
 ) -> None:
     """Generate waveforms from feature files, with a progress bar in samples per second."""
@@ -42,7 +43,7 @@ def synthesize(
         raise VocoderError(f"--format: expected one of {sorted(AUDIO_FORMATS)}, found {audio_format!r}")
     sampling = Sampling(strategy, temperature, top_k, top_p, seed)  # type: ignore[arg-type]
     targets = output_paths(inputs, out, AUDIO_SUFFIX[audio_format])
-    loaded = vocoder.load(model, device)
+    loaded = vocoder.load(model, device, precision)  # type: ignore[arg-type]
     features = [loaded.features(path, speaker) for path in inputs]  # validate everything before generating
     batches = [features[start : start + batch_size] for start in range(0, len(features), batch_size)]
     # A batch generates up to its longest utterance in every row: that is the work the bar counts.

@@ -112,7 +112,8 @@ class _StepProgram:
                 self.run()
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: a service worker thread launching its own kernels meanwhile does not break this capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.run()
         self.graph = graph
 

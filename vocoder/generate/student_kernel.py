@@ -22,21 +22,11 @@ import torch
 from torch.nn import functional as F
 
 from vocoder.models.student import StudentWaveNet, logistic_noise
-from vocoder.native import KernelUnavailable, load_extension
+from vocoder.native import KernelUnavailable, load_extension, weights_problem
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).parent / "csrc" / "student_forward.cpp"
-
-
-def unsupported_reason(model: StudentWaveNet) -> str | None:
-    """Why the fused forward cannot run `model`, or None if it can."""
-    parameter = next(model.parameters())
-    if parameter.device.type != "cpu":
-        return f"the model is on {parameter.device}"
-    if parameter.dtype != torch.float32:
-        return f"the model is {parameter.dtype}, the kernel is float32"
-    return None
 
 
 def polyphase_filters(smoother: torch.Tensor, scale: int) -> torch.Tensor:
@@ -75,7 +65,7 @@ class KernelStudent(TorchStudent):
     name = "kernel"
 
     def __init__(self, model: StudentWaveNet) -> None:
-        reason = unsupported_reason(model)
+        reason = weights_problem(model)
         if reason is not None:
             raise KernelUnavailable(reason)
         extension = load_extension(SOURCE)
@@ -151,7 +141,10 @@ class KernelStudent(TorchStudent):
 
 
 def student_generator(model: StudentWaveNet) -> KernelStudent | TorchStudent:
-    """The best available student synthesis for `model`: the fused CPU forward where it can run, else PyTorch's."""
+    """The best available student synthesis for `model`: on a GPU the PyTorch forward (one pass of wide kernels
+    is what a GPU is good at), on CPU the fused forward where it can run, else PyTorch's with a warning."""
+    if next(model.parameters()).device.type == "cuda":
+        return TorchStudent(model)
     try:
         return KernelStudent(model)
     except KernelUnavailable as reason:

@@ -72,8 +72,7 @@ def write_card(
             f"| parameters | {student.parameter_count():,} |",
         ]
         if teacher := metadata.get("teacher"):
-            name, digest = Path(teacher["file"]).parent.name, teacher["sha256"][:12]
-            lines.append(f"| distilled from | `{name}` (sha256 {digest}) |")
+            lines.append(f"| distilled from | `{teacher['file']}` (sha256 {teacher['sha256'][:12]}) |")
     lines += [
         f"| training data | {_corpus_summary(feature_dir)} |",
         f"| steps | {metadata.get('steps', 'n/a')} |",

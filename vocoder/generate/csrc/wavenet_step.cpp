@@ -6,8 +6,8 @@
 // `Sampling.choose`), with no allocation and no Python in the loop. The local-conditioning projections of all layers
 // are computed here too, 8 steps at a time, so their weights are read once per 8 samples.
 //
-// Threads: the utterances of a batch are shared out over torch's thread count of threads (std::thread: this
-// extension is built without OpenMP), with no synchronisation inside a step.
+// Threads: the utterances of a batch are shared out over torch's thread count of threads (the Generator's own
+// Workers: this extension is built without OpenMP), with no synchronisation inside a step.
 // One utterance may instead be split over two threads (gate-channel groups, residual-skip rows, head columns) that
 // meet at one barrier per layer. Partial sums are added per group in a fixed order in both modes, so they give
 // bitwise the same samples.
@@ -24,18 +24,25 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Half.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include "vector_math.h"
 
 #if defined(__x86_64__) && (defined(__AVX512F__) || defined(__F16C__))
 #include <immintrin.h>
@@ -43,22 +50,9 @@
 
 namespace {
 
-constexpr int64_t V = 16;       // floats per vector register (one zmm, or two ymm / four xmm lowered by GCC)
 constexpr int64_t PANEL = 128;  // columns per packed weight panel: 8 vectors, one cache-friendly row stream
 
-using vf = float __attribute__((vector_size(64)));
-using vi = int32_t __attribute__((vector_size(64)));
 using vb = int8_t __attribute__((vector_size(16)));
-
-inline vf load(const float* p) {
-  vf v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
-
-inline vf splat(float x) { return x - vf{}; }  // x - 0 folds to a plain broadcast (x + 0 would not: -0 + 0 = +0)
 
 inline vf load_weights(const float* p) { return load(p); }
 
@@ -79,31 +73,6 @@ inline vf load_weights(const at::Half* p) {
   return v;
 #endif
 }
-
-// exp(x) for x in float range: Cephes' expf polynomial, about 2 ulp; used only through sigmoid below.
-inline vf vexp(vf x) {
-  x = x < -87.3f ? splat(-87.3f) : x;
-  x = x > 88.3f ? splat(88.3f) : x;
-  const vf magic = splat(12582912.0f);  // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer
-  const vf n = (x * 1.44269504088896341f + magic) - magic;
-  const vf g = x - n * 0.693359375f - n * -2.12194440e-4f;
-  vf y = splat(1.9875691500e-4f);
-  y = y * g + 1.3981999507e-3f;
-  y = y * g + 8.3334519073e-3f;
-  y = y * g + 4.1665795894e-2f;
-  y = y * g + 1.6666665459e-1f;
-  y = y * g + 5.0000001201e-1f;
-  y = y * g * g + g + 1.0f;
-  const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
-  vf scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return y * scale;
-}
-
-inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
-
-// tanh(f) * sigmoid(g), with tanh(f) = 2 sigmoid(2f) - 1: absolute error below 1e-6 (tested).
-inline vf gate(vf f, vf g) { return (2.0f * vsigmoid(2.0f * f) - 1.0f) * vsigmoid(g); }
 
 // y[b][0 : NB*V] += sum over taps and rows k in [k0, k1) of x[b][tap][k] * w[tap * K + k][0 : NB*V]; row stride ld.
 template <typename W, int BT, int NB>
@@ -324,15 +293,129 @@ class Barrier {
   std::atomic<int> arrived_{0}, generation_{0};
 };
 
-// Runs work(0), ..., work(parts - 1) at the same time, part 0 on the calling thread. Not at::parallel_for: that is
-// inline OpenMP code, and this extension is built without OpenMP, where it runs every part on the calling thread.
+// Runs work(0), ..., work(parts - 1) at the same time, part 0 on the calling thread, on threads made for this call.
+// Not at::parallel_for: that is inline OpenMP code, and this extension is built without OpenMP, where it runs every
+// part on the calling thread. Only for a call that finds its Generator's Workers busy (another Python thread).
 template <typename F>
-void run_parts(int parts, const F& work) {
+void run_on_new_threads(int parts, const F& work) {
   std::vector<std::thread> helpers;
   for (int part = 1; part < parts; ++part) helpers.emplace_back([&work, part] { work(part); });
   work(0);
   for (auto& helper : helpers) helper.join();
 }
+
+// Spins (with pause) until done() or for about `budget`; whether done() came true.
+template <typename F>
+bool spin_until(const F& done, std::chrono::microseconds budget) {
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  for (int spins = 1;; ++spins) {
+    if (done()) return true;
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+    if (spins % 64 == 0 && std::chrono::steady_clock::now() > deadline) return done();
+  }
+}
+
+// The helper threads of one Generator, made once and reused by every call: a thread made per call starts on
+// the caller's core, and the first ~128 steps of each split block ran at 2.5x the steady time while the scheduler
+// moved it. Between calls a helper spins for kSpin (the next block of a stream follows within microseconds), then
+// sleeps on a condition variable, so an idle service burns no core. The destructor wakes and joins them.
+class Workers {
+ public:
+  static constexpr std::chrono::microseconds kSpin{2000};
+
+  ~Workers() {
+    if (forked()) return;
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->stop = true;
+      state_->epoch.fetch_add(1, std::memory_order_release);
+    }
+    state_->wake.notify_all();
+    for (auto& helper : state_->helpers) helper.join();
+  }
+
+  // Makes enough helpers for `parts` parts (run does too; calling it early keeps a thread's start out of a call).
+  void reserve(int parts) {
+    State& s = *state_;
+    while (static_cast<int>(s.helpers.size()) + 1 < parts) {
+      const int part = static_cast<int>(s.helpers.size()) + 1;
+      const uint64_t seen = s.epoch.load(std::memory_order_relaxed);
+      s.helpers.emplace_back([&s, part, seen] { helper(s, part, seen); });
+    }
+  }
+
+  // Runs work(0), ..., work(parts - 1) at the same time, part 0 on the calling thread; returns when all are done.
+  // Not reentrant: the caller holds `busy`.
+  void run(int parts, const std::function<void(int)>& work) {
+    if (forked()) state_ = std::make_unique<State>();
+    reserve(parts);
+    State& s = *state_;
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.work = &work;
+      s.parts = parts;
+      s.pending.store(parts - 1, std::memory_order_relaxed);
+      s.epoch.fetch_add(1, std::memory_order_release);
+    }
+    s.wake.notify_all();
+    work(0);
+    const auto finished = [&s] { return s.pending.load(std::memory_order_acquire) == 0; };
+    if (!spin_until(finished, kSpin)) {
+      std::unique_lock<std::mutex> lock(s.mutex);
+      s.done.wait(lock, finished);
+    }
+  }
+
+  std::mutex busy;
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::condition_variable wake, done;
+    std::atomic<uint64_t> epoch{0};  // bumped once per call (and to stop)
+    std::atomic<int> pending{0};     // helpers still working on this call
+    const std::function<void(int)>* work = nullptr;
+    int parts = 0;
+    bool stop = false;
+    pid_t owner = getpid();
+    std::vector<std::thread> helpers;
+  };
+
+  // Whether this is a forked child, which has none of the parent's threads: then their handles are abandoned
+  // (joining or destroying them is undefined) and state_ is null.
+  bool forked() {
+    if (state_->owner == getpid()) return false;
+    state_.release();  // NOLINT(bugprone-unused-return-value): leaked on purpose
+    return true;
+  }
+
+  static void helper(State& s, int part, uint64_t seen) {
+    for (;;) {
+      const auto called = [&s, seen] { return s.epoch.load(std::memory_order_acquire) != seen; };
+      if (!spin_until(called, kSpin)) {
+        std::unique_lock<std::mutex> lock(s.mutex);
+        s.wake.wait(lock, called);
+      }
+      const std::function<void(int)>* work;
+      {
+        std::lock_guard<std::mutex> lock(s.mutex);  // this call's epoch, work and parts, consistently
+        if (s.stop) return;
+        seen = s.epoch.load(std::memory_order_relaxed);
+        work = part < s.parts ? s.work : nullptr;
+      }
+      if (work == nullptr) continue;  // this call needs fewer threads
+      (*work)(part);
+      if (s.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(s.mutex);  // a caller between its check and its wait gets the notify
+        s.done.notify_one();
+      }
+    }
+  }
+
+  std::unique_ptr<State> state_ = std::make_unique<State>();
+};
 
 // mu_law_encode of one float32 value, as vocoder.audio does it.
 int64_t mu_law_encode(float wav, int64_t mu) {
@@ -448,6 +531,7 @@ class Generator {
       offset += length;
     }
     ring_rows_ = offset;
+    if (groups_ == 2) workers_.reserve(2);  // the split's partner, started before any timed block
     half_ = weights_[kConv].scalar_type() == at::kHalf;
     int8_ = weights_[kConv].scalar_type() == at::kByte;
     TORCH_CHECK(scales.size() == (int8_ ? 4 : 0), "wavenet_step: int8 weights need 4 scale tensors, others none");
@@ -457,11 +541,18 @@ class Generator {
     }
   }
 
-  int64_t ring_rows() const { return ring_rows_; }
+  // Zeroed state rings for `batch` utterances, [batch, ring rows, Rp]. Zeroed here, on one thread: a torch fill this
+  // large runs on torch's OpenMP threads, whose idle spin afterwards (milliseconds) takes the core a split needs.
+  torch::Tensor new_rings(int64_t batch) const {
+    auto rings = torch::empty({batch, ring_rows_, Rp_});
+    std::memset(rings.data_ptr<float>(), 0, rings.numel() * sizeof(float));
+    return rings;
+  }
 
   // Generate steps [start, stop) into ids / waveform / logits ([B, T...]); rings, id_ring and previous carry the
-  // state between calls. local is [B, stop - start, local channels], layer_bias [B, layers * 2Hp] (conv bias plus
-  // speaker projection), uniforms [B, T] float64.
+  // state between calls. local is the whole [B, local channels, T] (read in place: a transposed copy per block would
+  // also wake torch's OpenMP threads), layer_bias [B, layers * 2Hp] (conv bias plus speaker projection), uniforms
+  // [B, T] float64.
   void run(torch::Tensor rings, torch::Tensor id_ring, torch::Tensor previous, torch::Tensor local,
            torch::Tensor layer_bias, torch::Tensor uniforms, int64_t start, int64_t stop, torch::Tensor ids,
            torch::Tensor waveform, c10::optional<torch::Tensor> logits, int64_t strategy, double temperature,
@@ -469,7 +560,7 @@ class Generator {
     for (const auto* t : {&rings, &id_ring, &previous, &local, &layer_bias, &uniforms, &ids, &waveform, &centres})
       TORCH_CHECK(t->is_contiguous() && t->device().is_cpu(), "wavenet_step: CPU contiguous tensors expected");
     TORCH_CHECK(local.scalar_type() == at::kFloat && uniforms.scalar_type() == at::kDouble);
-    TORCH_CHECK(local.size(1) == stop - start && local.size(2) == local_, "wavenet_step: bad local block");
+    TORCH_CHECK(local.size(1) == local_ && local.size(2) == ids.size(1), "wavenet_step: bad local features");
     if (logits) TORCH_CHECK(logits->is_contiguous() && logits->size(2) == C_);
     const Block block{rings.data_ptr<float>(),
                       id_ring.data_ptr<int64_t>(),
@@ -559,6 +650,15 @@ class Generator {
     }
   }
 
+  // Runs work(0), ..., work(parts - 1) at the same time on this Generator's threads, or, if another call is using
+  // them, on threads made for this call.
+  void run_parts(int parts, const std::function<void(int)>& work) {
+    if (parts == 1) return work(0);
+    std::unique_lock<std::mutex> lock(workers_.busy, std::try_to_lock);
+    if (lock.owns_lock()) workers_.run(parts, work);
+    else run_on_new_threads(parts, work);
+  }
+
   template <typename W>
   const W* weight(Weight index) const {
     return static_cast<const W*>(weights_[index].data_ptr());
@@ -571,20 +671,24 @@ class Generator {
     return scales_[index].defined() ? scales_[index].data_ptr<float>() + offset : nullptr;
   }
 
-  // Conditioning of time steps [t, t + tt) for BT utterances, columns of gate groups [g0, g1) of every layer.
+  // Conditioning of time steps [t, t + tt) for BT utterances, columns of gate groups [g0, g1) of every layer;
+  // features: room for TT steps' local features.
   template <typename W, int BT, int TT>
-  void conditioning(int64_t b0, const Block& blk, int64_t t, int64_t g0, int64_t g1, float* const* out) const {
+  void conditioning(int64_t b0, const Block& blk, int64_t t, int64_t g0, int64_t g1, float* const* out,
+                    float* features) const {
     // With int8 weights the local matrix is fp16: its inputs (features of any range, such as F0) lose too much as
     // int8, and it is read once per 8 steps, so its bytes matter little.
     using L = std::conditional_t<std::is_same_v<W, uint8_t>, at::Half, W>;
     const int64_t layers = static_cast<int64_t>(dilations_.size()), width = layers * 2 * Hp_, group = 2 * Hp_ / groups_;
-    const int64_t block_steps = blk.stop - blk.start;
     for (int b = 0; b < BT; ++b) {
       const float* x[TT];
       float* y[TT];
       const float* bias = blk.layer_bias + (b0 + b) * width;
+      const float* local = blk.local + (b0 + b) * local_ * blk.total + t;
+      for (int64_t c = 0; c < local_; ++c)
+        for (int i = 0; i < TT; ++i) features[i * local_ + c] = local[c * blk.total + i];
       for (int i = 0; i < TT; ++i) {
-        x[i] = blk.local + ((b0 + b) * block_steps + (t + i - blk.start)) * local_;
+        x[i] = features + i * local_;
         y[i] = out[b] + i * width;
         std::copy(bias, bias + width, y[i]);
       }
@@ -632,6 +736,7 @@ class Generator {
       h1[b] = cursor, cursor += Sp_;
       lg[b] = cursor, cursor += Cp_;
     }
+    std::vector<float> features(kTimeTile * local_);
     std::vector<const float*> taps(BT * kernel_);
     // int8 weights: the quantised inputs of BT products, with V bytes of slack.
     std::vector<Quantized> quantized(BT);
@@ -652,10 +757,10 @@ class Generator {
         const int64_t left = blk.stop - t;
         float* out[BT];
         for (int b = 0; b < BT; ++b) out[b] = cond[b];
-        if (left >= 8) conditioning<W, BT, 8>(b0, blk, t, g0, g1, out);
+        if (left >= 8) conditioning<W, BT, 8>(b0, blk, t, g0, g1, out, features.data());
         else for (int64_t i = 0; i < left; ++i) {
           for (int b = 0; b < BT; ++b) out[b] = cond[b] + i * width;
-          conditioning<W, BT, 1>(b0, blk, t + i, g0, g1, out);
+          conditioning<W, BT, 1>(b0, blk, t + i, g0, g1, out, features.data());
         }
       }
       // Input conv: a table lookup per tap (embedding times tap weights), the newest tap is the previous sample.
@@ -773,6 +878,7 @@ class Generator {
   float skip_scale_;
   int64_t R_, H_, S_, C_, local_, kernel_, input_kernel_, groups_, Rp_, Hp_, Sp_, Cp_, ring_rows_;
   bool half_, int8_;
+  Workers workers_;
 };
 
 // tanh(f) * sigmoid(g) elementwise with the kernel's approximation (for testing its error).
@@ -792,7 +898,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   py::class_<Generator>(m, "Generator")
       .def(py::init<std::vector<torch::Tensor>, std::vector<int64_t>, std::vector<int64_t>, double,
                     std::vector<torch::Tensor>>())
-      .def_property_readonly("ring_rows", &Generator::ring_rows)
+      .def("new_rings", &Generator::new_rings)
       .def("run", &Generator::run);
   m.def("gate_activation", &gate_activation);
 #if defined(__x86_64__) && defined(__AVX512VNNI__)
