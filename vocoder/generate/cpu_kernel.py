@@ -10,8 +10,8 @@ layer), which gives bitwise the same samples. The extra threads belong to the ge
 calls (asleep after 2 ms), joined when it is dropped. `torch.set_num_threads(1)` keeps it on one core.
 
 The extension is compiled once per machine (`-O3 -march=native`, cached under `build/kernels/`, about a minute);
-where it cannot be built or cannot run (no compiler, CUDA model or tensors, non-float32 model), `fast_generator`
-falls back to `FastWaveNet` and logs a warning.
+where it cannot be built or cannot run (no compiler, a non-float32 model, CUDA tensors given to a CPU model),
+`fast_generator` falls back to `FastWaveNet` and logs a warning. A model on a GPU gets `CudaGraphWaveNet`.
 
 `precision="fp16"` stores the matrix weights in half precision (products and sums stay float32): half the memory
 traffic per sample; the largest logit error is within 1e-3 of the largest |logit| on the same inputs (measured
