@@ -50,6 +50,16 @@ def _timed_rates(run: Callable[[], None], samples: int, repeats: int) -> list[fl
     return rates
 
 
+def rate_summary(rates: dict[str, list[float]]) -> dict[str, object]:
+    """`{name}_samples_per_s` (the median) with its `_min` and `_max`, for every named list of timed rates."""
+    report: dict[str, object] = {}
+    for name, values in rates.items():
+        report[f"{name}_samples_per_s"] = round(statistics.median(values), 1)
+        report[f"{name}_samples_per_s_min"] = round(min(values), 1)
+        report[f"{name}_samples_per_s_max"] = round(max(values), 1)
+    return report
+
+
 def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model name from /proc/cpuinfo: what a figure was measured on."""
     if device.type == "cuda":
@@ -110,11 +120,7 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
             batch_steps[size] * size,
             settings.repeats,
         )
-    report: dict[str, object] = {}
-    for name, values in rates.items():
-        report[f"{name}_samples_per_s"] = round(statistics.median(values), 1)
-        report[f"{name}_samples_per_s_min"] = round(min(values), 1)
-        report[f"{name}_samples_per_s_max"] = round(max(values), 1)
+    report: dict[str, object] = rate_summary(rates)
     report["speedup_fast_vs_naive"] = round(statistics.median(rates["fast"]) / statistics.median(rates["naive"]), 2)
     report["speedup_fast_vs_fast_torch"] = round(
         statistics.median(rates["fast"]) / statistics.median(rates["fast_torch"]), 2

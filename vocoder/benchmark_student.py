@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from vocoder.benchmark import rate_summary
 from vocoder.config import Config, StudentConfig
 from vocoder.generate import Sampling, TorchStudent, student_generator
 from vocoder.models.student import StudentWaveNet
@@ -57,11 +58,7 @@ def bench_student(
     for _ in range(repeats):
         for name, generator in generators.items():
             rates[name].append(synthesize(generator))
-    report: dict[str, object] = {"student_generator": generators["student"].name}
-    for name, values in rates.items():
-        report[f"{name}_samples_per_s"] = round(statistics.median(values), 1)
-        report[f"{name}_samples_per_s_min"] = round(min(values), 1)
-        report[f"{name}_samples_per_s_max"] = round(max(values), 1)
+    report: dict[str, object] = {"student_generator": generators["student"].name, **rate_summary(rates)}
     median = statistics.median(rates["student"])
     report.update(
         {
