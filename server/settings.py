@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vocoder.generate.cpu_kernel import Precision
 from vocoder.models.checkpoint import bundled_models_dir
 
 
@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     )
     default_model: str = Field("teacher", description="used when a request names no model and several are loaded")
     device: str | None = Field(None, description="cpu or cuda; default: cuda when available")
-    precision: Literal["fp32", "fp16", "int8"] = Field(
+    precision: Precision = Field(
         "fp32", description="a teacher's fused CPU kernel weights: fp32 is exact, fp16 and int8 are faster"
     )
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's choice")

@@ -148,6 +148,8 @@ def test_bench_generation_prints_json(tmp_path: Path) -> None:
     assert report["receptive_field"] == 16 and report["fast_samples_per_s"] > 0
     bad = run("bench", "generation", "--config", str(config), "--batch-sizes", "8,x")
     assert bad.returncode == 2 and "--batch-sizes" in bad.stderr
+    precision = run("bench", "generation", "--config", str(config), "--precision", "fp8")
+    assert precision.returncode == 2 and "precision: expected one of ['fp32', 'fp16', 'int8']" in precision.stderr
 
 
 def test_bench_training_prints_json(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from vocoder.generate import (
     generate_naive,
     student_generator,
 )
-from vocoder.generate.cpu_kernel import PRECISIONS, Precision
+from vocoder.generate.cpu_kernel import Precision, check_precision
 from vocoder.models.checkpoint import load_weights, read_model_file, resolve_model_path
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
@@ -187,8 +187,7 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None, pre
     """Load a model by bundled name (`teacher`, ...) or path; it rebuilds from the file alone. `precision` is the
     fused CPU kernel's weight precision for a teacher's fast path: fp32 picks the naive reference's samples
     exactly, fp16 and int8 are faster within a stated tolerance (`vocoder.generate.cpu_kernel`)."""
-    if precision not in PRECISIONS:
-        raise VocoderError(f"precision: expected one of {list(PRECISIONS)}, found {precision!r}")
+    check_precision(precision)  # before reading the file, for students too
     path = resolve_model_path(name_or_path)
     weights, config, kind, metadata = read_model_file(path)
     if kind not in KIND_METHODS:

@@ -38,6 +38,7 @@ import torch
 from torch.nn import functional as F
 
 from vocoder.audio import mu_law_bin_centres
+from vocoder.errors import VocoderError
 from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult
@@ -70,6 +71,12 @@ PROBE_EVERY_S = 30.0
 PROBE_PLAN = ((False, PROBE_SAMPLES, True), (True, SPLIT_WARMUP_SAMPLES, False), (True, PROBE_SAMPLES, True))
 """The probe's blocks: (split?, samples, timed?)."""
 SOURCE = Path(__file__).parent / "csrc" / "wavenet_step.cpp"
+
+
+def check_precision(precision: str) -> None:
+    """A `VocoderError` naming the choices unless `precision` is one of PRECISIONS."""
+    if precision not in PRECISIONS:
+        raise VocoderError(f"precision: expected one of {list(PRECISIONS)}, found {precision!r}")
 
 
 def _padded(channels: int) -> int:
@@ -125,8 +132,7 @@ class KernelWaveNet(BlockGenerator):
     (state lives in each call) and releases the GIL while it computes."""
 
     def __init__(self, model: WaveNet, precision: Precision = "fp32", split: bool | None = None) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: expected one of {list(PRECISIONS)}, found {precision!r}")
+        check_precision(precision)
         reason = unsupported_reason(model)
         if reason is not None:
             raise KernelUnavailable(reason)
@@ -300,6 +306,7 @@ class KernelWaveNet(BlockGenerator):
 def fast_generator(model: WaveNet, precision: Precision = "fp32") -> BlockGenerator:
     """The best available fast generator for `model`: CUDA graphs for a model on a GPU, the fused kernel on CPU
     where it can run, else `FastWaveNet`."""
+    check_precision(precision)
     if next(model.parameters()).device.type == "cuda":
         return CudaGraphWaveNet(model)
     try:

@@ -179,15 +179,14 @@ class CudaGraphWaveNet(BlockGenerator):
         chunk = self.steps_per_graph
         layers, gate = len(self.fallback.convs), self.fallback.gate_channels
         block = max(chunk, BLOCK_ELEMENTS // (batch * layers * gate) // chunk * chunk)
-        layer_bias = self.fallback._layer_bias(speaker_ids, batch).unsqueeze(1)
+        layer_bias = self.fallback.layer_bias(speaker_ids, batch)
         uniforms = uniforms.to(local.device)
         with program.lock:
             program.reset()
             emitted = 0
             for block_start in range(0, steps, block):
                 block_stop = min(steps, block_start + block)
-                projected = local[:, :, block_start:block_stop].transpose(1, 2) @ self.fallback.local_weight
-                conditioning = projected.view(batch, -1, layers, gate) + layer_bias
+                conditioning = self.fallback.block_conditioning(local, layer_bias, block_start, block_stop)
                 for start in range(block_start, block_stop, chunk):
                     count = min(chunk, block_stop - start)  # short only at the end of the utterance
                     offset = start - block_start

@@ -77,13 +77,19 @@ class FastWaveNet(BlockGenerator):
         ]
         self.skip_scale = model.skip_scale
 
-    def _layer_bias(self, speaker_ids: torch.Tensor | None, batch: int) -> torch.Tensor:
+    def layer_bias(self, speaker_ids: torch.Tensor | None, batch: int) -> torch.Tensor:
         """`[B, layers, gate]`: conv bias plus each layer's speaker projection, constant over the utterance."""
         bias = self.conv_bias.unsqueeze(0).expand(batch, -1, -1)
         if self.speaker_weight is None:
             return bias
         speaker = self.model.speaker_vector(speaker_ids)
         return bias + (speaker @ self.speaker_weight).view(batch, len(self.convs), self.gate_channels)
+
+    def block_conditioning(self, local: torch.Tensor, layer_bias: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """`[B, stop - start, layers, gate]`: every layer's conditioning input for samples `[start, stop)`, the local
+        projections of all layers as one matrix product plus `layer_bias`."""
+        projected = local[:, :, start:stop].transpose(1, 2) @ self.local_weight
+        return projected.view(local.shape[0], stop - start, len(self.convs), self.gate_channels) + layer_bias[:, None]
 
     @staticmethod
     def _push(ring: _RingConv, buffer: torch.Tensor, table: torch.Tensor, x: torch.Tensor, t: int) -> torch.Tensor:
@@ -118,7 +124,7 @@ class FastWaveNet(BlockGenerator):
         rings = [self.input_conv, *self.convs]
         buffers = [torch.zeros(batch, ring.length, residual, device=device, dtype=dtype) for ring in rings]
         tables = [ring.tap_table(device) for ring in rings]
-        layer_bias = self._layer_bias(speaker_ids, batch)
+        layer_bias = self.layer_bias(speaker_ids, batch)
         half = math.sqrt(0.5)
 
         previous = torch.full((batch,), self.model.start_id, dtype=torch.long, device=device)
@@ -127,8 +133,7 @@ class FastWaveNet(BlockGenerator):
             block = min(block, chunk_samples)
         for start in range(0, steps, block):
             stop = min(steps, start + block)
-            projected = local[:, :, start:stop].transpose(1, 2) @ self.local_weight
-            conditioning = projected.view(batch, stop - start, layers, gate) + layer_bias.unsqueeze(1)
+            conditioning = self.block_conditioning(local, layer_bias, start, stop)
             for t in range(start, stop):
                 taps = self._push(self.input_conv, buffers[0], tables[0], self.embedding[previous], t)
                 x = torch.addmm(self.input_bias, taps, self.input_conv.weight)
