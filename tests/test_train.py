@@ -70,6 +70,12 @@ def build_cache(root: Path, config: Config, count: int = 6) -> Path:
     return root
 
 
+def train_arguments(config: Path, data: Path, out: Path) -> list[str]:
+    """`-m vocoder.cli train ...` on CPU, for `python` or `torchrun`."""
+    options = {"--config": config, "--data": data, "--out": out, "--device": "cpu"}
+    return ["-m", "vocoder.cli", "train", *(str(item) for pair in options.items() for item in pair)]
+
+
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_cache(tmp_path_factory.mktemp("cache"), train_config())
@@ -113,20 +119,7 @@ def test_a_fresh_run_refuses_to_overwrite_checkpoints(cache_dir: Path, tmp_path:
 
 def test_kill_9_mid_run_and_mid_write_then_resume(cache_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yaml", max_steps=100_000, checkpoint_every=2, valid_every=1000)
-    command = [
-        sys.executable,
-        "-m",
-        "vocoder.cli",
-        "train",
-        "--config",
-        str(config),
-        "--data",
-        str(cache_dir),
-        "--out",
-        str(tmp_path / "run"),
-        "--device",
-        "cpu",
-    ]
+    command = [sys.executable, *train_arguments(config, cache_dir, tmp_path / "run")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "run" / "checkpoints"
     deadline = time.monotonic() + 120
@@ -154,23 +147,7 @@ def test_ddp_with_two_gloo_processes(cache_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yaml", max_steps=4)
     torchrun = Path(sys.executable).with_name("torchrun")
     result = subprocess.run(
-        [
-            str(torchrun),
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "vocoder.cli",
-            "train",
-            "--config",
-            str(config),
-            "--data",
-            str(cache_dir),
-            "--out",
-            str(tmp_path / "run"),
-            "--device",
-            "cpu",
-        ],
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", *train_arguments(config, cache_dir, tmp_path / "run")],
         capture_output=True,
         text=True,
         timeout=300,

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from vocoder.cli.app import app
+from vocoder.cli.train import run_and_report
 from vocoder.config import load_config
 
 
@@ -25,14 +26,4 @@ def distill(
     from vocoder.train.distill import DistillTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    trainer = DistillTrainer(teacher, load_config(config), data, out, device, resume, max_steps)
-    try:
-        summary = trainer.run()
-    finally:
-        trainer.dist.close()
-    if trainer.dist.is_main:
-        valid = "n/a" if summary.valid_loss is None else f"{summary.valid_loss:.4f}"
-        typer.echo(
-            f"step {summary.step}: train loss {summary.train_loss:.4f}, valid loss {valid}, "
-            f"{summary.wall_seconds:.0f} s; student: {summary.model_path}"
-        )
+    run_and_report(DistillTrainer(teacher, load_config(config), data, out, device, resume, max_steps), "student")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from vocoder.cli.app import app
 from vocoder.config import load_config
+
+if TYPE_CHECKING:  # imported when a command runs: `vocoder --help` stays fast
+    from vocoder.train.trainer import Trainer
 
 
 @app.command()
@@ -24,7 +28,12 @@ def train(
     from vocoder.train.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    trainer = Trainer(load_config(config), data, out, device, resume, max_steps)
+    run_and_report(Trainer(load_config(config), data, out, device, resume, max_steps), "model")
+
+
+def run_and_report(trainer: Trainer, exported: str) -> None:
+    """Run a teacher or student training to its end (closing the process group either way); rank 0 prints one
+    summary line naming the `exported` model."""
     try:
         summary = trainer.run()
     finally:
@@ -33,5 +42,5 @@ def train(
         valid = "n/a" if summary.valid_loss is None else f"{summary.valid_loss:.4f}"
         typer.echo(
             f"step {summary.step}: train loss {summary.train_loss:.4f}, valid loss {valid}, "
-            f"{summary.wall_seconds:.0f} s; model: {summary.model_path}"
+            f"{summary.wall_seconds:.0f} s; {exported}: {summary.model_path}"
         )
