@@ -87,8 +87,9 @@ class DistillTrainer(Trainer):
                 f"train.segment_frames: segments of {segment} loss samples are too short for an STFT of n_fft "
                 f"{longest} (student.stft_resolutions); use longer segments or smaller resolutions"
             )
-        self.teacher = load_teacher(teacher, config)
-        self.teacher_identity = teacher_identity(resolve_model_path(teacher))
+        teacher_path = resolve_model_path(teacher)
+        self.teacher = load_teacher(teacher_path, config)
+        self.teacher_identity = teacher_identity(teacher_path)
         self.edges = mu_law_bin_edges(config.audio.mu)
         super().__init__(config, data_dir, run_dir, device, resume, max_steps)
 
