@@ -14,6 +14,7 @@ import pytest
 import soundfile
 import torch
 import yaml
+from safetensors.torch import load_file
 
 import vocoder
 from tests.conftest import TINY, merge, tiny_config, tone
@@ -26,6 +27,7 @@ from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import save_features
 from vocoder.generate import Sampling
 from vocoder.models.checkpoint import save_model
+from vocoder.models.student import logistic_noise
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.distill import DistillTrainer
 
@@ -92,6 +94,46 @@ def test_resume_continues_exactly(cache_dir: Path, teacher_file: Path, tmp_path:
     other = save_model(tmp_path / "other" / "model.safetensors", WaveNet(tiny_config()), tiny_config(), "teacher", {})
     with pytest.raises(VocoderError, match="were distilled from the teacher"):
         DistillTrainer(other, distill_config(), cache_dir, tmp_path / "split", "cpu", resume=True)
+
+
+def test_init_fine_tunes_from_a_student_and_records_it(cache_dir: Path, teacher_file: Path, tmp_path: Path) -> None:
+    DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "first", "cpu", max_steps=2).run()
+    first = tmp_path / "first" / "model" / "model.safetensors"
+    tuned = DistillTrainer(
+        teacher_file, distill_config(stft_weight=0.5), cache_dir, tmp_path / "tuned", "cpu", max_steps=2, init=first
+    )
+    for name, value in load_file(first).items():  # the loss weights may differ; the shapes may not
+        assert torch.equal(tuned.model.state_dict()[name], value), name
+    tuned.run()
+    DistillTrainer(teacher_file, distill_config(stft_weight=0.5), cache_dir, tmp_path / "tuned", "cpu", True, 3).run()
+    recorded = vocoder.load(tmp_path / "tuned" / "model", device="cpu").metadata["initialised_from"]
+    assert recorded["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()  # kept across --resume
+    with pytest.raises(VocoderError, match="pass one"):
+        DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "tuned", "cpu", True, init=first)
+    with pytest.raises(VocoderError, match="--init must be a student model, found kind 'teacher'"):
+        DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "a", "cpu", init=teacher_file)
+    with pytest.raises(VocoderError, match="do not match"):
+        DistillTrainer(teacher_file, distill_config(flows=[2]), cache_dir, tmp_path / "b", "cpu", init=first)
+
+
+def test_init_grows_a_student_by_flows_that_start_as_the_identity(
+    cache_dir: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "first", "cpu", max_steps=2).run()
+    first = tmp_path / "first" / "model"
+    grown = DistillTrainer(
+        teacher_file, distill_config(flows=[2, 3, 4]), cache_dir, tmp_path / "grown", "cpu", init=first
+    )
+    original = vocoder.load(first, device="cpu").model
+    z = logistic_noise(torch.rand(2, 300))
+    local, speakers = torch.randn(2, original.local_channels, 300), torch.tensor([0, 1])
+    with torch.no_grad():
+        before, after = original(z, local, speakers), grown.model(z, local, speakers)
+    torch.testing.assert_close(after.waveform, before.waveform)
+    torch.testing.assert_close(after.log_scale, before.log_scale)
+    assert grown.run().step == 4 and grown.model.flows[2].head[1].weight.abs().sum() > 0  # the new flow trains
+    with pytest.raises(VocoderError, match="do not match"):  # only appended flows are new: the others must match
+        DistillTrainer(teacher_file, distill_config(flows=[3, 3, 4]), cache_dir, tmp_path / "c", "cpu", init=first)
 
 
 def test_exported_student_synthesizes_and_methods_are_checked(

@@ -1,5 +1,5 @@
 """The student: causal in its noise, log-scale bookkeeping equal to the Jacobian's, one pass per waveform; the
-density-distillation estimator against numerical integrals."""
+density-distillation estimator against numerical integrals, and the teacher inputs that carry its pathwise gradient."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from tests.conftest import tiny_config
-from vocoder.audio import mu_law_encode
+from vocoder.audio import mu_law_encode, mu_law_position
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.models.student import StudentWaveNet, logistic_noise
+from vocoder.models.wavenet import WaveNet, shift_right
+from vocoder.train.distill import teacher_inputs
 from vocoder.train.distill_losses import (
     density_distillation,
     logistic_bin_probabilities,
@@ -172,6 +174,35 @@ def test_kl_gradient_moves_the_student_toward_the_teacher() -> None:
     kl, _ = density_distillation(location, log_scale, logits, mu_law_bin_edges(MU))
     kl.sum().backward()
     assert float(location.grad) < 0 and float(log_scale.grad) < 0  # move right, widen
+
+
+def test_teacher_inputs_are_the_ids_embeddings_with_a_straight_through_gradient() -> None:
+    torch.manual_seed(0)
+    teacher = WaveNet(tiny_config()).double().requires_grad_(False)
+    mu, steps = teacher.config.audio.mu, 40
+    waveform = (torch.rand(2, steps, dtype=torch.float64) * 1.6 - 0.8).requires_grad_()
+    ids = shift_right(mu_law_encode(waveform.detach(), mu), teacher.start_id)
+    assert not teacher_inputs(teacher, waveform, mu, pathwise=False).requires_grad
+    embedded = teacher_inputs(teacher, waveform, mu, pathwise=True)
+    assert torch.equal(embedded, teacher.embedding(ids))  # the values the teacher was trained on, exactly
+
+    def interpolated(wav: torch.Tensor) -> torch.Tensor:  # the embedding, linear between neighbouring classes
+        position = mu_law_position(wav, mu)
+        low = position.floor().long()
+        table = teacher.embedding.weight
+        return table[low] + (position - low).unsqueeze(-1) * (table[low + 1] - table[low])
+
+    direction = torch.randn_like(embedded)
+    (gradient,) = torch.autograd.grad((embedded * direction).sum(), waveform)
+    (expected,) = torch.autograd.grad((interpolated(waveform)[:, :-1] * direction[:, 1:]).sum(), waveform)
+    torch.testing.assert_close(gradient, expected)
+    assert torch.all(gradient[:, -1] == 0)  # the last sample is no teacher input
+
+    local = torch.randn(2, teacher.local_channels, steps, dtype=torch.float64)
+    logits = teacher.forward_embedded(teacher_inputs(teacher, waveform, mu, pathwise=True), local, torch.tensor([0, 1]))
+    t = teacher.receptive_field  # the logits at t read x_(t - receptive field) .. x_(t - 1), and every one of them
+    (reach,) = torch.autograd.grad(logits[..., t].sum(), waveform)
+    assert torch.all(reach[:, t:] == 0) and torch.all(reach[:, :t].abs().sum(0) > 0)
 
 
 def test_bin_probabilities_sum_to_one_and_keep_float32_tails() -> None:

@@ -55,7 +55,8 @@ class Vocoder:
         self.metadata = metadata or {}
         self.kind = kind
         self._fast = fast_generator(self.model, precision) if kind == TEACHER_KIND else None
-        self._fast_torch = FastWaveNet(self.model) if kind == TEACHER_KIND else None
+        # The fused kernel and the CUDA graphs keep the plain PyTorch loop as their fallback: fast-torch is that one.
+        self._fast_torch: FastWaveNet | None = getattr(self._fast, "fallback", self._fast)
         self._student = student_generator(self.model) if kind == STUDENT_KIND else None
 
     @property

@@ -58,12 +58,18 @@ def _mu_constant(mu: int, dtype: torch.dtype, device: torch.device) -> torch.Ten
         return torch.tensor(float(mu), dtype=dtype, device=device)
 
 
-def mu_law_encode(wav: torch.Tensor, mu: int = 255) -> torch.Tensor:
-    """Waveform in [-1, 1] to int64 class ids in [0, mu]."""
+def mu_law_position(wav: torch.Tensor, mu: int = 255) -> torch.Tensor:
+    """Waveform (clamped to [-1, 1]) to its continuous position in [0, mu] on the class axis: class k is centred
+    at k. Differentiable, for relaxations of the class ids."""
     wav = wav.clamp(-1.0, 1.0)
     mu_tensor = _mu_constant(mu, wav.dtype, wav.device)
     companded = torch.sign(wav) * torch.log1p(mu_tensor * wav.abs()) / torch.log1p(mu_tensor)
-    return ((companded + 1) / 2 * mu + 0.5).to(torch.int64)
+    return (companded + 1) / 2 * mu
+
+
+def mu_law_encode(wav: torch.Tensor, mu: int = 255) -> torch.Tensor:
+    """Waveform in [-1, 1] to int64 class ids in [0, mu]."""
+    return (mu_law_position(wav, mu) + 0.5).to(torch.int64)
 
 
 def mu_law_decode(ids: torch.Tensor, mu: int = 255, dtype: torch.dtype = torch.float32) -> torch.Tensor:

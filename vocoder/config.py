@@ -166,6 +166,11 @@ class StudentConfig(_Strict):
     kl_weight: float = Field(1.0, ge=0, description="probability density distillation, KL(student || teacher)")
     power_weight: float = Field(1.0, ge=0, description="log power spectrum (averaged over time) vs the real audio")
     stft_weight: float = Field(1.0, ge=0, description="multi-resolution STFT loss vs the real audio")
+    pathwise_gradient: bool = Field(
+        True,
+        description="differentiate the teacher's cross-entropy through its inputs too (the student's earlier samples), "
+        "by a straight-through relaxation of its mu-law input embedding",
+    )
     stft_resolutions: list[tuple[int, int, int]] = Field(
         default_factory=lambda: [(512, 50, 240), (1024, 120, 600), (2048, 240, 1200)],
         min_length=1,

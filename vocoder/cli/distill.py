@@ -21,9 +21,10 @@ def distill(
     resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out"),
     max_steps: int | None = typer.Option(None, min=1, help="stop at this step (default: train.max_steps)"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
+    init: str | None = typer.Option(None, help="fine-tune: start from this student model's weights (name or path)"),
 ) -> None:
     """Train a student by probability density distillation plus spectral losses (docs/STUDENT.md)."""
     from vocoder.train.distill import DistillTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_and_report(DistillTrainer(teacher, load_config(config), data, out, device, resume, max_steps), "student")
+    run_and_report(DistillTrainer(teacher, load_config(config), data, out, device, resume, max_steps, init), "student")

@@ -23,12 +23,13 @@ def train(
     resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out"),
     max_steps: int | None = typer.Option(None, min=1, help="stop at this step (default: train.max_steps)"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
+    init: str | None = typer.Option(None, help="fine-tune: start from this teacher model's weights (name or path)"),
 ) -> None:
     """Train a teacher WaveNet. Multi-GPU: `torchrun --nproc_per_node N -m vocoder.cli train ...`."""
     from vocoder.train.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_and_report(Trainer(load_config(config), data, out, device, resume, max_steps), "model")
+    run_and_report(Trainer(load_config(config), data, out, device, resume, max_steps, init), "model")
 
 
 def run_and_report(trainer: Trainer, exported: str) -> None:

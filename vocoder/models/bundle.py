@@ -73,6 +73,8 @@ def write_card(
         ]
         if teacher := metadata.get("teacher"):
             lines.append(f"| distilled from | `{teacher['file']}` (sha256 {teacher['sha256'][:12]}) |")
+    if initial := metadata.get("initialised_from"):
+        lines.append(f"| fine-tuned from | `{initial['file']}` (sha256 {initial['sha256'][:12]}) |")
     lines += [
         f"| training data | {_corpus_summary(feature_dir)} |",
         f"| steps | {metadata.get('steps', 'n/a')} |",

@@ -6,6 +6,7 @@ of a bundled model under `models/` (override the folder with VOCODER_MODELS_DIR)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -96,6 +97,12 @@ def read_model_header(path: Path) -> tuple[Config, str, dict[str, Any]]:
     except ConfigError as error:
         raise CheckpointError(str(error)) from None
     return config, header.get("kind", ""), metadata
+
+
+def file_identity(path: Path) -> dict[str, str]:
+    """What names a model file in another's provenance: its location and the SHA-256 of its bytes (a retrained
+    model at the same path differs)."""
+    return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], Config, str, dict[str, Any]]:

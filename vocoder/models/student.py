@@ -66,6 +66,11 @@ class Flow(nn.Module):
         nn.init.constant_(self.head[1].bias, 0.0)
         nn.init.constant_(self.head[1].bias[1], math.log(s.initial_scale) / len(s.flows))
 
+    def start_as_identity(self) -> None:
+        """Make the flow x -> x (mu = 0, log s = 0) whatever its layers hold: a flow appended to a trained student."""
+        nn.init.zeros_(self.head[1].weight)
+        nn.init.zeros_(self.head[1].bias)
+
     @property
     def receptive_field(self) -> int:
         """How many earlier input samples `mu_t`, `s_t` depend on (the shift by one included)."""

@@ -84,7 +84,13 @@ class WaveNet(ConditionedModel):
         self, inputs: torch.Tensor, local: torch.Tensor | None, speaker_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
         """`inputs [B, T]` class ids, `local [B, C, T]` upsampled conditioning -> logits `[B, classes, T]`."""
-        x = self.input_conv(self.embedding(inputs).transpose(1, 2))
+        return self.forward_embedded(self.embedding(inputs), local, speaker_ids)
+
+    def forward_embedded(
+        self, embedded: torch.Tensor, local: torch.Tensor | None, speaker_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`forward` from the inputs' embeddings `[B, T, residual_channels]`: distillation passes relaxed ones."""
+        x = self.input_conv(embedded.transpose(1, 2))
         speaker = self.speaker_vector(speaker_ids)
         skips = torch.zeros((), dtype=x.dtype, device=x.device)
         for layer in self.layers:

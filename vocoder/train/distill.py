@@ -4,17 +4,17 @@ The teacher's training loop (`Trainer`: segments, AdamW schedule, EMA, checkpoin
 the student as the model and this loss per segment:
 
 1. the student turns logistic noise z into a sample x in one pass, with its per-sample logistics (mu_tot, s_tot);
-2. the frozen teacher scores x teacher-forced: its inputs are the mu-law ids of x, detached. The teacher reads
-   discrete ids, so no gradient can pass through its inputs; the gradient reaches the student through the
-   closed-form cross-entropy over bins, which is differentiable in mu_tot and s_tot, and through the entropy
-   and spectral terms, which are differentiable in x;
+2. the frozen teacher scores x teacher-forced, on the embeddings of the mu-law ids of x. The gradient reaches the
+   student through the closed-form cross-entropy over bins, which is differentiable in mu_tot and s_tot, through
+   the entropy and spectral terms, which are differentiable in x, and (`student.pathwise_gradient`) through the
+   teacher's inputs by a straight-through relaxation of its embedding (`teacher_inputs`);
 3. loss = kl_weight * KL + power_weight * power loss + stft_weight * multi-resolution STFT loss, each averaged over
    the segment's loss samples (`vocoder.train.distill_losses`). The real audio is the mu-law decoded segment.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from vocoder.audio import mu_law_decode, mu_law_encode
+from vocoder.audio import mu_law_decode, mu_law_encode, mu_law_position
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.generate import Sampling
-from vocoder.models.checkpoint import load_weights, read_model_file, resolve_model_path
+from vocoder.models.checkpoint import file_identity, load_weights, read_model_file, resolve_model_path
 from vocoder.models.student import StudentOutput, StudentWaveNet, logistic_noise
-from vocoder.models.wavenet import WaveNet, shift_right
+from vocoder.models.wavenet import WaveNet
 from vocoder.train.data import Batch
 from vocoder.train.distill_losses import (
     density_distillation,
@@ -39,13 +39,10 @@ from vocoder.train.distill_losses import (
 )
 from vocoder.train.trainer import Trainer
 
+log = logging.getLogger(__name__)
+
 TEACHER_SECTIONS = ("audio", "features", "model", "speakers")
 """The config sections a student shares with its teacher: they must match the teacher file's."""
-
-
-def teacher_identity(path: Path) -> dict[str, str]:
-    """What names a teacher file: its location and the SHA-256 of its bytes (a retrained teacher differs)."""
-    return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def load_teacher(name_or_path: str | Path, config: Config) -> WaveNet:
@@ -60,6 +57,26 @@ def load_teacher(name_or_path: str | Path, config: Config) -> WaveNet:
     teacher = WaveNet(teacher_config)
     load_weights(teacher, weights, path)
     return teacher.requires_grad_(False).eval()
+
+
+def teacher_inputs(teacher: WaveNet, waveform: torch.Tensor, mu: int, pathwise: bool) -> torch.Tensor:
+    """The teacher's input embeddings `[B, T, C]` for teacher-forcing on the student's sample `waveform [B, T]`.
+
+    Their values are always the embeddings of the shifted sample's mu-law ids, the inputs the teacher was trained
+    on. With `pathwise`, their gradient is that of the embedding interpolated linearly between the two classes on
+    either side of each sample's continuous mu-law position (straight-through): the cross-entropy at t then reaches
+    the student's earlier samples through the teacher, the pathwise part of the KL gradient, which pushes the
+    student towards histories the teacher finds predictable (voiced periods) and which discrete inputs would drop.
+    """
+    table = teacher.embedding.weight
+    embedded = table[mu_law_encode(waveform.detach(), mu)]
+    if pathwise:
+        position = mu_law_position(waveform, mu)
+        low = position.detach().floor().clamp(max=mu - 1).long()
+        soft = torch.lerp(table[low], table[low + 1], (position - low).unsqueeze(-1))
+        embedded = embedded + (soft - soft.detach())
+    start = table[teacher.start_id].expand(embedded.shape[0], 1, -1)
+    return torch.cat([start, embedded[:, :-1]], dim=1)
 
 
 class DistillTrainer(Trainer):
@@ -77,6 +94,7 @@ class DistillTrainer(Trainer):
         device: str | None = None,
         resume: bool = False,
         max_steps: int | None = None,
+        init: str | Path | None = None,
     ) -> None:
         if config.student is None:
             raise VocoderError(f"config {config.name!r} has no 'student' section to distill")
@@ -89,12 +107,12 @@ class DistillTrainer(Trainer):
             )
         teacher_path = resolve_model_path(teacher)
         self.teacher = load_teacher(teacher_path, config)
-        self.teacher_identity = teacher_identity(teacher_path)
+        self.teacher_identity = file_identity(teacher_path)
         self.edges = mu_law_bin_edges(config.audio.mu)
-        super().__init__(config, data_dir, run_dir, device, resume, max_steps)
+        super().__init__(config, data_dir, run_dir, device, resume, max_steps, init)
 
     def run_metadata(self) -> dict[str, Any]:
-        return {"teacher": self.teacher_identity}
+        return {**super().run_metadata(), "teacher": self.teacher_identity}
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Resume only against the teacher the checkpoint was distilled from (same bytes, wherever the file is)."""
@@ -106,6 +124,19 @@ class DistillTrainer(Trainer):
                 f"(sha256 {self.teacher_identity['sha256'][:12]}); pass that teacher or use another --out"
             )
         super()._restore(state)
+
+    def load_initial_weights(self, weights: dict[str, torch.Tensor], source: Path) -> None:
+        """`--init` may grow a student: flows beyond the file's (appended after its own, which must match) start as
+        the identity, so training starts from the file's student exactly and the new flows learn what it lacks."""
+        kept = len({key.split(".")[1] for key in weights if key.startswith("flows.")})
+        grown = list(self.model.flows)[kept:]
+        current = self.model.state_dict()
+        appended = {key: current[key] for key in current if key.startswith("flows.") and int(key.split(".")[1]) >= kept}
+        load_weights(self.model, {**weights, **appended}, source)
+        for flow in grown:
+            flow.start_as_identity()
+        if grown:
+            log.info("%s: %d flows appended to its %d, starting as the identity", source, len(grown), kept)
 
     def build_model(self) -> torch.nn.Module:
         """The student; the teacher and the bin edges move to the training device with it."""
@@ -129,9 +160,9 @@ class DistillTrainer(Trainer):
         student = self.config.student
         mu = self.config.audio.mu
         with torch.no_grad():
-            inputs = shift_right(mu_law_encode(output.waveform.detach().float(), mu), self.teacher.start_id)
             local = self.teacher.upsample(batch.frames)[:, :, self.margin_samples : -self.margin_samples]
-            logits = self.teacher(inputs, local, batch.speaker_ids).float()
+        embedded = teacher_inputs(self.teacher, output.waveform.float(), mu, student.pathwise_gradient)
+        logits = self.teacher.forward_embedded(embedded, local, batch.speaker_ids).float()
         with torch.autocast(self.dist.device.type, enabled=False):  # CDFs, logs and STFTs in float32 under AMP
             location, log_scale = output.location.float(), output.log_scale.float()
             kl, cross_entropy = density_distillation(location, log_scale, logits, self.edges)

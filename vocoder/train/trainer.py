@@ -26,7 +26,7 @@ from vocoder.config import Config, config_from_dict
 from vocoder.errors import VocoderError
 from vocoder.eval.plots import spectrogram_comparison
 from vocoder.generate import FastWaveNet, Sampling
-from vocoder.models.checkpoint import save_model
+from vocoder.models.checkpoint import file_identity, load_weights, read_model_file, resolve_model_path, save_model
 from vocoder.models.wavenet import WaveNet, shift_right
 from vocoder.train.checkpoints import CheckpointStore
 from vocoder.train.data import Batch, SegmentSampler, TrainingCorpus, TrainingDataError
@@ -79,7 +79,10 @@ class Trainer:
         device: str | None = None,
         resume: bool = False,
         max_steps: int | None = None,
+        init: str | Path | None = None,
     ) -> None:
+        if resume and init is not None:
+            raise VocoderError("--init starts a new run from a model's weights and --resume continues one: pass one")
         self.dist = DistributedContext.from_environment(device)
         self.run_dir = run_dir
         self.store = CheckpointStore(run_dir, config.train.keep_last)
@@ -95,6 +98,7 @@ class Trainer:
         self.corpus = TrainingCorpus(data_dir, config, "train")
         self.valid_corpus = self._validation_corpus(data_dir)
         self.model = self.build_model().to(self.dist.device)
+        self.initialised_from = None if init is None else self._initialise(init)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.sampler = SegmentSampler.for_model(self.corpus, self.context_receptive_field())
         self.margin_samples = self.sampler.margin * config.features.hop_length
@@ -140,9 +144,13 @@ class Trainer:
     def validation_loss(self, batch: Batch) -> float:
         return self.compute_loss(self.ema, batch)[0].item()
 
+    def load_initial_weights(self, weights: dict[str, torch.Tensor], source: Path) -> None:
+        """`--init`: the model takes the file's weights; every name and shape must match."""
+        load_weights(self.model, weights, source)
+
     def run_metadata(self) -> dict[str, Any]:
         """Facts about the run recorded in every checkpoint and exported model file (a student names its teacher)."""
-        return {}
+        return {} if self.initialised_from is None else {"initialised_from": self.initialised_from}
 
     def synthesize_sample(self, conditioning: torch.Tensor, speaker: torch.Tensor | None) -> np.ndarray:
         """The EMA model's waveform for frame-rate `conditioning [1, frames, C]` (the validation utterance)."""
@@ -163,6 +171,17 @@ class Trainer:
                 )
         return config
 
+    def _initialise(self, name_or_path: str | Path) -> dict[str, str]:
+        """Fine-tuning: start from an exported model's weights (same kind and shapes; the optimizer, schedule and
+        EMA start afresh). Returns the model file's identity, which the run records."""
+        path = resolve_model_path(name_or_path)
+        weights, _, kind, _ = read_model_file(path)
+        if kind != self.model_kind:
+            raise VocoderError(f"{path}: --init must be a {self.model_kind} model, found kind {kind!r}")
+        self.load_initial_weights(weights, path)
+        log.info("initialised from %s", path)
+        return file_identity(path)
+
     def _validation_corpus(self, data_dir: Path) -> TrainingCorpus:
         try:
             return TrainingCorpus(data_dir, self.config, "valid")
@@ -176,6 +195,7 @@ class Trainer:
         return torch.bfloat16 if self.config.train.amp == "bf16" else torch.float16
 
     def _restore(self, state: dict[str, Any]) -> None:
+        self.initialised_from = state.get("run", {}).get("initialised_from")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
