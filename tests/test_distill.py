@@ -3,6 +3,7 @@ mismatched teachers are refused, and the student benchmark reports its figures."
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -29,7 +30,8 @@ from vocoder.generate import Sampling
 from vocoder.models.checkpoint import save_model
 from vocoder.models.student import logistic_noise
 from vocoder.models.wavenet import WaveNet
-from vocoder.train.distill import DistillTrainer
+from vocoder.train.distill import DistillTrainer, teacher_inputs
+from vocoder.train.distill_losses import density_distillation
 
 TRAIN = {
     "batch_size": 2,
@@ -75,6 +77,38 @@ def test_distillation_lowers_the_kl(cache_dir: Path, teacher_file: Path, tmp_pat
     assert summary.step == 30
     assert first_kl > 0.2 and summary.valid_loss < 0.5 * first_kl, (first_kl, summary.valid_loss)
     assert (tmp_path / "samples" / "step_00000030.wav").is_file()
+
+
+def test_contrastive_term_subtracts_the_kl_under_rotated_conditioning(
+    cache_dir: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    trainer = DistillTrainer(teacher_file, distill_config(contrastive_weight=0.3), cache_dir, tmp_path, "cpu")
+    batch = trainer.sampler.batch([0, 1], torch.Generator().manual_seed(0))
+    noise = torch.randn(batch.frames.shape, generator=torch.Generator().manual_seed(2))
+    batch = dataclasses.replace(batch, frames=batch.frames + noise)  # tones have constant features: make them vary
+    margin = trainer.margin_samples
+    z = logistic_noise(torch.rand(batch.targets.shape, generator=torch.Generator().manual_seed(1)))
+    output = trainer.model(z, trainer.model.upsample(batch.frames)[:, :, margin:-margin], batch.speaker_ids)
+    total, parts = trainer.objective(output, batch)
+
+    teacher, mu = trainer.teacher, trainer.config.audio.mu
+    local = teacher.upsample(batch.frames)[:, :, margin:-margin]
+    wrong = torch.cat(
+        [local[:, :, local.shape[-1] - local.shape[-1] // 2 :], local[:, :, : local.shape[-1] - local.shape[-1] // 2]],
+        -1,
+    )
+    logits = teacher.forward_embedded(teacher_inputs(teacher, output.waveform, mu, False), wrong, batch.speaker_ids)
+    kl = density_distillation(output.location, output.log_scale, logits, trainer.edges)[0]
+    expected = ((kl * batch.mask).sum() / batch.mask.sum()).item()
+    assert parts["contrastive_kl"] == pytest.approx(expected, rel=1e-5)
+    assert not torch.allclose(wrong, local) and parts["contrastive_kl"] != parts["kl"]  # another conditioning
+    weights = trainer.config.student
+    assert total.item() == pytest.approx(
+        parts["kl"] - 0.3 * expected + weights.power_weight * parts["power"] + weights.stft_weight * parts["stft"],
+        rel=1e-5,
+    )
+    total.backward()  # the term is differentiable through the student's sample and logistics
+    assert all(p.grad is not None for p in trainer.model.parameters() if p.requires_grad)
 
 
 def test_resume_continues_exactly(cache_dir: Path, teacher_file: Path, tmp_path: Path) -> None:

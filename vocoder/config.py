@@ -166,6 +166,12 @@ class StudentConfig(_Strict):
     kl_weight: float = Field(1.0, ge=0, description="probability density distillation, KL(student || teacher)")
     power_weight: float = Field(1.0, ge=0, description="log power spectrum (averaged over time) vs the real audio")
     stft_weight: float = Field(1.0, ge=0, description="multi-resolution STFT loss vs the real audio")
+    contrastive_weight: float = Field(
+        0.0,
+        ge=0,
+        description="gamma of the paper's contrastive term (0.3 there): minus gamma times the KL against the teacher "
+        "under the wrong conditioning (each segment's own, rotated by half its length); 0: off",
+    )
     pathwise_gradient: bool = Field(
         True,
         description="differentiate the teacher's cross-entropy through its inputs too (the student's earlier samples), "

@@ -21,7 +21,8 @@ from vocoder.models.wavenet import WaveNet
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024
 LOSS_MEANING = {
     "teacher": "cross-entropy, nats per sample",
-    "student": "distillation loss: KL(student || teacher) in nats per sample plus the weighted spectral losses",
+    "student": "distillation loss: KL(student || teacher) in nats per sample, less the weighted contrastive KL if "
+    "any, plus the weighted spectral losses",
 }
 
 

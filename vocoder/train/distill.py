@@ -8,8 +8,10 @@ the student as the model and this loss per segment:
    student through the closed-form cross-entropy over bins, which is differentiable in mu_tot and s_tot, through
    the entropy and spectral terms, which are differentiable in x, and (`student.pathwise_gradient`) through the
    teacher's inputs by a straight-through relaxation of its embedding (`teacher_inputs`);
-3. loss = kl_weight * KL + power_weight * power loss + stft_weight * multi-resolution STFT loss, each averaged over
-   the segment's loss samples (`vocoder.train.distill_losses`). The real audio is the mu-law decoded segment.
+3. loss = kl_weight * KL - contrastive_weight * KL under the wrong conditioning + power_weight * power loss
+   + stft_weight * multi-resolution STFT loss, each averaged over the segment's loss samples
+   (`vocoder.train.distill_losses`). The real audio is the mu-law decoded segment; the wrong conditioning is the
+   segment's own rotated by half its length (other phones at every sample), which the same sample should not fit.
 """
 
 from __future__ import annotations
@@ -163,17 +165,28 @@ class DistillTrainer(Trainer):
             local = self.teacher.upsample(batch.frames)[:, :, self.margin_samples : -self.margin_samples]
         embedded = teacher_inputs(self.teacher, output.waveform.float(), mu, student.pathwise_gradient)
         logits = self.teacher.forward_embedded(embedded, local, batch.speaker_ids).float()
+        if student.contrastive_weight > 0:
+            wrong = local.roll(local.shape[-1] // 2, dims=-1)
+            wrong_logits = self.teacher.forward_embedded(embedded, wrong, batch.speaker_ids).float()
         with torch.autocast(self.dist.device.type, enabled=False):  # CDFs, logs and STFTs in float32 under AMP
             location, log_scale = output.location.float(), output.log_scale.float()
             kl, cross_entropy = density_distillation(location, log_scale, logits, self.edges)
             mask = batch.mask
             count = mask.sum().clamp(min=1)
             kl = (kl * mask).sum() / count
+            contrast = kl.new_zeros(())
+            if student.contrastive_weight > 0:
+                contrast = (density_distillation(location, log_scale, wrong_logits, self.edges)[0] * mask).sum() / count
             generated = output.waveform.float() * mask
             reference = mu_law_decode(batch.targets, mu) * mask
             power = power_loss(generated, reference, student.stft_resolutions[0])
             stft = multi_resolution_stft_loss(generated, reference, student.stft_resolutions)
-        total = student.kl_weight * kl + student.power_weight * power + student.stft_weight * stft
+        total = (
+            student.kl_weight * kl
+            - student.contrastive_weight * contrast
+            + student.power_weight * power
+            + student.stft_weight * stft
+        )
         parts = {
             "kl": kl.item(),
             "cross_entropy": ((cross_entropy * mask).sum() / count).item(),
@@ -181,6 +194,8 @@ class DistillTrainer(Trainer):
             "power": power.item(),
             "stft": stft.item(),
         }
+        if student.contrastive_weight > 0:
+            parts["contrastive_kl"] = contrast.item()
         return total, parts
 
     def validation_loss(self, batch: Batch) -> float:
