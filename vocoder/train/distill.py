@@ -165,36 +165,36 @@ class DistillTrainer(Trainer):
             local = self.teacher.upsample(batch.frames)[:, :, self.margin_samples : -self.margin_samples]
         embedded = teacher_inputs(self.teacher, output.waveform.float(), mu, student.pathwise_gradient)
         logits = self.teacher.forward_embedded(embedded, local, batch.speaker_ids).float()
-        if student.contrastive_weight > 0:
+        wrong_logits = None
+        if student.contrastive_weight > 0:  # the same sample scored under other phones, which it should not fit
             wrong = local.roll(local.shape[-1] // 2, dims=-1)
             wrong_logits = self.teacher.forward_embedded(embedded, wrong, batch.speaker_ids).float()
         with torch.autocast(self.dist.device.type, enabled=False):  # CDFs, logs and STFTs in float32 under AMP
             location, log_scale = output.location.float(), output.log_scale.float()
-            kl, cross_entropy = density_distillation(location, log_scale, logits, self.edges)
             mask = batch.mask
             count = mask.sum().clamp(min=1)
-            kl = (kl * mask).sum() / count
-            contrast = kl.new_zeros(())
-            if student.contrastive_weight > 0:
-                contrast = (density_distillation(location, log_scale, wrong_logits, self.edges)[0] * mask).sum() / count
+
+            def masked_mean(values: torch.Tensor) -> torch.Tensor:
+                return (values * mask).sum() / count
+
+            kl, cross_entropy = map(masked_mean, density_distillation(location, log_scale, logits, self.edges))
+            contrast = None
+            if wrong_logits is not None:
+                contrast = masked_mean(density_distillation(location, log_scale, wrong_logits, self.edges)[0])
             generated = output.waveform.float() * mask
             reference = mu_law_decode(batch.targets, mu) * mask
             power = power_loss(generated, reference, student.stft_resolutions[0])
             stft = multi_resolution_stft_loss(generated, reference, student.stft_resolutions)
-        total = (
-            student.kl_weight * kl
-            - student.contrastive_weight * contrast
-            + student.power_weight * power
-            + student.stft_weight * stft
-        )
+        total = student.kl_weight * kl + student.power_weight * power + student.stft_weight * stft
         parts = {
             "kl": kl.item(),
-            "cross_entropy": ((cross_entropy * mask).sum() / count).item(),
-            "entropy": ((student_entropy(log_scale) * mask).sum() / count).item(),
+            "cross_entropy": cross_entropy.item(),
+            "entropy": masked_mean(student_entropy(log_scale)).item(),
             "power": power.item(),
             "stft": stft.item(),
         }
-        if student.contrastive_weight > 0:
+        if contrast is not None:
+            total = total - student.contrastive_weight * contrast
             parts["contrastive_kl"] = contrast.item()
         return total, parts
 
