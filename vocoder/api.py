@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from vocoder.audio import mu_law_encode
+from vocoder.audio import Deemphasis, deemphasize, mu_law_encode
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import Features, read_features, validate_features
@@ -119,7 +119,8 @@ class Vocoder:
         sampling = sampling or Sampling()
         loaded = [self.features(item, speaker) for item in features]
         result = self.generate(loaded, method, sampling, progress)
-        return [result.waveform[i, : item.n_samples].cpu().numpy() for i, item in enumerate(loaded)]
+        waveforms = deemphasize(result.waveform.cpu().numpy(), self.config.audio.preemphasis)
+        return [waveforms[i, : item.n_samples] for i, item in enumerate(loaded)]
 
     @torch.inference_mode()
     def generate(
@@ -130,7 +131,8 @@ class Vocoder:
         progress: ProgressCallback | None = None,
         record_logits: bool = False,
     ) -> GenerationResult:
-        """The shared generation step over validated features (padded batch)."""
+        """The shared generation step over validated features (padded batch), in the model's signal domain
+        (pre-emphasised when `audio.preemphasis` is set; the synthesize methods de-emphasise)."""
         conditioning = self.local_conditioning(features)
         speaker_ids = self.speaker_ids(features)
         uniforms = sampling.uniforms(len(features), conditioning.shape[-1])
@@ -164,8 +166,9 @@ class Vocoder:
         uniforms = sampling.uniforms(1, conditioning.shape[-1])
         result = self._fast.allocate(conditioning)
         speaker_ids = self.speaker_ids([loaded])
+        deemphasis = Deemphasis(self.config.audio.preemphasis)
         for start, stop in self._fast.stream(conditioning, speaker_ids, sampling, uniforms, result, chunk_samples):
-            yield result.waveform[0, start:stop].cpu().numpy()
+            yield deemphasis(result.waveform[0, start:stop].cpu().numpy())
 
     def local_conditioning(self, features: list[Features]) -> torch.Tensor:
         """Upsampled `[B, C, T]` conditioning of a batch, zero-padded to its longest utterance."""

@@ -13,6 +13,7 @@ import librosa
 import numpy as np
 import soundfile
 import torch
+from scipy import signal
 
 from vocoder.errors import VocoderError
 
@@ -48,6 +49,36 @@ def save_wav(path: str | Path, wav: np.ndarray, sample_rate: int, audio_format: 
     temporary = path.with_name(f".{path.name}.partial")
     soundfile.write(str(temporary), np.clip(wav, -1.0, 1.0), sample_rate, subtype=subtype, format=container)
     temporary.replace(path)
+
+
+def preemphasize(wav: np.ndarray, coefficient: float) -> np.ndarray:
+    """`s[t] - a * s[t-1]` (s[-1] = 0), clipped to [-1, 1]: the signal a noise-shaped model predicts."""
+    if coefficient == 0:
+        return wav
+    shaped = signal.lfilter([1.0, -coefficient], [1.0], wav.astype(np.float64))
+    return np.clip(shaped, -1.0, 1.0).astype(np.float32)
+
+
+class Deemphasis:
+    """The inverse filter `y[t] = x[t] + a * y[t-1]`, stateful across chunks, so a waveform de-emphasised chunk by
+    chunk equals the whole one; one state per row of a batch."""
+
+    def __init__(self, coefficient: float, rows: int = 1) -> None:
+        self.coefficient = coefficient
+        self.state = np.zeros((rows, 1))
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        """`chunk [rows, samples]` (or `[samples]` for one row) in the model's domain -> output waveform."""
+        if self.coefficient == 0:
+            return chunk
+        rows = np.atleast_2d(chunk).astype(np.float64)
+        out, self.state = signal.lfilter([1.0], [1.0, -self.coefficient], rows, axis=-1, zi=self.state)
+        return out.reshape(chunk.shape).astype(np.float32)
+
+
+def deemphasize(wav: np.ndarray, coefficient: float) -> np.ndarray:
+    """Undo `preemphasize` on a whole waveform `[samples]` or batch `[rows, samples]`."""
+    return Deemphasis(coefficient, np.atleast_2d(wav).shape[0])(wav)
 
 
 @lru_cache(maxsize=16)

@@ -32,10 +32,21 @@ class _Strict(BaseModel):
 class AudioConfig(_Strict):
     sample_rate: int = Field(16000, gt=0)
     mu: int = Field(255, gt=0, description="mu-law parameter; the model predicts mu + 1 classes")
+    preemphasis: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="noise shaping: the model works on s[t] - a * s[t-1] (LPCNet uses 0.85) and its output is "
+        "de-emphasised, so the 8-bit quantisation noise follows the speech spectrum instead of being white; 0: off",
+    )
 
     @property
     def classes(self) -> int:
         return self.mu + 1
+
+    def cache_stamp(self) -> dict[str, int]:
+        """What a feature cache depends on: it stores plain audio, pre-emphasis is applied when training reads it."""
+        return self.model_dump(mode="json", exclude={"preemphasis"})
 
 
 class FeatureConfig(_Strict):
@@ -139,6 +150,27 @@ class TrainConfig(_Strict):
     valid_segments: int = Field(32, gt=0, description="fixed validation segments for the validation loss")
     sample_seconds: float = Field(1.0, gt=0, description="length of the generated validation utterance")
     seed: int = 0
+    input_noise: float = Field(
+        0.0,
+        ge=0,
+        description="noise injection (LPCNet): the teacher-forced past input gets Gaussian noise of a standard "
+        "deviation drawn per segment from [0, input_noise] mu-law classes, so training sees inputs as imperfect as "
+        "the model's own samples at synthesis; targets stay clean; 0: off",
+    )
+    gain_db: float = Field(
+        0.0, ge=0, le=40, description="augmentation: random gain in [-gain_db, +gain_db] dB (audio and mel); 0: off"
+    )
+    tilt: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="augmentation: a random second-order pole-zero filter, coefficients in [-tilt, tilt] (LPCNet "
+        "0.375), on the audio and, through its response at the band centres, on the mel; 0: off",
+    )
+
+    @property
+    def augments(self) -> bool:
+        return self.gain_db > 0 or self.tilt > 0
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -222,6 +254,11 @@ class Config(_Strict):
             raise ValueError(f"features.fmax ({fmax}) exceeds the Nyquist frequency {self.audio.sample_rate / 2}")
         if len(set(self.speakers)) != len(self.speakers):
             raise ValueError(f"speakers lists a name twice: {self.speakers}")
+        if self.train.augments and "mel" not in self.features.conditioning:
+            raise ValueError(
+                "train.gain_db and train.tilt change the audio's level and spectrum, which only mel conditioning "
+                f"follows; this config conditions on {self.features.conditioning}"
+            )
         return self
 
     def speaker_id(self, speaker: str) -> int:

@@ -11,7 +11,9 @@ import typer
 from vocoder.cli.app import app
 from vocoder.config import load_config
 
-corpus_app = typer.Typer(help="Corpora: build the embedded demo corpus.", no_args_is_help=True)
+corpus_app = typer.Typer(
+    help="Corpora: build the embedded demo corpus; install and preprocess real recorded speech.", no_args_is_help=True
+)
 app.add_typer(corpus_app, name="corpus")
 
 
@@ -31,10 +33,36 @@ def demo(
     typer.echo(f"{count} utterances in {out} ({time.monotonic() - started:.0f} s)")
 
 
+@corpus_app.command("real")
+def real(
+    out: Path = typer.Option(Path("data/real"), "--out", help="corpora/ (links, decoded files), feats/<source>/"),
+    config: str = typer.Option("real_teacher", "--config", help="config whose audio and features the caches hold"),
+    sources: str = typer.Option(
+        "festvox-ru,ktuberling,asterisk-en", "--sources", help="comma-separated: festvox-ru, ktuberling, asterisk-en"
+    ),
+    install: bool = typer.Option(True, help="apt-get install missing Debian packages (as root)"),
+    jobs: int | None = typer.Option(None, "--jobs", help="preprocessing worker processes (default: all cores)"),
+) -> None:
+    """Real recorded speech from Debian packages as feature caches, each with a fixed held-out split: festvox-ru
+    and ktuberling to train on, asterisk-en (never trained on) to evaluate."""
+    from vocoder.corpus.real import build_real_corpus
+
+    names = [name.strip() for name in sources.split(",") if name.strip()]
+    summary = build_real_corpus(out, load_config(config), names, install, jobs)
+    for name, entry in summary.items():
+        typer.echo(
+            f"{name} ({entry['role']}): {entry['minutes']} min, splits {entry['utterances']}, "
+            f"skipped {entry['skipped']}; cache {entry['cache']}"
+        )
+    train = " ".join(f"--data {entry['cache']}" for entry in summary.values() if entry["role"] == "train")
+    if train:
+        typer.echo(f"train on them: vocoder train --config {config} {train} --out runs/real")
+
+
 @app.command()
 def preprocess(
     corpus_dir: Path = typer.Argument(..., help="the corpus directory"),
-    layout: str = typer.Option(..., "--layout", help="ljspeech, arctic, vctk, folder or demo"),
+    layout: str = typer.Option(..., "--layout", help="ljspeech, festvox (or arctic), vctk, folder or demo"),
     out: Path = typer.Option(..., "--out", help="feature cache directory"),
     config: str = typer.Option("seed_size", "--config", help="config name or YAML path"),
     jobs: int | None = typer.Option(None, "--jobs", help="worker processes (default: all cores)"),

@@ -16,7 +16,9 @@ from vocoder.config import load_config
 def distill(
     teacher: str = typer.Option(..., help="the teacher: bundled model name or model path"),
     config: str = typer.Option(..., help="config YAML or recipe name: the teacher's sections + student + train"),
-    data: Path = typer.Option(..., help="feature cache written by `vocoder preprocess`"),
+    data: list[Path] = typer.Option(
+        ..., help="feature cache written by `vocoder preprocess`; repeat to distil on a mix of caches"
+    ),
     out: Path = typer.Option(..., help="run directory: checkpoints, student model export, samples, TensorBoard logs"),
     resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out"),
     max_steps: int | None = typer.Option(None, min=1, help="stop at this step (default: train.max_steps)"),

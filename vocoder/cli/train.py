@@ -18,18 +18,23 @@ if TYPE_CHECKING:  # imported when a command runs: `vocoder --help` stays fast
 @app.command()
 def train(
     config: str = typer.Option(..., help="config YAML or recipe name (model + train sections)"),
-    data: Path = typer.Option(..., help="feature cache written by `vocoder preprocess`"),
+    data: list[Path] = typer.Option(
+        ..., help="feature cache written by `vocoder preprocess`; repeat to train on a mix of caches"
+    ),
     out: Path = typer.Option(..., help="run directory: checkpoints, model export, samples, TensorBoard logs"),
     resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out"),
     max_steps: int | None = typer.Option(None, min=1, help="stop at this step (default: train.max_steps)"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     init: str | None = typer.Option(None, help="fine-tune: start from this teacher model's weights (name or path)"),
+    resume_from: Path | None = typer.Option(
+        None, help="continue a saved training state (e.g. models/teacher/training/state.pt) in a new --out"
+    ),
 ) -> None:
     """Train a teacher WaveNet. Multi-GPU: `torchrun --nproc_per_node N -m vocoder.cli train ...`."""
     from vocoder.train.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_and_report(Trainer(load_config(config), data, out, device, resume, max_steps, init), "model")
+    run_and_report(Trainer(load_config(config), data, out, device, resume, max_steps, init, resume_from), "model")
 
 
 def run_and_report(trainer: Trainer, exported: str) -> None:

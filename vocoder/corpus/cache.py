@@ -50,7 +50,7 @@ def split_of(utterance_id: str) -> Split:
 def feature_stamp(config: Config, preprocessing: dict[str, Any]) -> dict[str, Any]:
     """What makes a feature file what it is, and its hash."""
     stamp: dict[str, Any] = {
-        "audio": config.audio.model_dump(),
+        "audio": config.audio.cache_stamp(),
         "features": config.features.model_dump(),
         "question_set": question_set_digest(QUESTIONS_PATH) if "linguistic" in config.features.conditioning else None,
         "preprocessing": preprocessing,

@@ -1,4 +1,5 @@
-"""Find the utterances of a corpus on disk: LJSpeech, CMU ARCTIC, VCTK, a plain folder, or the demo corpus.
+"""Find the utterances of a corpus on disk: LJSpeech, a Festvox voice build (CMU ARCTIC, Festival's voices), VCTK,
+a plain folder, or the demo corpus.
 
 Every layout yields the same `CorpusItem`s (id, speaker, audio path, optional labels and text); docs/DATA.md
 describes what each layout expects on disk.
@@ -60,7 +61,7 @@ def _ljspeech(root: Path) -> list[CorpusItem]:
     return items
 
 
-def _arctic_prompts(voice_dir: Path) -> dict[str, str]:
+def _festvox_prompts(voice_dir: Path) -> dict[str, str]:
     prompts = voice_dir / "etc" / "txt.done.data"
     if not prompts.is_file():
         return {}
@@ -72,15 +73,16 @@ def _arctic_prompts(voice_dir: Path) -> dict[str, str]:
     return found
 
 
-def _arctic(root: Path) -> list[CorpusItem]:
+def _festvox(root: Path) -> list[CorpusItem]:
+    """Festvox voice builds (wav/, etc/txt.done.data, labels/full/): CMU ARCTIC, festvox-ru's msu_ru_nsh_clunits."""
     voice_dirs = [root] if (root / "wav").is_dir() else sorted(d for d in root.iterdir() if (d / "wav").is_dir())
     if not voice_dirs:
-        raise CorpusError(f"{root}: no CMU ARCTIC voice (a directory with wav/) here or one level below")
+        raise CorpusError(f"{root}: no Festvox voice (a directory with wav/) here or one level below")
     items = []
     for voice_dir in voice_dirs:
         match = _ARCTIC_SPEAKER.match(voice_dir.name)
         speaker = match.group(1) if match else voice_dir.name
-        prompts = _arctic_prompts(voice_dir)
+        prompts = _festvox_prompts(voice_dir)
         for audio in sorted((voice_dir / "wav").glob("*.wav")):
             labels = voice_dir / "labels" / "full" / f"{audio.stem}.lab"
             items.append(
@@ -146,7 +148,8 @@ def _demo(root: Path) -> list[CorpusItem]:
 
 LAYOUTS: dict[str, Callable[[Path], list[CorpusItem]]] = {
     "ljspeech": _ljspeech,
-    "arctic": _arctic,
+    "arctic": _festvox,
+    "festvox": _festvox,
     "vctk": _vctk,
     "folder": _folder,
     "demo": _demo,

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from vocoder.errors import VocoderError
+
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^step_(\d{8})\.pt$")
 
@@ -69,3 +71,14 @@ class CheckpointStore:
             except Exception as error:  # any unreadable file is skipped the same way
                 log.warning("skipping damaged checkpoint %s: %s", path, error)
         return None
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """A training state saved elsewhere (a bundled model's `training/state.pt`, another run's checkpoint), for
+    `--resume-from`: loaded like a checkpoint, with `weights_only=True`; an unreadable file is an error, not a skip."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise VocoderError(f"{path}: no such training state") from None
+    except Exception as error:
+        raise VocoderError(f"{path}: not a readable training state ({type(error).__name__}: {error})") from None

@@ -4,6 +4,10 @@ A segment is `context + segment_frames` frames of conditioning and the matching 
 last `segment_frames` frames, whose every sample sees a full receptive field of real history; the context frames
 before them feed that history. `margin` extra frames on each side let the upsampler see real neighbours and are
 cropped after upsampling. Utterances shorter than a segment are zero-padded and masked out of the loss.
+
+Audio enters the model's signal domain here (pre-emphasised when `audio.preemphasis` is set). Training batches can
+be augmented (random gain and spectral tilt, applied to the audio and followed by the mel) and carry a noisy copy of
+the targets as the teacher-forced input (noise injection); validation batches are clean.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import librosa
 import numpy as np
 import torch
+from scipy import signal
 
-from vocoder.audio import load_wav, mu_law_encode
+from vocoder.audio import load_wav, mu_law_encode, preemphasize
 from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache, ManifestRow
 from vocoder.errors import VocoderError
@@ -32,6 +38,12 @@ class Batch:
     targets: torch.Tensor  # [B, (context + segment) * hop] class ids
     mask: torch.Tensor  # [B, (context + segment) * hop] 1 where the loss counts
     speaker_ids: torch.Tensor | None  # [B]
+    inputs: torch.Tensor | None = None  # [B, (context + segment) * hop] noisy class ids the model sees as its past
+
+    @property
+    def past(self) -> torch.Tensor:
+        """The class ids the model is teacher-forced on: the noisy copy when noise is injected, else the targets."""
+        return self.targets if self.inputs is None else self.inputs
 
     def to(self, device: torch.device) -> Batch:
         return Batch(
@@ -39,6 +51,7 @@ class Batch:
             self.targets.to(device, non_blocking=True),
             self.mask.to(device, non_blocking=True),
             None if self.speaker_ids is None else self.speaker_ids.to(device),
+            None if self.inputs is None else self.inputs.to(device, non_blocking=True),
         )
 
 
@@ -46,34 +59,40 @@ class Batch:
 class Utterance:
     row: ManifestRow
     conditioning: np.ndarray  # [frames, C]
-    audio: np.ndarray  # [frames * hop] float32
+    audio: np.ndarray  # [frames * hop] float32, in the model's signal domain (pre-emphasised if configured)
 
 
 class TrainingCorpus:
-    """The utterances of one split of a feature cache, checked against the config before training starts."""
+    """The utterances of one split of one or more feature caches (a training mix), each checked against the config
+    before training starts."""
 
-    def __init__(self, root: Path, config: Config, split: str) -> None:
+    def __init__(self, roots: Path | list[Path], config: Config, split: str) -> None:
         self.config = config
-        self.cache = FeatureCache(root)
-        self._check_stamp(root)
-        rows = [row for row in self.cache.read_manifest().values() if row.split == split]
-        if not rows:
-            raise TrainingDataError(f"{self.cache.manifest_path}: no '{split}' utterances in the manifest")
-        unknown = sorted({row.speaker for row in rows} - set(config.speakers)) if config.speakers else []
-        if unknown:
-            raise TrainingDataError(
-                f"{self.cache.manifest_path}: speakers {unknown} are not in the config's speakers {config.speakers}"
-            )
-        self.rows = sorted(rows, key=lambda row: row.id)
-        self.utterances = [self._load(row) for row in self.rows]
+        self.utterances: list[Utterance] = []
+        for root in [roots] if isinstance(roots, Path) else roots:
+            cache = FeatureCache(root)
+            self._check_stamp(root, cache)
+            rows = sorted((row for row in cache.read_manifest().values() if row.split == split), key=lambda r: r.id)
+            if not rows:
+                raise TrainingDataError(f"{cache.manifest_path}: no '{split}' utterances in the manifest")
+            unknown = sorted({row.speaker for row in rows} - set(config.speakers)) if config.speakers else []
+            if unknown:
+                raise TrainingDataError(
+                    f"{cache.manifest_path}: speakers {unknown} are not in the config's speakers {config.speakers}"
+                )
+            self.utterances += [self._load(cache, row) for row in rows]
+        self.rows = [utterance.row for utterance in self.utterances]
 
-    def _check_stamp(self, root: Path) -> None:
+    def _check_stamp(self, root: Path, cache: FeatureCache) -> None:
         try:
-            stamp = json.loads(self.cache.stamp_path.read_text())
+            stamp = json.loads(cache.stamp_path.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise TrainingDataError(f"{self.cache.stamp_path}: missing or unreadable ({error})") from None
-        for section in ("audio", "features"):
-            expected = getattr(self.config, section).model_dump(mode="json")
+            raise TrainingDataError(f"{cache.stamp_path}: missing or unreadable ({error})") from None
+        expectations = {
+            "audio": self.config.audio.cache_stamp(),
+            "features": self.config.features.model_dump(mode="json"),
+        }
+        for section, expected in expectations.items():
             found = stamp.get(section)
             if found != expected:
                 changed = sorted(k for k in expected if not isinstance(found, dict) or found.get(k) != expected[k])
@@ -82,18 +101,18 @@ class TrainingCorpus:
                     "preprocess again with this config"
                 )
 
-    def _load(self, row: ManifestRow) -> Utterance:
-        features = read_features(self.cache.feature_path(row.id))
+    def _load(self, cache: FeatureCache, row: ManifestRow) -> Utterance:
+        features = read_features(cache.feature_path(row.id))
         validate_features(features, self.config)
         conditioning = features.conditioning(self.config)
-        audio = load_wav(self.cache.audio_path(row.id), self.config.audio.sample_rate)
+        audio = load_wav(cache.audio_path(row.id), self.config.audio.sample_rate)
         expected = features.n_samples
         if len(audio) != expected:
             raise TrainingDataError(
-                f"{self.cache.audio_path(row.id)}: expected {expected} samples ({features.n_frames} frames), "
+                f"{cache.audio_path(row.id)}: expected {expected} samples ({features.n_frames} frames), "
                 f"found {len(audio)}"
             )
-        return Utterance(row, conditioning, audio)
+        return Utterance(row, conditioning, preemphasize(audio, self.config.audio.preemphasis))
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -103,20 +122,64 @@ class TrainingCorpus:
         return sum(utterance.row.duration for utterance in self.utterances)
 
 
-class SegmentSampler:
-    """Cuts batches of random segments; all randomness comes from one generator whose state is checkpointed."""
+class Augmentation:
+    """Random gain and spectral tilt of a segment, with the log-mel moved to match (LPCNet's augmentation).
 
-    def __init__(self, corpus: TrainingCorpus, context_frames: int, margin_frames: int) -> None:
+    Both are linear filters, so they commute with pre-emphasis and apply to the model-domain audio directly. The
+    log-mel of filtered audio is the log-mel plus the filter's log magnitude at each band's centre: exact for the
+    gain, and close for a smooth second-order filter. Peaks are kept below 1 by lowering the gain.
+    """
+
+    PEAK = 0.99
+
+    def __init__(self, config: Config) -> None:
+        self.gain_db, self.tilt = config.train.gain_db, config.train.tilt
+        features = config.features
+        fmax = features.fmax or config.audio.sample_rate / 2
+        self.band_hz = librosa.mel_frequencies(features.n_mels + 2, fmin=features.fmin, fmax=fmax)[1:-1]
+        self.sample_rate = config.audio.sample_rate
+        start = 0
+        for name, width in features.array_dims().items():
+            if name == "mel":
+                self.mel = slice(start, start + width)
+            start += width
+        self.log_floor = float(np.log(features.log_floor))
+
+    def __call__(self, frames: np.ndarray, audio: np.ndarray, generator: torch.Generator) -> None:
+        """Augment one segment in place: `frames [frames, C]` (its mel columns) and `audio [samples]`."""
+        draws = torch.rand(5, generator=generator, dtype=torch.float64).numpy() * 2 - 1
+        log_response = np.zeros(len(self.band_hz))
+        if self.tilt > 0:
+            b, a = np.array([1.0, *(self.tilt * draws[:2])]), np.array([1.0, *(self.tilt * draws[2:4])])
+            audio[:] = signal.lfilter(b, a, audio)
+            _, response = signal.freqz(b, a, worN=self.band_hz, fs=self.sample_rate)
+            log_response = np.log(np.abs(response))
+        gain = 10 ** (self.gain_db * draws[4] / 20)
+        peak = float(np.max(np.abs(audio), initial=0.0))
+        gain = min(gain, self.PEAK / peak) if peak > 0 else gain
+        audio *= gain
+        mel = frames[:, self.mel]
+        frames[:, self.mel] = np.maximum(mel + (log_response + np.log(gain)).astype(np.float32), self.log_floor)
+
+
+class SegmentSampler:
+    """Cuts batches of random segments; all randomness comes from one generator whose state is checkpointed.
+    `augment`: training batches get the config's augmentation and noise injection; validation batches do not."""
+
+    def __init__(self, corpus: TrainingCorpus, context_frames: int, margin_frames: int, augment: bool = False) -> None:
         self.corpus = corpus
         self.config = corpus.config
         self.context = context_frames
         self.margin = margin_frames
+        train = self.config.train
+        self.augmentation = Augmentation(self.config) if augment and train.augments else None
+        self.input_noise = train.input_noise if augment else 0.0
 
     @staticmethod
-    def for_model(corpus: TrainingCorpus, receptive_field: int) -> SegmentSampler:
+    def for_model(corpus: TrainingCorpus, receptive_field: int, augment: bool = False) -> SegmentSampler:
         hop = corpus.config.features.hop_length
         margin = corpus.config.model.prenet_kernel_size // 2 + 1
-        return SegmentSampler(corpus, context_frames=-(-receptive_field // hop), margin_frames=margin)
+        return SegmentSampler(corpus, -(-receptive_field // hop), margin, augment)
 
     @property
     def segment_frames(self) -> int:
@@ -130,8 +193,11 @@ class SegmentSampler:
             n_frames = len(utterance.conditioning)
             latest = max(0, n_frames - self.segment_frames)
             start = int(torch.randint(0, latest + 1, (1,), generator=generator))
-            segments.append(self.segment(utterance, start))
-        return self._collate(segments, indices)
+            frames, audio, mask = self.segment(utterance, start)
+            if self.augmentation is not None:
+                self.augmentation(frames, audio, generator)
+            segments.append((frames, audio, mask))
+        return self._collate(segments, indices, generator)
 
     def segment(self, utterance: Utterance, loss_start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(frames with context and margins, audio, mask) with the loss starting at frame `loss_start`."""
@@ -150,13 +216,22 @@ class SegmentSampler:
         mask[(loss_lo - first) * hop : (hi - first) * hop] = 1.0
         return frames, audio, mask
 
-    def _collate(self, segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]], indices: list[int]) -> Batch:
+    def _collate(
+        self, segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]], indices: list[int], generator: torch.Generator
+    ) -> Batch:
         frames, audio, mask = (torch.from_numpy(np.stack(parts)) for parts in zip(*segments, strict=True))
         speakers = None
         if self.config.speakers:
             names = [self.corpus.utterances[i].row.speaker for i in indices]
             speakers = torch.tensor([self.config.speaker_id(name) for name in names], dtype=torch.long)
-        return Batch(frames, mu_law_encode(audio, self.config.audio.mu), mask, speakers)
+        mu = self.config.audio.mu
+        targets = mu_law_encode(audio, mu)
+        inputs = None
+        if self.input_noise > 0:
+            deviation = torch.rand(len(segments), 1, generator=generator) * self.input_noise
+            noise = torch.randn(targets.shape, generator=generator) * deviation
+            inputs = (targets + noise.round().long()).clamp(0, mu)
+        return Batch(frames, targets, mask, speakers, inputs)
 
     def fixed_batches(self, count: int, batch_size: int, seed: int) -> list[Batch]:
         """The same `count` segments every time: the validation set."""

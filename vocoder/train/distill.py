@@ -91,7 +91,7 @@ class DistillTrainer(Trainer):
         self,
         teacher: str | Path,
         config: Config,
-        data_dir: Path,
+        data_dir: Path | list[Path],
         run_dir: Path,
         device: str | None = None,
         resume: bool = False,

@@ -21,14 +21,14 @@ from torch.utils.data import DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from vocoder.audio import save_wav
+from vocoder.audio import deemphasize, save_wav
 from vocoder.config import Config, config_from_dict
 from vocoder.errors import VocoderError
 from vocoder.eval.plots import spectrogram_comparison
 from vocoder.generate import FastWaveNet, Sampling
 from vocoder.models.checkpoint import file_identity, load_weights, read_model_file, resolve_model_path, save_model
 from vocoder.models.wavenet import WaveNet, shift_right
-from vocoder.train.checkpoints import CheckpointStore
+from vocoder.train.checkpoints import CheckpointStore, load_training_state
 from vocoder.train.data import Batch, SegmentSampler, TrainingCorpus, TrainingDataError
 from vocoder.train.distributed import DistributedContext
 
@@ -59,7 +59,7 @@ def masked_cross_entropy(model: torch.nn.Module, batch: Batch, margin_samples: i
     """Mean cross-entropy over the samples where `batch.mask` is 1."""
     core = model.module if isinstance(model, DistributedDataParallel) else model
     local = core.upsample(batch.frames)[:, :, margin_samples:-margin_samples]
-    logits = model(shift_right(batch.targets, core.start_id), local, batch.speaker_ids)
+    logits = model(shift_right(batch.past, core.start_id), local, batch.speaker_ids)
     losses = F.cross_entropy(logits.float(), batch.targets, reduction="none")
     return (losses * batch.mask).sum() / batch.mask.sum().clamp(min=1)
 
@@ -74,21 +74,27 @@ class Trainer:
     def __init__(
         self,
         config: Config,
-        data_dir: Path,
+        data_dir: Path | list[Path],
         run_dir: Path,
         device: str | None = None,
         resume: bool = False,
         max_steps: int | None = None,
         init: str | Path | None = None,
+        resume_from: Path | None = None,
     ) -> None:
-        if resume and init is not None:
-            raise VocoderError("--init starts a new run from a model's weights and --resume continues one: pass one")
+        if sum((resume, init is not None, resume_from is not None)) > 1:
+            raise VocoderError(
+                "--init starts a new run from a model's weights, --resume continues the run in --out and "
+                "--resume-from continues a saved training state in a new --out: pass one"
+            )
         self.dist = DistributedContext.from_environment(device)
         self.run_dir = run_dir
         self.store = CheckpointStore(run_dir, config.train.keep_last)
         if not resume and self.store.saved_steps():
             raise VocoderError(f"{run_dir}: holds checkpoints already; pass --resume or use another --out")
         state = self.store.load_latest() if resume else None
+        if resume_from is not None:
+            state = load_training_state(resume_from)
         if state is not None:
             config = self._reconcile(config, state)
         self.config = config
@@ -100,7 +106,7 @@ class Trainer:
         self.model = self.build_model().to(self.dist.device)
         self.initialised_from = None if init is None else self._initialise(init)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.sampler = SegmentSampler.for_model(self.corpus, self.context_receptive_field())
+        self.sampler = SegmentSampler.for_model(self.corpus, self.context_receptive_field(), augment=True)
         self.margin_samples = self.sampler.margin * config.features.hop_length
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -153,7 +159,8 @@ class Trainer:
         return {} if self.initialised_from is None else {"initialised_from": self.initialised_from}
 
     def synthesize_sample(self, conditioning: torch.Tensor, speaker: torch.Tensor | None) -> np.ndarray:
-        """The EMA model's waveform for frame-rate `conditioning [1, frames, C]` (the validation utterance)."""
+        """The EMA model's waveform, in its signal domain, for frame-rate `conditioning [1, frames, C]` (the
+        validation utterance)."""
         local = self.ema.upsample(conditioning)
         sampling = Sampling(seed=0)
         result = FastWaveNet(self.ema).generate(local, speaker, sampling, sampling.uniforms(1, local.shape[-1]))
@@ -182,7 +189,7 @@ class Trainer:
         log.info("initialised from %s", path)
         return file_identity(path)
 
-    def _validation_corpus(self, data_dir: Path) -> TrainingCorpus:
+    def _validation_corpus(self, data_dir: Path | list[Path]) -> TrainingCorpus:
         try:
             return TrainingCorpus(data_dir, self.config, "valid")
         except TrainingDataError as error:
@@ -331,8 +338,9 @@ class Trainer:
             if self.config.speakers
             else None
         )
-        wav = self.synthesize_sample(conditioning, speaker)
-        reference = utterance.audio[: len(wav)]
+        preemphasis = self.config.audio.preemphasis
+        wav = deemphasize(self.synthesize_sample(conditioning, speaker), preemphasis)
+        reference = deemphasize(utterance.audio[: len(wav)], preemphasis)
         stem = self.run_dir / "samples" / f"step_{self.step:08d}"
         save_wav(stem.with_suffix(".wav"), wav, self.config.audio.sample_rate)
         image = stem.with_suffix(".png")

@@ -1,0 +1,192 @@
+"""`vocoder bench quality`: copy synthesis of held-out recordings, scored beside Griffin-Lim and the mu-law ceiling.
+
+For each held-out utterance of each feature cache (one cache per source), every system rebuilds the recording from
+the same log-mel: each model through `Vocoder.synthesize` (as a user's `extract` + `synthesize` would), Griffin-Lim
+from the mel (librosa's mel inversion, 64 iterations by default), and the 8-bit mu-law re-quantisation of the
+recording itself, the ceiling of any mu-law WaveNet. All are scored in the same run with the same metrics
+(PESQ-WB, STOI, MCD, DNSMOS OVRL; `vocoder.eval.metrics`), so each model is reported as a ratio to Griffin-Lim and
+to the ceiling measured beside it, per source and over all sources.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import librosa
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vocoder.api import Vocoder
+from vocoder.audio import load_wav, mu_law_decode, mu_law_encode, save_wav
+from vocoder.corpus.cache import FeatureCache
+from vocoder.errors import VocoderError
+from vocoder.eval import metrics
+from vocoder.eval.plots import spectrogram_comparison
+from vocoder.features.featurefile import read_features
+
+GRIFFIN_LIM = "griffin-lim"
+CEILING = "mu-law-ceiling"
+METRICS = ("pesq_wb", "stoi", "mcd_db", "dnsmos_ovrl")
+HIGHER_IS_BETTER = {"pesq_wb": True, "stoi": True, "mcd_db": False, "dnsmos_ovrl": True}
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    split: str = "test"
+    limit: int = 8  # utterances per source, evenly spread over the sorted held-out ids
+    seed: int = 0
+    griffin_lim_iterations: int = 64
+    with_dnsmos: bool = True
+    spectrograms: int = 2  # per source
+
+
+def held_out(cache_dir: Path, split: str, limit: int) -> list[str]:
+    """`limit` ids of the cache's `split`, evenly spread over the sorted ids (the same on every machine)."""
+    rows = sorted(row.id for row in FeatureCache(cache_dir).read_manifest().values() if row.split == split)
+    if not rows:
+        raise VocoderError(f"{cache_dir}: no '{split}' utterances in its manifest (build it with `vocoder preprocess`)")
+    if len(rows) <= limit:
+        return rows
+    return [rows[round(i * (len(rows) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else rows[:1]
+
+
+def griffin_lim(log_mel: np.ndarray, vocoder: Vocoder, iterations: int, samples: int) -> np.ndarray:
+    """The waveform librosa's mel inversion and Griffin-Lim find for `[frames, n_mels]` natural-log magnitudes."""
+    features, rate = vocoder.config.features, vocoder.sample_rate
+    wav = librosa.feature.inverse.mel_to_audio(
+        np.exp(log_mel).T,
+        sr=rate,
+        n_fft=features.n_fft,
+        hop_length=features.hop_length,
+        win_length=features.win_length,
+        center=True,
+        power=1.0,
+        n_iter=iterations,
+        fmin=features.fmin,
+        fmax=features.fmax,
+    )
+    wav = np.pad(wav[:samples], (0, max(0, samples - len(wav))))  # frames * hop samples, like the recording
+    return np.clip(wav, -1.0, 1.0).astype(np.float32)
+
+
+def mu_law_ceiling(reference: np.ndarray, mu: int) -> np.ndarray:
+    """The recording re-quantised to the model's mu-law classes: what a perfect mu-law WaveNet would output."""
+    return mu_law_decode(mu_law_encode(torch.from_numpy(reference), mu), mu).numpy()
+
+
+def score(reference: np.ndarray, system: np.ndarray, rate: int, with_dnsmos: bool) -> dict[str, float]:
+    """The benchmark's metrics of one system waveform against its reference (both at `rate` = 16 kHz)."""
+    system = system[: len(reference)]
+    return {
+        "pesq_wb": metrics.pesq_wb(reference, system),
+        "stoi": metrics.stoi(reference, system),
+        "mcd_db": metrics.spectral_f0_scores(reference, system, rate).mcd_db,
+        "dnsmos_ovrl": metrics.dnsmos(system)["dnsmos_ovrl"] if with_dnsmos else math.nan,
+    }
+
+
+def _means(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {name: float(np.nanmean([row[name] for row in rows])) if rows else math.nan for name in METRICS}
+
+
+def _ratios(system: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
+    """system / baseline per metric, inverted for lower-is-better metrics, so above 1 always means better."""
+    ratios = {}
+    for name in METRICS:
+        a, b = system[name], baseline[name]
+        ratio = a / b if HIGHER_IS_BETTER[name] else b / a
+        ratios[name] = round(float(ratio), 3) if b and a and math.isfinite(ratio) else math.nan
+    return ratios
+
+
+def bench_quality(
+    vocoders: list[Vocoder], caches: list[Path], out_dir: Path, settings: QualitySettings, progress: bool = True
+) -> dict[str, Any]:
+    """Score every system on every cache's held-out utterances; writes WAVs and spectrogram grids under `out_dir`
+    and returns per-source and overall means and ratios (see `summary_table`)."""
+    if not vocoders:
+        raise VocoderError("bench quality: name at least one --model")
+    rate = vocoders[0].sample_rate
+    if rate != metrics.DNSMOS_RATE or any(v.sample_rate != rate for v in vocoders):
+        raise VocoderError(
+            f"bench quality scores 16 kHz models (PESQ-WB, DNSMOS), found {[v.sample_rate for v in vocoders]}"
+        )
+    systems = [CEILING, GRIFFIN_LIM, *(vocoder.name for vocoder in vocoders)]
+    if len(set(systems)) != len(systems):
+        raise VocoderError(f"bench quality: system names must differ, found {systems}")
+    mu = vocoders[0].config.audio.mu
+    scores: dict[str, dict[str, list[dict[str, float]]]] = {}
+    utterances: dict[str, list[str]] = {}
+    for cache_dir in caches:
+        source = cache_dir.name
+        cache = FeatureCache(cache_dir)
+        ids = held_out(cache_dir, settings.split, settings.limit)
+        utterances[source] = ids
+        scores[source] = {system: [] for system in systems}
+        for index, utterance in enumerate(tqdm(ids, desc=source, unit="utt", disable=not progress)):
+            reference = load_wav(cache.audio_path(utterance), rate)
+            features = read_features(cache.feature_path(utterance))
+            outputs = {
+                CEILING: mu_law_ceiling(reference, mu),
+                GRIFFIN_LIM: griffin_lim(features.mel, vocoders[0], settings.griffin_lim_iterations, len(reference)),
+            }
+            for vocoder in vocoders:
+                outputs[vocoder.name] = vocoder.synthesize(features, seed=settings.seed)
+            for system, wav in outputs.items():
+                scores[source][system].append(score(reference, wav, rate, settings.with_dnsmos))
+                save_wav(out_dir / "wavs" / source / system / f"{utterance}.wav", wav, rate)
+            if index < settings.spectrograms:
+                panels = [("recording", reference), *((name, outputs[name]) for name in systems[1:])]
+                image = out_dir / "spectrograms" / f"{source}_{utterance}.png"
+                spectrogram_comparison(panels, rate, f"{source}: {utterance}", image)
+    return summarize(scores, utterances, systems, settings)
+
+
+def summarize(
+    scores: dict[str, dict[str, list[dict[str, float]]]],
+    utterances: dict[str, list[str]],
+    systems: list[str],
+    settings: QualitySettings,
+) -> dict[str, Any]:
+    """Means per source and over all utterances, each system's ratios to Griffin-Lim and to the ceiling."""
+    groups = dict(scores)
+    groups["all"] = {system: [row for source in scores.values() for row in source[system]] for system in systems}
+    report: dict[str, Any] = {
+        "settings": settings.__dict__,
+        "utterances": utterances,
+        "sources": {},
+    }
+    for group, by_system in groups.items():
+        means = {system: _means(rows) for system, rows in by_system.items()}
+        report["sources"][group] = {
+            system: {
+                "mean": {name: round(value, 3) for name, value in means[system].items()},
+                "vs_griffin_lim": _ratios(means[system], means[GRIFFIN_LIM]),
+                "vs_ceiling": _ratios(means[system], means[CEILING]),
+            }
+            for system in systems
+        }
+    return report
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """A Markdown table: one row per source and system, metric means and the ratio to Griffin-Lim of the run."""
+    header = "| source | system | PESQ-WB ↑ | STOI ↑ | MCD (dB) ↓ | DNSMOS OVRL ↑ | PESQ / GL | DNSMOS / GL |"
+    lines = [header, "|" + "---|" * 8]
+    for source, systems in report["sources"].items():
+        count = (
+            sum(len(ids) for ids in report["utterances"].values())
+            if source == "all"
+            else len(report["utterances"][source])
+        )
+        for system, entry in systems.items():
+            mean, ratio = entry["mean"], entry["vs_griffin_lim"]
+            cells = [f"{mean[name]:.3f}" if math.isfinite(mean[name]) else "–" for name in METRICS]
+            lines.append(
+                f"| {source} ({count}) | {system} | {' | '.join(cells)} | {ratio['pesq_wb']} | {ratio['dnsmos_ovrl']} |"
+            )
+    return "\n".join(lines)
