@@ -25,6 +25,7 @@ from tests.test_server_support import HOP, build_models_dir, free_port, npz_byte
 SYNTHESIZE = "/v1/synthesize"
 
 
+@pytest.mark.slow
 def test_vocoder_serve_answers_on_loopback(tmp_path: Path) -> None:
     models = build_models_dir(tmp_path / "models")
     port = free_port()
