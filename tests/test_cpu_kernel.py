@@ -6,6 +6,7 @@ build from build/kernels/.
 
 import logging
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from tests.conftest import HEAVY, tiny_config
 from vocoder import native
 from vocoder.benchmark import plot_generation
 from vocoder.generate import FastWaveNet, Sampling, cpu_kernel, generate_naive
@@ -232,10 +233,12 @@ def test_worker_threads_are_made_once_joined_on_drop_and_do_not_delay_exit() -> 
         child.communicate()
 
 
-def test_streamed_blocks_equal_one_generation() -> None:
-    """State carries across kernel calls; 100-sample blocks exercise a partial conditioning tile."""
+@pytest.mark.parametrize("generator", ["fp32", "fp16", "int8", "torch"])
+def test_streamed_blocks_equal_one_generation(generator: str) -> None:
+    """State carries across kernel calls; 100-sample blocks exercise a partial conditioning tile. The reduced
+    precisions and the plain PyTorch loop (`torch`) must stream exactly what they generate whole, too."""
     model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=520)
-    kernel = KernelWaveNet(model)
+    kernel = FastWaveNet(model) if generator == "torch" else KernelWaveNet(model, generator)
     sampling = Sampling(seed=6)
     uniforms = sampling.uniforms(2, 520)
     whole = kernel.generate(local, speaker_ids, sampling, uniforms, record_logits=True)
@@ -377,6 +380,34 @@ def test_a_missing_compiler_falls_back_in_a_fresh_process(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "FastWaveNet"
     assert "fused CPU kernel unavailable" in result.stderr
+
+
+PORTABLE_CHECKS = "naive or bitwise or stated_tolerance or streamed_blocks or gate_approximation or shipped"
+"""The equality and tolerance tests (here and in test_generation) rerun on the portable build."""
+
+
+@pytest.mark.slow
+@HEAVY
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="an x86-64 -march level")
+def test_a_build_for_older_cpus_passes_the_kernel_checks() -> None:
+    """Built with -march=x86-64-v2 (no AVX2, F16C or AVX-512: the portable vector code, fp16 conversion and int8
+    product a user on an older CPU gets), the kernel must pass the same equality and tolerance tests."""
+    env = {**os.environ, "VOCODER_KERNEL_MARCH": "x86-64-v2"}
+    root = Path(__file__).parents[1]
+    probe = "from vocoder.native import load_extension; from vocoder.generate import cpu_kernel as k; "
+    probe += "print(load_extension(k.SOURCE).int8_vnni)"
+    built = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=root, timeout=900
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert built.stdout.strip().splitlines()[-1] == "False"  # the portable int8 product, not VNNI
+    files = [str(root / "tests" / name) for name in ("test_cpu_kernel.py", "test_generation.py")]
+    checks = subprocess.run(
+        [sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider", "-k", PORTABLE_CHECKS],
+        capture_output=True, text=True, env=env, cwd=root, timeout=900,
+    )  # fmt: skip
+    assert checks.returncode == 0, checks.stdout[-4000:]
+    assert " passed" in checks.stdout and " skipped" not in checks.stdout
 
 
 def test_benchmark_plot_is_written(tmp_path: Path) -> None:
