@@ -9,7 +9,7 @@ PIP    := $(VENV)/bin/pip
 # chromium (browser tests of the MOS listening page).
 APT_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k sox espeak-ng chromium
 
-.PHONY: install test lint demo serve clean
+.PHONY: install test test-fast lint demo serve clean
 
 install: $(VENV)/.installed $(VENV)/.apt
 
@@ -29,6 +29,10 @@ $(VENV)/.apt: | $(VENV)/bin/python
 
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup tests
+
+# The suite less the tests marked slow (end-to-end, multi-process, browser): under a minute once kernels are built.
+test-fast: install
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" tests
 
 lint: install
 	$(VENV)/bin/ruff check vocoder server tests benchmarks scripts

@@ -54,6 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = state
     install_error_handlers(app)
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(metrics.middleware)  # type: ignore[arg-type]
     app.include_router(router)
     return app

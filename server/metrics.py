@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
+from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -45,15 +45,36 @@ class Metrics:
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Count every request under its route template (not its raw path: unknown paths share one label)."""
-        began = time.perf_counter()
-        status = 500  # an exception escaping the handlers becomes a 500 outside this middleware
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            label = getattr(request.scope.get("route"), "path", "unmatched")
-            self.requests.labels(label, request.method, str(status)).inc()
-            self.latency.labels(label).observe(time.perf_counter() - began)
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Count every request under its route template (not its raw path: unknown paths share one label).
+
+        Plain ASGI, not `BaseHTTPMiddleware`: that one ends a streamed body cleanly when the app fails mid-stream
+        (its last empty chunk follows the error), so a client would get a short WAV whose header claims the full
+        size; here the error reaches the server, which breaks the transfer."""
+
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            began = time.perf_counter()
+            status: int | None = None
+
+            def record(code: int) -> None:
+                label = getattr(scope.get("route"), "path", "unmatched")
+                self.requests.labels(label, scope["method"], str(code)).inc()
+                self.latency.labels(label).observe(time.perf_counter() - began)
+
+            async def send_counted(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start" and status is None:
+                    status = message["status"]
+                    record(status)  # time to the response headers
+                await send(message)
+
+            try:
+                await app(scope, receive, send_counted)
+            finally:
+                if status is None:  # an exception escaping the handlers becomes a 500 outside this middleware
+                    record(500)
+
+        return counted

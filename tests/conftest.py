@@ -16,6 +16,10 @@ from vocoder.models.wavenet import WaveNet
 
 torch.set_num_threads(1)
 
+HEAVY = pytest.mark.xdist_group("heavy")
+"""Tests that start several busy processes (torchrun's two ranks, Chromium, the whole recipe, a kernel build): under
+`pytest -n 2 --dist loadgroup` they all run on one worker, one at a time, so two of them never share two cores."""
+
 TINY: dict[str, Any] = {
     "name": "tiny",
     "audio": {"sample_rate": 16000, "mu": 255},

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import vocoder
 from tests.conftest import tiny_config, tone
@@ -67,6 +68,24 @@ def test_kernel_precision_is_chosen_at_load(tiny_model_file: Path, features_file
     assert exact._fast.precision == "fp32" and half._fast.precision == "fp16"
     reference = exact.synthesize(features_file, method="naive", seed=2)
     assert np.array_equal(exact.synthesize(features_file, seed=2), reference)  # fp32: the reference's samples
-    assert half.synthesize(features_file, seed=2).shape == reference.shape
+    synthesized = half.synthesize(features_file, seed=2)
+    assert synthesized.shape == reference.shape
+    # fp16 synthesis is the fp16 kernel's generation, whose logits are within the stated bound of the float32
+    # forward's on the same history, and not the float32 kernel's (the half weights are really used).
+    from tests.test_cpu_kernel import FP16_RELATIVE_TOLERANCE
+    from vocoder.generate.cpu_kernel import KernelWaveNet
+    from vocoder.models.wavenet import shift_right
+
+    loaded = [half.features(features_file)]
+    result = half.generate(loaded, "fast", Sampling(seed=2), record_logits=True)
+    assert np.array_equal(result.waveform[0].numpy(), synthesized)
+    local, speaker_ids = half.local_conditioning(loaded), half.speaker_ids(loaded)
+    with torch.no_grad():
+        forward = half.model(shift_right(result.ids, half.model.start_id), local, speaker_ids).transpose(1, 2)
+        exact = KernelWaveNet(half.model).generate(
+            local, speaker_ids, Sampling(seed=2), Sampling(seed=2).uniforms(1, local.shape[-1]), record_logits=True
+        )
+    assert (forward - result.logits).abs().max() < FP16_RELATIVE_TOLERANCE * forward.abs().max()
+    assert not torch.equal(exact.logits, result.logits)
     with pytest.raises(VocoderError, match="precision: expected one of"):
         vocoder.load(tiny_model_file, device="cpu", precision="fp8")  # type: ignore[arg-type]

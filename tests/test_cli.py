@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 import yaml
 
@@ -110,6 +111,7 @@ def test_bad_inputs_fail_with_one_clear_line(tiny_model_file: Path, tmp_path: Pa
     assert strategy.returncode == 2 and "strategy: expected one of" in strategy.stderr
 
 
+@pytest.mark.slow
 def test_bench_generation_prints_json(tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
@@ -152,6 +154,7 @@ def test_bench_generation_prints_json(tmp_path: Path) -> None:
     assert precision.returncode == 2 and "precision: expected one of ['fp32', 'fp16', 'int8']" in precision.stderr
 
 
+@pytest.mark.slow
 def test_bench_training_prints_json(tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({**TINY, "train": {"batch_size": 2, "segment_frames": 4}}))

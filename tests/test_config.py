@@ -74,3 +74,9 @@ def test_linguistic_recipes_match_the_question_set(path: Path) -> None:
     config = load_config(path)
     if "linguistic" in config.features.conditioning:
         assert config.features.linguistic_dim == linguistic_dim()
+        assert config.features.dim == linguistic_dim() + 2  # lf0 and vuv
+    else:  # an acoustic recipe: no linguistic width to match, and its width is the mel bands'
+        assert config.features.linguistic_dim is None
+        assert config.features.dim == config.features.n_mels * ("mel" in config.features.conditioning) + sum(
+            1 for name in config.features.conditioning if name in ("lf0", "vuv")
+        )

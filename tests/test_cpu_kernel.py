@@ -6,6 +6,7 @@ build from build/kernels/.
 
 import logging
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -61,18 +62,37 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+class RecordedSteps:
+    """Stands in for a `KernelWaveNet`'s compiled step and records each block's split flag (its last argument), so
+    a test can tell that a split actually ran rather than trusting the options it passed."""
+
+    def __init__(self, kernel: KernelWaveNet) -> None:
+        self.step, self.splits = kernel._step, []
+        kernel._step = self
+
+    def new_rings(self, batch: int) -> object:
+        return self.step.new_rings(batch)
+
+    def run(self, *args: object) -> None:
+        self.splits.append(args[-1])
+        self.step.run(*args)
+
+
 def assert_same_as_naive(
     model: WaveNet, local: torch.Tensor, speaker_ids, sampling: Sampling, threads: int = 1, **options
-) -> None:
+) -> RecordedSteps:
     uniforms = sampling.uniforms(local.shape[0], local.shape[-1])
     naive = generate_naive(model, local, speaker_ids, sampling, uniforms, record_logits=True)
+    generator = KernelWaveNet(model, **options)
+    steps = RecordedSteps(generator)
     with torch_threads(threads):
-        kernel = KernelWaveNet(model, **options).generate(local, speaker_ids, sampling, uniforms, record_logits=True)
+        kernel = generator.generate(local, speaker_ids, sampling, uniforms, record_logits=True)
     assert torch.equal(kernel.ids, naive.ids)
     assert (kernel.logits - naive.logits).abs().max() < 1e-4
     if sampling.strategy != "mean":  # a mean is a float64 sum: equal to rounding, not bitwise
         assert torch.equal(kernel.waveform, naive.waveform)
     assert len(torch.unique(kernel.ids)) > 20 or sampling.strategy == "argmax"
+    return steps
 
 
 @pytest.mark.parametrize("kernel_size", [2, 3])
@@ -100,7 +120,8 @@ def test_one_utterance_split_across_two_threads_equals_naive(split: bool) -> Non
     """A model with two gate groups (padded half gate a multiple of 32) splits one utterance's step."""
     model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, gate_channels=64, skip_channels=32)
     assert KernelWaveNet(model).groups == 2
-    assert_same_as_naive(model, local, speaker_ids, Sampling(seed=8), threads=2, split=split)
+    steps = assert_same_as_naive(model, local, speaker_ids, Sampling(seed=8), threads=2, split=split)
+    assert steps.splits and all(flag == split for flag in steps.splits)
 
 
 @pytest.mark.parametrize("precision", cpu_kernel.PRECISIONS)
@@ -108,12 +129,15 @@ def test_split_and_single_thread_are_bitwise_equal(precision: str) -> None:
     model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, steps=600, gate_channels=64)
     sampling = Sampling(seed=2)
     uniforms = sampling.uniforms(1, 600)
+    kernels = [KernelWaveNet(model, precision, split) for split in (True, False, None)]
+    assert all(kernel.groups == 2 for kernel in kernels)  # else no step could be split
+    recorded = [RecordedSteps(kernel) for kernel in kernels]
     with torch_threads(2):
-        results = [
-            KernelWaveNet(model, precision, split).generate(local, speaker_ids, sampling, uniforms, record_logits=True)
-            for split in (True, False, None)
-        ]
+        results = [kernel.generate(local, speaker_ids, sampling, uniforms, record_logits=True) for kernel in kernels]
     assert all(torch.equal(result.logits, results[0].logits) for result in results)
+    assert recorded[0].splits and all(recorded[0].splits)  # split: every block on two threads
+    assert recorded[1].splits and not any(recorded[1].splits)  # one thread
+    assert True in recorded[2].splits and False in recorded[2].splits  # the probe times both
 
 
 def test_a_split_slower_than_one_thread_probes_again() -> None:
@@ -134,16 +158,19 @@ def test_concurrent_calls_on_one_generator_are_bitwise_equal() -> None:
     """Two Python threads split on one generator at once: one gets its worker thread, the other makes its own."""
     model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, steps=600, gate_channels=64)
     kernel = KernelWaveNet(model, split=True)
+    assert kernel.groups == 2
+    steps = RecordedSteps(kernel)
     sampling = Sampling(seed=2)
     uniforms = sampling.uniforms(1, 600)
     with torch_threads(2), ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: kernel.generate(local, speaker_ids, sampling, uniforms).ids, range(4)))
         single = KernelWaveNet(model, split=False).generate(local, speaker_ids, sampling, uniforms).ids
     assert all(torch.equal(ids, single) for ids in results)
+    assert len(steps.splits) == 4 and all(steps.splits)  # every call split its step
 
 
 WORKER_LIFECYCLE = """
-import gc, os, time, torch
+import gc, os, torch
 from tests.test_cpu_kernel import model_and_inputs
 from vocoder.generate import Sampling
 from vocoder.generate.cpu_kernel import KernelWaveNet
@@ -173,28 +200,45 @@ if child == 0:  # a forked child has no worker thread: it must make its own, not
     os._exit(0 if ok else 1)
 _, status = os.waitpid(child, 0)
 assert status == 0, status
-print(time.monotonic())  # then exit with a parked worker still alive
+print("done", flush=True)  # then exit with a parked worker still alive
 """
+
+
+EXIT_BOUND_S = 60
+"""Exiting takes milliseconds; a parked worker that held exit up would take until its wait ended, if ever. The bound
+is generous so a busy machine cannot fail the test, and a hang still fails it with a clear message."""
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="counts threads in /proc")
 def test_worker_threads_are_made_once_joined_on_drop_and_do_not_delay_exit() -> None:
-    script = subprocess.run(
+    child = subprocess.Popen(
         [sys.executable, "-c", WORKER_LIFECYCLE],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
         cwd=Path(__file__).parents[1],
     )
-    exited = time.monotonic()
-    assert script.returncode == 0, script.stderr
-    assert exited - float(script.stdout.strip().splitlines()[-1]) < 5
+    try:
+        assert child.stdout is not None
+        last = child.stdout.readline()  # blocks until the script's last line, or its end if it failed
+        assert last == "done\n", child.communicate(timeout=120)[1]
+        try:
+            child.wait(timeout=EXIT_BOUND_S)  # after its last line, the child only has to exit
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit within {EXIT_BOUND_S} s of the last line: a parked worker thread delays exit")
+        assert child.returncode == 0, child.communicate()[1]
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
 
 
-def test_streamed_blocks_equal_one_generation() -> None:
-    """State carries across kernel calls; 100-sample blocks exercise a partial conditioning tile."""
+@pytest.mark.parametrize("generator", ["fp32", "fp16", "int8", "torch"])
+def test_streamed_blocks_equal_one_generation(generator: str) -> None:
+    """State carries across kernel calls; 100-sample blocks exercise a partial conditioning tile. The reduced
+    precisions and the plain PyTorch loop (`torch`) must stream exactly what they generate whole, too."""
     model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=520)
-    kernel = KernelWaveNet(model)
+    kernel = FastWaveNet(model) if generator == "torch" else KernelWaveNet(model, generator)
     sampling = Sampling(seed=6)
     uniforms = sampling.uniforms(2, 520)
     whole = kernel.generate(local, speaker_ids, sampling, uniforms, record_logits=True)
@@ -336,6 +380,32 @@ def test_a_missing_compiler_falls_back_in_a_fresh_process(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "FastWaveNet"
     assert "fused CPU kernel unavailable" in result.stderr
+
+
+PORTABLE_CHECKS = "naive or bitwise or stated_tolerance or streamed_blocks or gate_approximation"
+"""The kernel's equality and tolerance tests, rerun on the portable build."""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="an x86-64 -march level")
+def test_a_build_for_older_cpus_passes_the_kernel_checks() -> None:
+    """Built with -march=x86-64-v2 (no AVX2, F16C or AVX-512: the portable vector code, fp16 conversion and int8
+    product a user on an older CPU gets), the kernel must pass the same equality and tolerance tests."""
+    env = {**os.environ, "VOCODER_KERNEL_MARCH": "x86-64-v2"}
+    root = Path(__file__).parents[1]
+    probe = "from vocoder.native import load_extension; from vocoder.generate import cpu_kernel as k; "
+    probe += "print(load_extension(k.SOURCE).int8_vnni)"
+    built = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=root, timeout=900
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert built.stdout.strip().splitlines()[-1] == "False"  # the portable int8 product, not VNNI
+    checks = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", PORTABLE_CHECKS],
+        capture_output=True, text=True, env=env, cwd=root, timeout=900,
+    )  # fmt: skip
+    assert checks.returncode == 0, checks.stdout[-4000:]
+    assert " passed" in checks.stdout and " skipped" not in checks.stdout
 
 
 def test_benchmark_plot_is_written(tmp_path: Path) -> None:

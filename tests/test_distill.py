@@ -18,7 +18,7 @@ import yaml
 from safetensors.torch import load_file
 
 import vocoder
-from tests.conftest import TINY, merge, tiny_config, tone
+from tests.conftest import HEAVY, TINY, merge, tiny_config, tone
 from tests.test_student import STUDENT
 from tests.test_train import build_cache
 from vocoder.benchmark_student import bench_student
@@ -205,6 +205,8 @@ def test_mismatched_teacher_or_missing_student_section_is_refused(
         DistillTrainer(tmp_path / "student" / "model", distill_config(), cache_dir, tmp_path / "run", "cpu")
 
 
+@pytest.mark.slow
+@HEAVY
 def test_cli_distills_under_ddp_then_synthesizes_with_the_student(
     cache_dir: Path, teacher_file: Path, tmp_path: Path
 ) -> None:

@@ -1,5 +1,7 @@
 """The fast generator must equal the naive reference and the teacher-forced forward pass."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -139,3 +141,80 @@ def test_fast_equals_naive_with_a_narrower_conditioning_width() -> None:
     naive = generate_naive(model, local, torch.tensor([0, 1]), sampling, uniforms)
     fast = FastWaveNet(model).generate(local, torch.tensor([0, 1]), sampling, uniforms)
     assert torch.equal(naive.ids, fast.ids)
+
+
+def chosen_by_the_forward(model: WaveNet, ids: torch.Tensor, local: torch.Tensor, speaker_ids, sampling, uniforms):
+    """What the naive reference picks given `ids` as the history: the teacher-forced forward's logits at every step
+    (the parallel pass the naive loop reruns per step over a receptive-field window) through the same sampling.
+    Where a generator first departs from the naive reference, its history still equals the reference's, so the
+    pick differs there: equal ids here mean equal ids to the naive loop, at a cost of one forward pass."""
+    with torch.no_grad():
+        forward = model(shift_right(ids, model.start_id), local, speaker_ids).transpose(1, 2)
+    picked, _ = sampling.choose(forward.reshape(-1, forward.shape[-1]), uniforms.reshape(-1), model.config.audio.mu)
+    return picked.view(ids.shape), forward
+
+
+SEED_SIZE_STEPS = 1536
+"""Past three wraps of the dilation-512 rings (length 513), and half the 3,071-sample receptive field."""
+
+
+@pytest.mark.slow
+def test_fast_equals_the_naive_reference_at_seed_size_past_the_ring_wraps() -> None:
+    """The 30-layer seed-size teacher (dilations to 512): the naive loop itself would take minutes here, so the
+    reference is its one-pass equivalent (`chosen_by_the_forward`), checked for every sample."""
+    from vocoder.config import load_config
+    from vocoder.generate.cpu_kernel import KernelWaveNet
+
+    torch.manual_seed(0)
+    model = WaveNet(load_config("seed_size")).eval()
+    with torch.no_grad():
+        model.head[3].weight.mul_(30)  # a trained model's logit range (tens), not a random one's (0.1)
+        model.head[3].bias.mul_(30)
+        local = model.upsample(torch.randn(1, SEED_SIZE_STEPS // 200 + 1, 80))[:, :, :SEED_SIZE_STEPS].contiguous()
+    speaker_ids, sampling = torch.tensor([1]), Sampling(seed=1)
+    uniforms = sampling.uniforms(1, SEED_SIZE_STEPS)
+    assert max(model.config.model.dilations) == 512 and SEED_SIZE_STEPS > 2 * 513
+    for generator in (KernelWaveNet(model), FastWaveNet(model)):
+        result = generator.generate(local, speaker_ids, sampling, uniforms, record_logits=True)
+        picked, forward = chosen_by_the_forward(model, result.ids, local, speaker_ids, sampling, uniforms)
+        name = type(generator).__name__
+        assert torch.equal(result.ids, picked), (
+            f"{name} departs from the reference at sample {first_difference(result.ids, picked)}"
+        )
+        assert (result.logits - forward).abs().max() < SHIPPED_RELATIVE_TOLERANCE * forward.abs().max(), name
+        assert len(torch.unique(result.ids)) > 20
+
+
+def first_difference(a: torch.Tensor, b: torch.Tensor) -> int:
+    return int((a != b).flatten().nonzero()[0].item())
+
+
+SHIPPED_RELATIVE_TOLERANCE = 1e-5
+"""Stated bound on max |logits(generator) - logits(reference)| at the shipped sizes, relative to max |logits|:
+float32 sums in another order over more and wider layers (measured: 9e-7 on the bundled teacher, whose logits reach
+about 300, where the absolute difference is 2.9e-4; 1e-6 on the seed-size model; the same for both fast generators)."""
+
+
+@pytest.mark.slow
+def test_fast_equals_naive_on_the_bundled_teacher() -> None:
+    """The shipped teacher on a real utterance, 1,200 samples (past its 512-sample receptive field): the same ids
+    as the naive loop from both fast generators, logits within a relative bound (an absolute 1e-4 does not hold
+    at logits up to about 300)."""
+    import vocoder
+    from vocoder.generate.cpu_kernel import KernelWaveNet
+
+    synthesizer = vocoder.load("teacher", device="cpu")
+    features = synthesizer.features(Path(__file__).parents[1] / "examples" / "kal_0165_mel.npz")
+    with torch.no_grad():
+        local = synthesizer.local_conditioning([features])[:, :, :1200].contiguous()
+    model, speaker_ids, sampling = synthesizer.model, synthesizer.speaker_ids([features]), Sampling(seed=1)
+    uniforms = sampling.uniforms(1, local.shape[-1])
+    naive = generate_naive(model, local, speaker_ids, sampling, uniforms, record_logits=True)
+    assert local.shape[-1] == 1200 > model.receptive_field
+    bound = SHIPPED_RELATIVE_TOLERANCE * naive.logits.abs().max()
+    for generator in (KernelWaveNet(model), FastWaveNet(model)):
+        result = generator.generate(local, speaker_ids, sampling, uniforms, record_logits=True)
+        name = type(generator).__name__
+        assert torch.equal(result.ids, naive.ids), name
+        assert torch.equal(result.waveform, naive.waveform), name
+        assert (result.logits - naive.logits).abs().max() < bound, name

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from tests.conftest import HEAVY
 from tests.eval_synthetic import write_corpus
 from vocoder.eval.mos_export import export_package
 from vocoder.eval.mos_report import analyze_and_report
@@ -74,6 +75,8 @@ def run_listener(page: Page, url: str, key: dict, number: int, careless: bool, o
     return target
 
 
+@pytest.mark.slow
+@HEAVY
 def test_listeners_rate_in_chromium_and_analyze_reads_the_downloads(tmp_path: Path) -> None:
     dirs = write_corpus(tmp_path, count=2, seconds=0.5)
     systems = [("lowpass", dirs["lowpass"]), ("mulaw", dirs["mulaw"])]

@@ -5,9 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import HEAVY
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
+@HEAVY
 def test_quick_recipe_runs_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 import zipfile
@@ -19,7 +20,7 @@ from fastapi.testclient import TestClient
 
 import vocoder
 from server import Settings, create_app
-from server.inference import Job, QueueFull
+from server.inference import Job, QueueFull, _Abandoned
 from server.state import ServiceState
 from tests.test_server_support import HOP, build_models_dir, json_body, npz_bytes, upload, wait_ready
 from vocoder.features.featurefile import read_features
@@ -34,10 +35,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def running(models_dir: Path, **settings: Any) -> Iterator[TestClient]:
+def running(models_dir: Path, raise_server_exceptions: bool = True, **settings: Any) -> Iterator[TestClient]:
     """A started app (lifespan run, models loaded and warmed up) and a client for it."""
     app = create_app(Settings(models_dir=models_dir, device="cpu", **settings))
-    with TestClient(app) as client:
+    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
         wait_ready(client.get)
         yield client
 
@@ -56,6 +57,14 @@ def state_of(client: TestClient) -> ServiceState:
 def decode(content: bytes) -> tuple[np.ndarray, int]:
     wav, rate = soundfile.read(io.BytesIO(content), dtype="float32")
     return wav, rate
+
+
+def wait_for(condition: Any, seconds: float = 60.0, what: str = "condition not reached") -> None:
+    """Poll `condition` until true; the bound is generous (a busy machine), and its failure says what was awaited."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} (waited {seconds:g} s)"
+        time.sleep(0.01)
 
 
 def error_of(response: Any) -> dict[str, Any]:
@@ -311,9 +320,7 @@ def test_readiness_reports_broken_and_missing_models(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with TestClient(create_app(Settings(models_dir=empty, device="cpu"))) as client:
-        deadline = time.monotonic() + 30
-        while not state_of(client).registry.loaded and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: state_of(client).registry.loaded, 60, "the empty models folder never finished loading")
         response = client.get("/readyz")
         assert response.status_code == 503 and "no models" in response.json()["problems"][0]
         assert client.get("/healthz").status_code == 200
@@ -321,9 +328,10 @@ def test_readiness_reports_broken_and_missing_models(tmp_path: Path) -> None:
     broken.mkdir(parents=True)
     (broken / "model.safetensors").write_bytes(b"garbage")
     with TestClient(create_app(Settings(models_dir=broken.parent, device="cpu"))) as client:
-        while not state_of(client).registry.loaded and time.monotonic() < deadline:
-            time.sleep(0.05)
-        problems = client.get("/readyz").json()["problems"]
+        wait_for(lambda: state_of(client).registry.loaded, 60, "the broken model's folder never finished loading")
+        response = client.get("/readyz")
+        assert response.status_code == 503 and response.json()["ready"] is False
+        problems = response.json()["problems"]
         assert problems[0].startswith("bad: ") and str(tmp_path) not in problems[0]
 
 
@@ -361,27 +369,44 @@ def blocked_teacher(client: TestClient) -> Iterator[tuple[threading.Event, threa
         model.synthesize_batch = original  # type: ignore[method-assign]
 
 
-def wait_for(condition: Any, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
+def with_timeout(client: TestClient, seconds: float) -> None:
+    """Change the running app's request timeout (its settings are frozen: swap in a copy)."""
+    state = state_of(client)
+    state.settings = state.settings.model_copy(update={"timeout": seconds})
 
 
 def test_full_queue_is_503_and_slow_synthesis_is_504(models_dir: Path) -> None:
-    with running(models_dir, max_queue=1, timeout=3.0) as client, ThreadPoolExecutor(2) as pool:
+    """503 while the queue is full (a timeout far longer than the test, so nothing expires early on a busy machine),
+    then 504 from a short timeout while the batch is held until the test releases it (it cannot finish in time)."""
+    with running(models_dir, max_queue=1, timeout=300.0) as client, ThreadPoolExecutor(2) as pool:
         engine = state_of(client).engine
-        with blocked_teacher(client) as (entered, _):
+        with blocked_teacher(client) as (entered, release):
             running_request = pool.submit(client.post, SYNTHESIZE, files=upload(npz_bytes()))
-            assert entered.wait(10)
+            assert entered.wait(60)
             queued_request = pool.submit(client.post, SYNTHESIZE, files=upload(npz_bytes()))
-            wait_for(lambda: engine.depth == 1)
+            wait_for(lambda: engine.depth == 1, what="the second request never queued")
             refused = client.post(SYNTHESIZE, files=upload(npz_bytes()))
             assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
             assert error_of(refused)["code"] == "unavailable"
-            assert running_request.result().status_code == 504
+            with client.stream("POST", SYNTHESIZE, params={"stream": "true"}, files=upload(npz_bytes())) as streamed:
+                assert streamed.status_code == 503 and streamed.headers["retry-after"] == "2"
+                assert json.loads(streamed.read())["error"]["code"] == "unavailable"
+            release.set()
+            assert running_request.result().status_code == queued_request.result().status_code == 200
+        with_timeout(client, 0.5)
+        with blocked_teacher(client) as (entered, _):
+            running_request = pool.submit(client.post, SYNTHESIZE, files=upload(npz_bytes()))
+            assert entered.wait(60)
+            queued_request = pool.submit(client.post, SYNTHESIZE, files=upload(npz_bytes()))
+            timed_out = running_request.result()
+            assert timed_out.status_code == 504 and error_of(timed_out)["code"] == "timeout"
             assert queued_request.result().status_code == 504
             assert engine.depth == 0  # the timed-out request left the queue
+            with client.stream("POST", SYNTHESIZE, params={"stream": "true"}, files=upload(npz_bytes())) as streamed:
+                assert streamed.status_code == 504
+                assert "did not start" in json.loads(streamed.read())["error"]["message"]
+            wait_for(lambda: engine.depth == 0, what="the timed-out stream stayed queued")
+        with_timeout(client, 300.0)
         assert client.post(SYNTHESIZE, files=upload(npz_bytes())).status_code == 200
 
 
@@ -424,7 +449,8 @@ def test_stopping_the_engine_drops_queued_jobs(models_dir: Path) -> None:
             stopping.join(30)
         assert not stopping.is_alive()
         assert [job.future.cancelled() for job in jobs] == [False, True, True]
-        assert jobs[0].future.exception(timeout=10) is not None  # the running batch was told to stop
+        # the running batch was told to stop: it ended at its next progress report, not with audio or another error
+        assert isinstance(jobs[0].future.exception(timeout=60), _Abandoned)
         with pytest.raises(QueueFull):
             engine.submit(Job(teacher, features, "fast", Sampling()))
 
@@ -454,3 +480,57 @@ def test_precision_setting_reaches_the_teacher_kernel(models_dir: Path, monkeypa
         assert response.status_code == 200
     with pytest.raises(ValueError, match="precision"):
         Settings(precision="fp8")  # type: ignore[arg-type]
+
+
+def test_wrong_method_is_a_json_405(client: TestClient) -> None:
+    response = client.get(SYNTHESIZE)
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert error_of(response) == {"status": 405, "code": "method_not_allowed", "message": "Method Not Allowed"}
+
+
+def test_an_unexpected_error_is_a_500_that_keeps_its_details_in_the_log(
+    models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running(models_dir, raise_server_exceptions=False) as client:
+
+        def failing(*args: Any, **kwargs: Any) -> list[np.ndarray]:
+            raise RuntimeError("secret internal detail")
+
+        state_of(client).registry.models["teacher"].synthesize_batch = failing  # type: ignore[method-assign]
+        response = client.post(SYNTHESIZE, files=upload(npz_bytes()))
+        metrics = client.get("/metrics").text
+    assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+    message = "internal error; the server log has the details"
+    assert response.json() == {"error": {"status": 500, "code": "internal", "message": message}}
+    assert "secret" not in response.text and "Traceback" not in response.text
+    assert "secret internal detail" in caplog.text
+    assert 'vocoder_requests_total{method="POST",route="/v1/synthesize",status="500"} 1.0' in metrics
+
+
+def test_tts_body_too_large_is_413_and_slow_text_analysis_is_504(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both happen before Festival runs: the body is refused unread past the cap; the analysis is held past the
+    timeout by the test (so no Festival is needed here)."""
+    import server.routes
+
+    with running(models_dir, max_upload_bytes=4096) as client:
+        big = {"text": "word " * 2000, "voice": "slt"}
+        response = client.post("/v1/tts", json=big)
+        assert response.status_code == 413 and error_of(response)["status"] == 413
+        release, entered = threading.Event(), threading.Event()
+
+        def held(*args: Any) -> Any:
+            entered.set()
+            release.wait(60)
+            raise AssertionError("text analysis should have been given up")
+
+        monkeypatch.setattr(server.routes, "features_from_text", held)
+        with_timeout(client, 0.5)
+        try:
+            response = client.post("/v1/tts", json={"text": "Yes.", "voice": "slt"})
+        finally:
+            release.set()
+        assert entered.is_set()
+        assert response.status_code == 504 and error_of(response)["code"] == "timeout"
+        assert "text analysis" in error_of(response)["message"]

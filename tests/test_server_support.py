@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import uvicorn
 
 from tests.conftest import tiny_config
 from vocoder.models.checkpoint import save_model
@@ -62,3 +67,29 @@ def wait_ready(get: Any, seconds: float = 60.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"not ready after {seconds} s: {get('/readyz').text}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """`app` served by uvicorn on a loopback port in a thread (real sockets: a client can hang up mid-stream, which
+    the in-process TestClient cannot do); yields the base URL, and stops the server on exit."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive(), "uvicorn exited during start-up"
+            assert time.monotonic() < deadline, "uvicorn did not start within 60 s"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 import vocoder
-from tests.conftest import TINY, merge, tiny_config, tone
+from tests.conftest import HEAVY, TINY, merge, tiny_config, tone
 from vocoder.audio import save_wav
 from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache, ManifestRow, feature_stamp
@@ -117,6 +117,8 @@ def test_a_fresh_run_refuses_to_overwrite_checkpoints(cache_dir: Path, tmp_path:
         Trainer(train_config(), cache_dir, tmp_path, "cpu")
 
 
+@pytest.mark.slow
+@HEAVY
 def test_kill_9_mid_run_and_mid_write_then_resume(cache_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yaml", max_steps=100_000, checkpoint_every=2, valid_every=1000)
     command = [sys.executable, *train_arguments(config, cache_dir, tmp_path / "run")]
@@ -143,6 +145,8 @@ def test_kill_9_mid_run_and_mid_write_then_resume(cache_dir: Path, tmp_path: Pat
     assert vocoder.load(tmp_path / "run" / "model", device="cpu").metadata["steps"] == last_good + 2
 
 
+@pytest.mark.slow
+@HEAVY
 def test_ddp_with_two_gloo_processes(cache_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yaml", max_steps=4)
     torchrun = Path(sys.executable).with_name("torchrun")

@@ -20,6 +20,11 @@ BUILD_ROOT = Path(os.environ.get("VOCODER_KERNEL_BUILD", Path(__file__).resolve(
 """Where compiled extensions are cached (git-ignored); the environment variable overrides it."""
 
 
+MARCH = os.environ.get("VOCODER_KERNEL_MARCH", "native")
+"""The `-march` of x86-64 builds; the test suite also builds with `x86-64-v2` (no AVX2, no AVX-512) to run the
+portable code paths an older CPU gets."""
+
+
 class KernelUnavailable(RuntimeError):
     """A compiled kernel cannot be built, or cannot run this model or these tensors."""
 
@@ -42,10 +47,11 @@ def _build(source: Path) -> tuple[ModuleType | None, str]:
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         from torch.utils import cpp_extension
 
-        name = f"{source.stem}_{_machine_tag()}"
+        march = "" if MARCH == "native" else f"{MARCH.replace('-', '_')}_"
+        name = f"{source.stem}_{march}{_machine_tag()}"
         directory = BUILD_ROOT / name
         directory.mkdir(parents=True, exist_ok=True)
-        native = ["-march=native"] if platform.machine() in ("x86_64", "AMD64") else []
+        native = [f"-march={MARCH}"] if platform.machine() in ("x86_64", "AMD64") else []
         module = cpp_extension.load(
             name=name,
             sources=[str(source)],
