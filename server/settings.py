@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     timeout: float = Field(120.0, gt=0, description="seconds from arrival to the end of synthesis; beyond: 504")
     max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="request body limit; beyond: 413")
     max_frames: int | None = Field(None, ge=1, description="service cap on frames per request (model's if lower)")
+    naive_max_frames: int = Field(
+        0, ge=0, description="frames a naive (reference) request may have; 0 turns naive generation off"
+    )
     stream_chunk_samples: int = Field(1024, ge=64, description="samples per chunk of a streamed response")
     retry_after: int = Field(2, ge=1, description="seconds a 503 asks the client to wait")
     warmup: bool = Field(True, description="run a short synthesis with every model before reporting ready")
