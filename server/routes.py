@@ -14,7 +14,7 @@ from server.auth import require_api_key
 from server.encoding import MEDIA_TYPES, STREAMABLE, encode_audio, encode_chunk, wav_header
 from server.errors import ApiError, client_closed
 from server.inference import Job, QueueFull
-from server.linguistic import features_from_text
+from server.linguistic import check_text_frames, require_linguistic
 from server.schemas import (
     ConditioningInfo,
     FeaturesBody,
@@ -162,13 +162,19 @@ async def tts(
     if media_type(request) != "application/json":
         raise ApiError(415, "unsupported_media_type", f"expected application/json, found {media_type(request)}")
     body = tts_body(await read_body(request, state.settings.max_upload_bytes))
+    settings = state.settings
+    require_linguistic(model)
+    check_text_frames(body.text, model, frame_cap(model, settings.max_frames))
     speaker = params.speaker or (body.voice if model.config.speakers else None)
-    remaining = state.settings.timeout - (time.monotonic() - arrived)
-    analysis = asyncio.to_thread(features_from_text, body.text, body.voice, speaker, model)
+    remaining = settings.timeout - (time.monotonic() - arrived)
+    limit = min(settings.tts_timeout, remaining)
+    analysis = state.text_analysis.features(body.text, body.voice, speaker, model, limit)
     try:
-        features = await asyncio.wait_for(analysis, remaining)
+        features = await asyncio.wait_for(_unless_gone(request, analysis), remaining)
+    except QueueFull:
+        raise _unavailable("the text analysis queue is full; retry later", settings.retry_after) from None
     except TimeoutError:
-        raise ApiError(504, "timeout", f"text analysis did not finish within {state.settings.timeout:g} s") from None
+        raise ApiError(504, "timeout", f"text analysis did not finish within {settings.timeout:g} s") from None
     return await _deliver(request, state, model, features, params, arrived)
 
 

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     naive_max_frames: int = Field(
         0, ge=0, description="frames a naive (reference) request may have; 0 turns naive generation off"
     )
+    tts_workers: int = Field(1, ge=1, description="Festival processes at once for /v1/tts")
+    tts_queue: int = Field(4, ge=0, description="texts waiting for a Festival process; beyond: 503")
+    tts_timeout: float = Field(10.0, gt=0, description="seconds one Festival analysis may take; then it is killed")
     stream_chunk_samples: int = Field(1024, ge=64, description="samples per chunk of a streamed response")
     retry_after: int = Field(2, ge=1, description="seconds a 503 asks the client to wait")
     warmup: bool = Field(True, description="run a short synthesis with every model before reporting ready")
