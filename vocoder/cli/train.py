@@ -20,7 +20,8 @@ def train(
     config: str = typer.Option(..., help="config YAML or recipe name (model + train sections)"),
     data: Path = typer.Option(..., help="feature cache written by `vocoder preprocess`"),
     out: Path = typer.Option(..., help="run directory: checkpoints, model export, samples, TensorBoard logs"),
-    resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out"),
+    resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out (else best.pt)"),
+    restart: bool = typer.Option(False, help="start over in --out; its earlier checkpoints and exports move aside"),
     max_steps: int | None = typer.Option(None, min=1, help="stop at this step (default: train.max_steps)"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     init: str | None = typer.Option(None, help="fine-tune: start from this teacher model's weights (name or path)"),
@@ -29,7 +30,7 @@ def train(
     from vocoder.train.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_and_report(Trainer(load_config(config), data, out, device, resume, max_steps, init), "model")
+    run_and_report(Trainer(load_config(config), data, out, device, resume, max_steps, init, restart), "model")
 
 
 def run_and_report(trainer: Trainer, exported: str) -> None:
