@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+"""The `method` label's values; any other method a client invents is counted as `other`, so labels stay few."""
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -55,5 +57,6 @@ class Metrics:
             return response
         finally:
             label = getattr(request.scope.get("route"), "path", "unmatched")
-            self.requests.labels(label, request.method, str(status)).inc()
+            method = request.method if request.method in HTTP_METHODS else "other"
+            self.requests.labels(label, method, str(status)).inc()
             self.latency.labels(label).observe(time.perf_counter() - began)

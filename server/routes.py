@@ -139,7 +139,8 @@ async def synthesize(
     arrived = time.monotonic()
     model = _model(state, params)
     cap = frame_cap(model, state.settings.max_frames)
-    features = await features_from_request(request, state.settings.max_upload_bytes, model, cap)
+    settings = state.settings
+    features = await features_from_request(request, settings.max_upload_bytes, settings.body_timeout, model, cap)
     return await _deliver(request, state, model, features, params, arrived)
 
 
@@ -161,8 +162,8 @@ async def tts(
     model = _model(state, params)
     if media_type(request) != "application/json":
         raise ApiError(415, "unsupported_media_type", f"expected application/json, found {media_type(request)}")
-    body = tts_body(await read_body(request, state.settings.max_upload_bytes))
     settings = state.settings
+    body = tts_body(await read_body(request, settings.max_upload_bytes, settings.body_timeout))
     require_linguistic(model)
     check_text_frames(body.text, model, frame_cap(model, settings.max_frames))
     speaker = params.speaker or (body.voice if model.config.speakers else None)

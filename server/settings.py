@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     naive_max_frames: int = Field(
         0, ge=0, description="frames a naive (reference) request may have; 0 turns naive generation off"
     )
+    header_timeout: float = Field(10.0, gt=0, description="seconds for a request's headers to arrive; then closed")
+    body_timeout: float = Field(30.0, gt=0, description="seconds for a request's body to arrive; then 408")
+    keep_alive_timeout: int = Field(5, ge=1, description="seconds an idle kept-alive connection stays open")
     tts_workers: int = Field(1, ge=1, description="Festival processes at once for /v1/tts")
     tts_queue: int = Field(4, ge=0, description="texts waiting for a Festival process; beyond: 503")
     tts_timeout: float = Field(10.0, gt=0, description="seconds one Festival analysis may take; then it is killed")

@@ -4,16 +4,21 @@ an upload the client abandons is a client error, not a 500."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
+import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import ClientDisconnect
 
 from server import Settings, create_app
+from server.errors import CLIENT_CLOSED, ApiError
+from server.uploads import read_body
 from tests.test_server_support import build_models_dir, npz_bytes, upload, wait_ready
 
 SYNTHESIZE = "/v1/synthesize"
@@ -96,3 +101,56 @@ def test_a_valid_stored_npz_still_works(client: TestClient) -> None:
     response = client.post(SYNTHESIZE, params={"model": "teacher", "speaker": "alice"}, files=upload(stored_zip(VALID)))
     assert response.status_code == 200, response.text
     assert client.post(SYNTHESIZE, files=upload(npz_bytes(8))).status_code == 200
+
+
+def test_a_json_body_of_more_rows_than_the_frame_cap_is_refused_before_parsing(client: TestClient) -> None:
+    rows = b"[" + b",".join([b"[0]"] * 100_000) + b"]"
+    body = b'{"sample_rate": 16000, "hop_length": 40, "mel": ' + rows + b"}"
+    response = client.post(SYNTHESIZE, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"]["field"] == "body"
+    numbers = b"[[" + b",".join([b"0"] * 100_000) + b"]]"
+    body = b'{"sample_rate": 16000, "hop_length": 40, "mel": ' + numbers + b"}"
+    response = client.post(SYNTHESIZE, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"]["field"] == "body"
+
+
+def test_a_json_body_at_the_frame_cap_is_still_parsed(client: TestClient) -> None:
+    mel = np.zeros((200, 10)).tolist()
+    body = {"sample_rate": 16000, "hop_length": 40, "mel": mel, "lf0": [0.0] * 200, "speaker": "alice"}
+    response = client.post(SYNTHESIZE, params={"model": "teacher"}, json=body)
+    assert response.status_code == 200, response.text
+
+
+def test_invented_http_methods_share_one_metric_label(client: TestClient) -> None:
+    for number in range(5):
+        client.request(f"BREW{number}", "/healthz")
+    text = client.get("/metrics").text
+    assert "BREW" not in text
+    assert 'method="other"' in text
+
+
+class _PartialUpload:
+    """A request whose client sends the first chunk of its body, then hangs up (`stall=False`) or goes silent."""
+
+    def __init__(self, stall: bool) -> None:
+        self.headers: dict[str, str] = {}
+        self.stall = stall
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        yield b"part of a body"
+        if self.stall:
+            await asyncio.sleep(3600)
+        raise ClientDisconnect
+
+
+def test_an_abandoned_upload_is_a_client_error() -> None:
+    with pytest.raises(ApiError) as error:
+        asyncio.run(read_body(_PartialUpload(stall=False), 1024, 5.0))  # type: ignore[arg-type]
+    assert error.value.status == CLIENT_CLOSED
+
+
+def test_a_stalled_body_is_a_408_after_the_body_timeout() -> None:
+    began = time.monotonic()
+    with pytest.raises(ApiError) as error:
+        asyncio.run(read_body(_PartialUpload(stall=True), 1024, 0.2))  # type: ignore[arg-type]
+    assert error.value.status == 408 and time.monotonic() - began < 5
