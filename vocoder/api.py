@@ -23,7 +23,7 @@ from vocoder.generate import (
     student_generator,
 )
 from vocoder.generate.cpu_kernel import Precision, check_precision
-from vocoder.models.checkpoint import load_weights, read_model_file, resolve_model_path
+from vocoder.models.checkpoint import build_model, read_model_header, resolve_model_path
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
 
@@ -190,11 +190,10 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None, pre
     exactly, fp16 and int8 are faster within a stated tolerance (`vocoder.generate.cpu_kernel`)."""
     check_precision(precision)  # before reading the file, for students too
     path = resolve_model_path(name_or_path)
-    weights, config, kind, metadata = read_model_file(path)
+    config, kind, metadata = read_model_header(path)
     if kind not in KIND_METHODS:
         raise VocoderError(f"{path}: model kind {kind!r} is not supported here (expected one of {list(KIND_METHODS)})")
-    model = WaveNet(config) if kind == TEACHER_KIND else StudentWaveNet(config)
-    load_weights(model, weights, path)
+    model = build_model(path, config, WaveNet if kind == TEACHER_KIND else StudentWaveNet)
     model.to(torch.device(device) if device is not None else default_device())
     name = path.parent.name if path.name == "model.safetensors" else path.stem
     return Vocoder(model, name, metadata, kind, precision)
