@@ -40,3 +40,17 @@ def test_a_config_asking_for_huge_layers_fails_before_allocating(
     with pytest.raises(CheckpointError, match="tampered.safetensors"):
         vocoder.load(path, device="cpu")
     assert time.monotonic() - began < 2  # allocating the 4096-channel layers alone (about 1 GB) takes longer
+
+
+def test_an_interrupted_export_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vocoder.models.checkpoint as checkpoint
+
+    def interrupted(tensors: object, filename: str, metadata: object) -> None:
+        Path(filename).write_bytes(b"half an export")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_file", interrupted)
+    config = tiny_config()
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_model(tmp_path / "model.safetensors", WaveNet(config), config, "teacher", {})
+    assert list(tmp_path.iterdir()) == []

@@ -154,3 +154,10 @@ def test_a_stalled_body_is_a_408_after_the_body_timeout() -> None:
     with pytest.raises(ApiError) as error:
         asyncio.run(read_body(_PartialUpload(stall=True), 1024, 0.2))  # type: ignore[arg-type]
     assert error.value.status == 408 and time.monotonic() - began < 5
+
+
+def test_a_speaker_for_a_model_without_speakers_is_422(client: TestClient) -> None:
+    solo = npz_bytes(8, speaker=None, lf0=np.zeros(8, np.float32), vuv=np.zeros(8, np.float32))
+    response = client.post(SYNTHESIZE, params={"model": "solo", "speaker": "nobody"}, files=upload(solo))
+    assert response.status_code == 422 and response.json()["error"]["field"] == "speaker"
+    assert client.post(SYNTHESIZE, params={"model": "solo"}, files=upload(solo)).status_code == 200

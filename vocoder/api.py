@@ -12,7 +12,7 @@ import torch
 from vocoder.audio import mu_law_encode
 from vocoder.config import Config
 from vocoder.errors import VocoderError
-from vocoder.features.featurefile import Features, read_features, validate_features
+from vocoder.features.featurefile import FeatureFileError, Features, read_features, validate_features
 from vocoder.generate import (
     FastWaveNet,
     GenerationResult,
@@ -80,6 +80,8 @@ class Vocoder:
         """Read (if a path) and validate features against this model; `speaker` overrides the file's."""
         loaded = features if isinstance(features, Features) else read_features(features)
         if speaker is not None:
+            if not self.config.speakers:  # a file's own speaker is kept as a label; a requested one would be ignored
+                raise FeatureFileError(loaded.source, "speaker", f"none: {self.name} has no speakers", repr(speaker))
             loaded = loaded.with_speaker(speaker)
         validate_features(loaded, self.config)
         return loaded

@@ -69,8 +69,11 @@ def save_model(path: str | Path, model: nn.Module, config: Config, kind: str, me
         "metadata": json.dumps(metadata),
     }
     temporary = path.with_name(f".{path.name}.partial")
-    save_file(tensors, str(temporary), metadata=header)
-    temporary.replace(path)
+    try:
+        save_file(tensors, str(temporary), metadata=header)
+        temporary.replace(path)
+    finally:  # an interrupted export leaves nothing behind
+        temporary.unlink(missing_ok=True)
     return path
 
 
