@@ -6,22 +6,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from server import Settings, create_app
 from server.errors import CLIENT_CLOSED, ApiError
 from server.inference import Job
 from server.routes import _unless_gone
-from server.state import ServiceState
-from tests.test_server_support import build_models_dir, npz_bytes, upload, wait_ready
+from tests.test_server import running, state_of
+from tests.test_server_support import build_models_dir, npz_bytes, upload
 from vocoder.features.featurefile import read_features
 from vocoder.generate import Sampling
 
@@ -31,19 +27,6 @@ SYNTHESIZE = "/v1/synthesize"
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_models_dir(tmp_path_factory.mktemp("models"))
-
-
-@contextmanager
-def running(models_dir: Path, **settings: Any) -> Iterator[TestClient]:
-    app = create_app(Settings(models_dir=models_dir, device="cpu", **settings))
-    with TestClient(app) as client:
-        wait_ready(client.get)
-        yield client
-
-
-def state_of(client: TestClient) -> ServiceState:
-    state: ServiceState = client.app.state.service  # type: ignore[attr-defined]
-    return state
 
 
 def test_naive_is_off_by_default_and_capped_when_enabled(models_dir: Path) -> None:

@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from server import Settings, create_app
 from server.errors import CLIENT_CLOSED, ApiError
 from server.uploads import read_body
+from tests.test_server import _npy_claiming
 from tests.test_server_support import build_models_dir, npz_bytes, upload, wait_ready
 
 SYNTHESIZE = "/v1/synthesize"
@@ -44,12 +45,6 @@ def npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
-
-
-def npy_claiming(shape: tuple[int, ...]) -> bytes:
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
-    return buffer.getvalue() + bytes(16)
 
 
 MEL = np.random.default_rng(0).standard_normal((8, 10)).astype(np.float32)
@@ -85,9 +80,9 @@ def false_size() -> bytes:
         (false_size(), "mel"),
         (stored_zip({**VALID, "speaker": b"alice"}), "speaker"),
         (stored_zip({**VALID, "vuv.npy": b"\x00\x01" * 8}), "vuv"),
-        (stored_zip({**VALID, "mel.npy": npy_claiming((10**9, 10))}), "mel"),
-        (stored_zip({"junk": b"not an array", **VALID, "mel.npy": npy_claiming((10**9, 10))}), "junk"),
-        (stored_zip({**VALID, "mel.npy": npy_claiming((10**9, 10)), "junk": b"x"}), "mel"),
+        (stored_zip({**VALID, "mel.npy": _npy_claiming((10**9, 10))}), "mel"),
+        (stored_zip({"junk": b"not an array", **VALID, "mel.npy": _npy_claiming((10**9, 10))}), "junk"),
+        (stored_zip({**VALID, "mel.npy": _npy_claiming((10**9, 10)), "junk": b"x"}), "mel"),
     ],
     ids=["bad-crc", "false-size", "speaker-raw", "vuv-raw", "huge-shape", "junk-then-huge", "huge-then-junk"],
 )
