@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from server.errors import install_error_handlers
 from server.inference import InferenceEngine
+from server.linguistic import TextAnalysis
 from server.metrics import Metrics
 from server.registry import Registry
 from server.routes import router
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry=Registry(settings.models_dir, settings.device, settings.precision),
         engine=InferenceEngine(metrics, settings.workers, settings.max_queue, settings.max_batch),
         metrics=metrics,
+        text_analysis=TextAnalysis(settings.tts_workers, settings.tts_queue),
     )
 
     @asynccontextmanager
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            state.text_analysis.stop()
             await asyncio.to_thread(state.engine.stop)
             await loading
 

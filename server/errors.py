@@ -35,6 +35,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+CLIENT_CLOSED = 499
+"""The client left before its answer (nginx's code): counted as a client error, never as a server failure."""
+
+
+def client_closed() -> ApiError:
+    return ApiError(CLIENT_CLOSED, "client_closed", "the client closed the connection before the answer")
+
+
 def error_response(error: ApiError) -> JSONResponse:
     body: dict[str, object] = {"status": error.status, "code": error.code, "message": error.message}
     if error.field is not None:

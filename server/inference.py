@@ -1,11 +1,14 @@
-"""Inference off the event loop: a bounded queue of requests, worker threads, and batching.
+"""Inference off the event loop: bounded queues per cost class, worker threads, batching and preemption.
 
 Generation is autoregressive and CPU/GPU bound, so it never runs on the event loop: requests become `Job`s in a
-bounded queue (full: `QueueFull`, which the routes answer with 503) and worker threads take them. A worker that
-finds several compatible jobs waiting (same model, method and sampling) runs them as one padded batch with
-`Vocoder.synthesize_batch`: a step costs little more for 8 rows than for 1. There is no waiting for a batch to
-fill: batches form only from requests that queued while the workers were busy, so an idle service adds no
-latency. A request that gives up (timeout, client gone) is dropped from the queue, and a running batch whose
+bounded queue (full: `QueueFull`, which the routes answer with 503) and worker threads take them. Jobs are
+queued by cost class (`COST_CLASSES`): a student's one parallel pass, a teacher's fast autoregressive loop, and
+the naive reference, hundreds of times slower. Each class has its own queue and workers, and a running job
+pauses at its next progress report while a cheaper class has work, so a slow job never holds a fast one back.
+A worker that finds several compatible jobs waiting (same model, method and sampling) runs them as one padded
+batch with `Vocoder.synthesize_batch`: a step costs little more for 8 rows than for 1. There is no waiting for a
+batch to fill: batches form only from requests that queued while the workers were busy, so an idle service adds
+no latency. A request that gives up (timeout, client gone) is dropped from the queue, and a running batch whose
 requests have all given up stops at its next progress report.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
@@ -71,27 +75,46 @@ class Job:
         return longer <= MAX_PADDING_RATIO * shorter
 
 
-class InferenceEngine:
-    """The queue and its worker threads; `run` and `open_stream` are the event loop's side."""
+COST_CLASSES: dict[str, str] = {
+    "student": "parallel",
+    "fast": "autoregressive",
+    "fast-torch": "autoregressive",
+    "naive": "reference",
+}
+"""The cost class of each method, cheapest first: one per queue, and each pauses while a cheaper one has work."""
+REFERENCE_QUEUE = 2
+"""Naive jobs that may wait: each holds its worker for minutes, so a longer queue would only end in timeouts."""
+PAUSE_SECONDS = 0.005
+"""How often a paused job looks whether the cheaper classes are done (or its own requests gave up)."""
 
-    def __init__(self, metrics: Metrics, workers: int = 1, max_queue: int = 32, max_batch: int = 8) -> None:
-        self.metrics, self.max_queue, self.max_batch = metrics, max_queue, max_batch
+
+class Lane:
+    """One cost class: its bounded queue and worker threads. Its jobs pause while a `cheaper` lane is busy."""
+
+    def __init__(
+        self, name: str, metrics: Metrics, workers: int, max_queue: int, max_batch: int, cheaper: list[Lane]
+    ) -> None:
+        self.name, self.metrics, self.max_queue, self.max_batch = name, metrics, max_queue, max_batch
+        self.cheaper = cheaper
         self._pending: deque[Job] = deque()
         self._running: set[Job] = set()
         self._condition = threading.Condition()
         self._closed = False
         self.workers = workers
         self._threads: list[threading.Thread] = []
+        self._on_depth: Callable[[], None] = lambda: None
 
-    def start(self) -> None:
+    def start(self, on_depth: Callable[[], None]) -> None:
+        self._on_depth = on_depth
         self._threads = [
-            threading.Thread(target=self._work, name=f"inference-{index}", daemon=True) for index in range(self.workers)
+            threading.Thread(target=self._work, name=f"inference-{self.name}-{index}", daemon=True)
+            for index in range(self.workers)
         ]
         for thread in self._threads:
             thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Refuse new work, drop what waits, ask running batches to stop, and wait for the threads."""
+    def close(self) -> None:
+        """Refuse new work, drop what waits and ask running batches to stop."""
         with self._condition:
             self._closed = True
             for job in list(self._pending):  # cancelling runs `_forget`, which edits the queue
@@ -100,6 +123,8 @@ class InferenceEngine:
             for job in self._running:
                 job.abandoned = True
             self._condition.notify_all()
+
+    def join(self, timeout: float) -> None:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
@@ -108,13 +133,18 @@ class InferenceEngine:
     def depth(self) -> int:
         return len(self._pending)
 
+    @property
+    def busy(self) -> bool:
+        """Jobs wait or run here (read without the lock: a stale answer only delays a pause by one look)."""
+        return bool(self._pending or self._running)
+
     def submit(self, job: Job) -> None:
         with self._condition:
             if self._closed or len(self._pending) >= self.max_queue:
                 raise QueueFull
             self._pending.append(job)
-            self.metrics.queue_depth.set(len(self._pending))
             self._condition.notify()
+        self._on_depth()
         job.future.add_done_callback(self._forget)
 
     def _forget(self, future: Future[np.ndarray | None]) -> None:
@@ -126,24 +156,7 @@ class InferenceEngine:
                 if job.future is future:
                     self._pending.remove(job)
                     break
-            self.metrics.queue_depth.set(len(self._pending))
-
-    async def run(self, job: Job, timeout: float) -> np.ndarray:
-        """Queue a job and wait for its waveform; `TimeoutError` after `timeout` seconds (the job is dropped)."""
-        self.submit(job)
-        try:
-            result = await asyncio.wait_for(asyncio.wrap_future(job.future), timeout)
-        except BaseException:
-            job.abandoned = True  # cancelling the wrapper cancelled a queued job; a running one stops early
-            raise
-        assert result is not None
-        return result
-
-    def open_stream(self, job: Job) -> ChunkStream:
-        """Queue a streamed job; its chunks arrive through the returned `ChunkStream`."""
-        stream = ChunkStream(job, asyncio.get_running_loop())
-        self.submit(job)
-        return stream
+        self._on_depth()
 
     def _next_batch(self) -> list[Job] | None:
         """Block for the oldest live job, then take the compatible jobs queued behind it (None: shut down)."""
@@ -164,8 +177,8 @@ class InferenceEngine:
                     self._pending.remove(job)
                     batch.append(job)
             self._running.update(batch)
-            self.metrics.queue_depth.set(len(self._pending))
-            return batch
+        self._on_depth()
+        return batch
 
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:
@@ -178,17 +191,23 @@ class InferenceEngine:
                 with self._condition:
                     self._running.difference_update(batch)
 
-    def _generate(self, batch: list[Job]) -> None:
-        first = batch[0]
-
-        def check(_: int) -> None:
+    def _checkpoint(self, batch: list[Job]) -> None:
+        """Between two chunks: stop if nobody waits any more, pause while a cheaper lane has work."""
+        while True:
             if all(job.abandoned for job in batch):
                 raise _Abandoned
+            if not any(lane.busy for lane in self.cheaper):
+                return
+            time.sleep(PAUSE_SECONDS)
 
+    def _generate(self, batch: list[Job]) -> None:
+        first = batch[0]
         self.metrics.batch_size.observe(len(batch))
         try:
+            self._checkpoint(batch)
+            features = [job.features for job in batch]
             waveforms = first.model.synthesize_batch(
-                [job.features for job in batch], first.method, first.sampling, progress=check
+                features, first.method, first.sampling, progress=lambda _: self._checkpoint(batch)
             )
         except Exception as error:  # delivered to each request, which maps it to a response
             for job in batch:
@@ -205,7 +224,9 @@ class InferenceEngine:
         try:
             chunks = job.model.synthesize_stream(job.features, job.sampling, chunk_samples=job.chunk_samples)
             for chunk in chunks:
-                if job.abandoned:
+                try:
+                    self._checkpoint([job])
+                except _Abandoned:
                     chunks.close()
                     break
                 samples += len(chunk)
@@ -220,6 +241,63 @@ class InferenceEngine:
                 log.debug("stream of %s ended after shutdown", job.model.name)
         finally:
             self.metrics.audio_seconds.labels(job.model.name).inc(samples / job.model.sample_rate)
+
+
+class InferenceEngine:
+    """A lane per cost class, cheapest first; `run` and `open_stream` are the event loop's side."""
+
+    def __init__(self, metrics: Metrics, workers: int = 1, max_queue: int = 32, max_batch: int = 8) -> None:
+        self.metrics = metrics
+        self.lanes: dict[str, Lane] = {}
+        for name in dict.fromkeys(COST_CLASSES.values()):
+            reference = name == COST_CLASSES["naive"]
+            self.lanes[name] = Lane(
+                name,
+                metrics,
+                workers=1 if reference else workers,
+                max_queue=REFERENCE_QUEUE if reference else max_queue,
+                max_batch=max_batch,
+                cheaper=list(self.lanes.values()),
+            )
+
+    def start(self) -> None:
+        for lane in self.lanes.values():
+            lane.start(self._report_depth)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Refuse new work, drop what waits, ask running batches to stop, and wait for the threads."""
+        for lane in self.lanes.values():
+            lane.close()
+        for lane in self.lanes.values():
+            lane.join(timeout)
+
+    @property
+    def depth(self) -> int:
+        return sum(lane.depth for lane in self.lanes.values())
+
+    def _report_depth(self) -> None:
+        self.metrics.queue_depth.set(self.depth)
+
+    def submit(self, job: Job) -> None:
+        """Queue `job` in its cost class; `QueueFull` when that queue is full."""
+        self.lanes[COST_CLASSES[job.method]].submit(job)
+
+    async def run(self, job: Job, timeout: float) -> np.ndarray:
+        """Queue a job and wait for its waveform; `TimeoutError` after `timeout` seconds (the job is dropped)."""
+        self.submit(job)
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(job.future), timeout)
+        except BaseException:
+            job.abandoned = True  # cancelling the wrapper cancelled a queued job; a running one stops early
+            raise
+        assert result is not None
+        return result
+
+    def open_stream(self, job: Job) -> ChunkStream:
+        """Queue a streamed job; its chunks arrive through the returned `ChunkStream`."""
+        stream = ChunkStream(job, asyncio.get_running_loop())
+        self.submit(job)
+        return stream
 
 
 class ChunkStream:

@@ -7,10 +7,14 @@ none, so a model that reads lf0 needs a feature file or text.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from server.errors import ApiError
+from server.inference import QueueFull
 from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.features.linguistic import (
@@ -21,9 +25,13 @@ from vocoder.features.linguistic import (
     parse_labels,
 )
 from vocoder.frontend.features import VOICED_QUESTION, check_linguistic_config, utterance_features
-from vocoder.frontend.festival import FestivalError, festival_binary, run_festival
+from vocoder.frontend.festival import FestivalError, FestivalTimeout, festival_binary, run_festival, to_festival_text
 
 SOURCE = "request"
+SECONDS_PER_LETTER = 0.04
+SECONDS_PER_DIGIT = 0.1
+"""Lower bounds on what Festival makes of a character (measured: 0.055 s per letter for a run of capitals, 0.3 s
+per digit read one by one), so a text refused by its estimate would have been refused after the analysis too."""
 
 
 def require_linguistic(model: Vocoder) -> None:
@@ -58,10 +66,22 @@ def features_from_labels(data: bytes, model: Vocoder, max_frames: int) -> Featur
     return Features(rate, hop, linguistic=linguistic, vuv=vuv, source=SOURCE)
 
 
-def features_from_text(text: str, voice: str, speaker: str, model: Vocoder) -> Features:
+def check_text_frames(text: str, model: Vocoder, max_frames: int) -> None:
+    """422 when `text` would surely last more than `max_frames`: checked before Festival spends time on it."""
+    folded = to_festival_text(text)
+    digits = sum(char.isdigit() for char in folded)
+    letters = sum(char.isalpha() for char in folded)
+    seconds = SECONDS_PER_LETTER * letters + SECONDS_PER_DIGIT * digits
+    frames = int(seconds * model.sample_rate / model.config.features.hop_length)
+    if frames > max_frames:
+        message = f"text: would last at least {frames} frames ({seconds:.0f} s), more than the {max_frames} allowed"
+        raise ApiError(422, "text_too_long", message, "text")
+
+
+def features_from_text(text: str, voice: str, speaker: str, model: Vocoder, timeout: float) -> Features:
     """Festival's analysis of `text` with `voice`, as the feature file `vocoder frontend` would write.
 
-    Blocking (a Festival process per call): run it off the event loop."""
+    Blocking (a Festival process per call, killed after `timeout` seconds): run it in a `TextAnalysis` pool."""
     require_linguistic(model)
     try:
         festival_binary()
@@ -69,7 +89,36 @@ def features_from_text(text: str, voice: str, speaker: str, model: Vocoder) -> F
         raise ApiError(501, "frontend_unavailable", str(error)) from None
     with tempfile.TemporaryDirectory(prefix="festival-") as scratch:
         try:
-            [utterance] = run_festival([text], voice, Path(scratch))
+            [utterance] = run_festival([text], voice, Path(scratch), timeout=timeout)
+        except FestivalTimeout:  # the text's own cost, like its length: the client's to shorten
+            message = f"text: Festival's analysis took longer than {timeout:g} s; send a shorter text"
+            raise ApiError(422, "text_too_long", message, "text") from None
         except FestivalError as error:
             raise ApiError(422, "frontend_failed", f"text: {error}", "text") from None
     return utterance_features(utterance, model.config, speaker, SOURCE)
+
+
+class TextAnalysis:
+    """Festival's own bounded pool: `workers` processes at once, `max_queue` texts waiting (beyond: `QueueFull`).
+
+    Apart from the thread pool that parses uploads and from the synthesis queues, so slow texts delay only
+    other texts."""
+
+    def __init__(self, workers: int, max_queue: int) -> None:
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="festival")
+        self._slots = threading.BoundedSemaphore(workers + max_queue)
+
+    async def features(self, text: str, voice: str, speaker: str, model: Vocoder, timeout: float) -> Features:
+        """Festival's analysis, at most `timeout` seconds of it; `QueueFull` when the pool is full."""
+        if not self._slots.acquire(blocking=False):
+            raise QueueFull
+        try:
+            work = self._executor.submit(features_from_text, text, voice, speaker, model, timeout)
+            work.add_done_callback(lambda _: self._slots.release())
+        except BaseException:
+            self._slots.release()
+            raise
+        return await asyncio.wrap_future(work)
+
+    def stop(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -8,6 +8,8 @@ from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+"""The `method` label's values; any other method a client invents is counted as `other`, so labels stay few."""
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -61,7 +63,8 @@ class Metrics:
 
             def record(code: int) -> None:
                 label = getattr(scope.get("route"), "path", "unmatched")
-                self.requests.labels(label, scope["method"], str(code)).inc()
+                method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+                self.requests.labels(label, method, str(code)).inc()
                 self.latency.labels(label).observe(time.perf_counter() - began)
 
             async def send_counted(message: Message) -> None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from server.auth import require_api_key
 from server.encoding import MEDIA_TYPES, STREAMABLE, encode_audio, encode_chunk, wav_header
-from server.errors import ApiError
+from server.errors import ApiError, client_closed
 from server.inference import Job, QueueFull
-from server.linguistic import features_from_text
+from server.linguistic import check_text_frames, require_linguistic
 from server.schemas import (
     ConditioningInfo,
     FeaturesBody,
@@ -139,8 +139,9 @@ async def synthesize(
     arrived = time.monotonic()
     model = _model(state, params)
     cap = frame_cap(model, state.settings.max_frames)
-    features = await features_from_request(request, state.settings.max_upload_bytes, model, cap)
-    return await _deliver(state, model, features, params, arrived)
+    settings = state.settings
+    features = await features_from_request(request, settings.max_upload_bytes, settings.body_timeout, model, cap)
+    return await _deliver(request, state, model, features, params, arrived)
 
 
 @v1.post(
@@ -161,15 +162,21 @@ async def tts(
     model = _model(state, params)
     if media_type(request) != "application/json":
         raise ApiError(415, "unsupported_media_type", f"expected application/json, found {media_type(request)}")
-    body = tts_body(await read_body(request, state.settings.max_upload_bytes))
+    settings = state.settings
+    body = tts_body(await read_body(request, settings.max_upload_bytes, settings.body_timeout))
+    require_linguistic(model)
+    check_text_frames(body.text, model, frame_cap(model, settings.max_frames))
     speaker = params.speaker or (body.voice if model.config.speakers else None)
-    remaining = state.settings.timeout - (time.monotonic() - arrived)
-    analysis = asyncio.to_thread(features_from_text, body.text, body.voice, speaker, model)
+    remaining = settings.timeout - (time.monotonic() - arrived)
+    limit = min(settings.tts_timeout, remaining)
+    analysis = state.text_analysis.features(body.text, body.voice, speaker, model, limit)
     try:
-        features = await asyncio.wait_for(analysis, remaining)
+        features = await asyncio.wait_for(_unless_gone(request, analysis), remaining)
+    except QueueFull:
+        raise _unavailable("the text analysis queue is full; retry later", settings.retry_after) from None
     except TimeoutError:
-        raise ApiError(504, "timeout", f"text analysis did not finish within {state.settings.timeout:g} s") from None
-    return await _deliver(state, model, features, params, arrived)
+        raise ApiError(504, "timeout", f"text analysis did not finish within {settings.timeout:g} s") from None
+    return await _deliver(request, state, model, features, params, arrived)
 
 
 def _model(state: ServiceState, params: SynthesisParams) -> Vocoder:
@@ -179,7 +186,7 @@ def _model(state: ServiceState, params: SynthesisParams) -> Vocoder:
 
 
 async def _deliver(
-    state: ServiceState, model: Vocoder, features: Features, params: SynthesisParams, arrived: float
+    request: Request, state: ServiceState, model: Vocoder, features: Features, params: SynthesisParams, arrived: float
 ) -> Response:
     """Validate `features` for `model`, queue the synthesis and answer with audio (whole or streamed)."""
     settings = state.settings
@@ -191,6 +198,8 @@ async def _deliver(
     if method not in KIND_METHODS[model.kind]:
         allowed = list(KIND_METHODS[model.kind])
         raise ApiError(422, "invalid_parameter", f"method: a {model.kind} model takes one of {allowed}", "method")
+    if method == "naive":
+        _admit_naive(features, settings.naive_max_frames)
     sampling = Sampling(params.strategy, params.temperature, params.top_k, params.top_p, params.seed)
     headers = {
         "X-Model": model.name,
@@ -203,7 +212,7 @@ async def _deliver(
         return await _stream(state, model, features, params, method, sampling, headers, remaining)
     job = Job(model, features, method, sampling)
     try:
-        wav = await state.engine.run(job, remaining)
+        wav = await _unless_gone(request, state.engine.run(job, remaining))
     except QueueFull:
         raise _unavailable("the synthesis queue is full; retry later", settings.retry_after) from None
     except TimeoutError:
@@ -211,6 +220,34 @@ async def _deliver(
     headers["X-Synthesis-Time"] = f"{time.monotonic() - arrived:.4f}"
     audio = await asyncio.to_thread(encode_audio, wav, model.sample_rate, params.format)
     return Response(audio, media_type=MEDIA_TYPES[params.format], headers=headers)
+
+
+def _admit_naive(features: Features, max_frames: int) -> None:
+    """The naive reference is hundreds of times slower than fast: off unless `naive_max_frames` allows it."""
+    if max_frames == 0:
+        message = "method: naive generation is off in this service (VOCODER_NAIVE_MAX_FRAMES); use fast"
+        raise ApiError(422, "invalid_parameter", message, "method")
+    if features.n_frames > max_frames:
+        message = f"frames: method naive takes at most {max_frames} frames, found {features.n_frames}"
+        raise ApiError(422, "invalid_features", message, "frames")
+
+
+DISCONNECT_POLL_SECONDS = 0.25
+Result = TypeVar("Result")
+
+
+async def _unless_gone(request: Request, work: Awaitable[Result]) -> Result:
+    """`work`'s result, or a `client_closed` error as soon as the client disconnects; cancelling `work` abandons
+    its job, which stops at its next chunk."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not await request.is_disconnected():
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return task.result()
+        raise client_closed()
+    finally:
+        task.cancel()  # nothing when done
 
 
 async def _stream(

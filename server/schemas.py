@@ -13,7 +13,8 @@ AudioFormat = Literal["pcm16", "float", "flac"]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
 
 NAME_LENGTH = 100
-TEXT_LENGTH = 1000
+TEXT_LENGTH = 500
+"""Characters of one /v1/tts text: about 30 s of speech and 4 s of Festival on one core."""
 VoiceName = Literal[tuple(VOICES)]  # type: ignore[valid-type]
 
 

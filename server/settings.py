@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     timeout: float = Field(120.0, gt=0, description="seconds from arrival to the end of synthesis; beyond: 504")
     max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="request body limit; beyond: 413")
     max_frames: int | None = Field(None, ge=1, description="service cap on frames per request (model's if lower)")
+    naive_max_frames: int = Field(
+        0, ge=0, description="frames a naive (reference) request may have; 0 turns naive generation off"
+    )
+    header_timeout: float = Field(10.0, gt=0, description="seconds for a request's headers to arrive; then closed")
+    body_timeout: float = Field(30.0, gt=0, description="seconds for a request's body to arrive; then 408")
+    keep_alive_timeout: int = Field(5, ge=1, description="seconds an idle kept-alive connection stays open")
+    tts_workers: int = Field(1, ge=1, description="Festival processes at once for /v1/tts")
+    tts_queue: int = Field(4, ge=0, description="texts waiting for a Festival process; beyond: 503")
+    tts_timeout: float = Field(10.0, gt=0, description="seconds one Festival analysis may take; then it is killed")
     stream_chunk_samples: int = Field(1024, ge=64, description="samples per chunk of a streamed response")
     retry_after: int = Field(2, ge=1, description="seconds a 503 asks the client to wait")
     warmup: bool = Field(True, description="run a short synthesis with every model before reporting ready")

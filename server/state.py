@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from server.inference import InferenceEngine
+from server.linguistic import TextAnalysis
 from server.metrics import Metrics
 from server.registry import Registry
 from server.settings import Settings
@@ -18,6 +19,7 @@ class ServiceState:
     registry: Registry
     engine: InferenceEngine
     metrics: Metrics
+    text_analysis: TextAnalysis
 
 
 def get_state(request: Request) -> ServiceState:

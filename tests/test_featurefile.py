@@ -102,7 +102,7 @@ def test_reading_rejects_malformed_files(data: bytes, pattern: str) -> None:
 def test_object_arrays_are_never_unpickled(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **header(), mel=np.array([{"evil": 1}], dtype=object))
-    with pytest.raises(FeatureFileError, match="'arrays': expected numeric arrays"):
+    with pytest.raises(FeatureFileError, match="'mel': expected numeric arrays"):
         read_features(buffer.getvalue())
 
 

@@ -219,9 +219,9 @@ def _npy_claiming(shape: tuple[int, ...]) -> bytes:
         (npz_bytes(speaker="carol"), "speaker"),
         (npz_bytes(speaker=None), "speaker"),
         (npz_bytes(mel=np.zeros((0, 10), np.float32)), "frames"),
-        (npz_bytes(mel=np.array([{"pickle": "refused"}], dtype=object)), "arrays"),
+        (npz_bytes(mel=np.array([{"pickle": "refused"}], dtype=object)), "mel"),
         (b"not a zip archive at all", "file"),
-        (_zip({"version.npy": _npy_claiming(()), "mel.npy": _npy_claiming((10**9, 10))}), "features"),
+        (_zip({"version.npy": _npy_claiming(()), "mel.npy": _npy_claiming((10**9, 10))}), "mel"),
     ],
     ids=[
         "version",

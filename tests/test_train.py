@@ -22,6 +22,7 @@ from vocoder.corpus.cache import FeatureCache, ManifestRow, feature_stamp
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import save_features
+from vocoder.train.checkpoints import read_checkpoint
 from vocoder.train.data import TrainingDataError
 from vocoder.train.trainer import Trainer
 
@@ -159,7 +160,7 @@ def test_ddp_with_two_gloo_processes(cache_dir: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("step 4:") == 1  # rank 0 alone reports and checkpoints
-    state = torch.load(tmp_path / "run" / "checkpoints" / "step_00000004.pt", weights_only=True)
+    state = read_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000004.pt")
     assert len(state["rng"]["data"]) == 2
     assert vocoder.load(tmp_path / "run" / "model", device="cpu").metadata["device"] == "cpu x2"
 

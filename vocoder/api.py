@@ -12,7 +12,7 @@ import torch
 from vocoder.audio import Deemphasis, deemphasize, mu_law_encode
 from vocoder.config import Config
 from vocoder.errors import VocoderError
-from vocoder.features.featurefile import Features, read_features, validate_features
+from vocoder.features.featurefile import FeatureFileError, Features, read_features, validate_features
 from vocoder.generate import (
     FastWaveNet,
     GenerationResult,
@@ -23,7 +23,7 @@ from vocoder.generate import (
     student_generator,
 )
 from vocoder.generate.cpu_kernel import Precision, check_precision
-from vocoder.models.checkpoint import load_weights, read_model_file, resolve_model_path
+from vocoder.models.checkpoint import build_model, read_model_header, resolve_model_path
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
 
@@ -80,6 +80,8 @@ class Vocoder:
         """Read (if a path) and validate features against this model; `speaker` overrides the file's."""
         loaded = features if isinstance(features, Features) else read_features(features)
         if speaker is not None:
+            if not self.config.speakers:  # a file's own speaker is kept as a label; a requested one would be ignored
+                raise FeatureFileError(loaded.source, "speaker", f"none: {self.name} has no speakers", repr(speaker))
             loaded = loaded.with_speaker(speaker)
         validate_features(loaded, self.config)
         return loaded
@@ -193,11 +195,10 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None, pre
     exactly, fp16 and int8 are faster within a stated tolerance (`vocoder.generate.cpu_kernel`)."""
     check_precision(precision)  # before reading the file, for students too
     path = resolve_model_path(name_or_path)
-    weights, config, kind, metadata = read_model_file(path)
+    config, kind, metadata = read_model_header(path)
     if kind not in KIND_METHODS:
         raise VocoderError(f"{path}: model kind {kind!r} is not supported here (expected one of {list(KIND_METHODS)})")
-    model = WaveNet(config) if kind == TEACHER_KIND else StudentWaveNet(config)
-    load_weights(model, weights, path)
+    model = build_model(path, config, WaveNet if kind == TEACHER_KIND else StudentWaveNet)
     model.to(torch.device(device) if device is not None else default_device())
     name = path.parent.name if path.name == "model.safetensors" else path.stem
     return Vocoder(model, name, metadata, kind, precision)

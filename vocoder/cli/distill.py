@@ -20,7 +20,8 @@ def distill(
         ..., help="feature cache written by `vocoder preprocess`; repeat to distil on a mix of caches"
     ),
     out: Path = typer.Option(..., help="run directory: checkpoints, student model export, samples, TensorBoard logs"),
-    resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out"),
+    resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out (else best.pt)"),
+    restart: bool = typer.Option(False, help="start over in --out; its earlier checkpoints and exports move aside"),
     max_steps: int | None = typer.Option(None, min=1, help="stop at this step (default: train.max_steps)"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     init: str | None = typer.Option(None, help="fine-tune: start from this student model's weights (name or path)"),
@@ -29,4 +30,5 @@ def distill(
     from vocoder.train.distill import DistillTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_and_report(DistillTrainer(teacher, load_config(config), data, out, device, resume, max_steps, init), "student")
+    trainer = DistillTrainer(teacher, load_config(config), data, out, device, resume, max_steps, init, restart)
+    run_and_report(trainer, "student")

@@ -36,6 +36,7 @@ def serve(
     from pydantic import ValidationError
 
     from server import Settings, create_app
+    from server.protocol import with_header_timeout
 
     flags: dict[str, Any] = {
         "host": host,
@@ -57,4 +58,11 @@ def serve(
     except ValidationError as error:  # a bad VOCODER_* variable: one line, like any other bad input
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise VocoderError(f"service settings: {problems}") from None
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        http=with_header_timeout(settings.header_timeout),
+        timeout_keep_alive=settings.keep_alive_timeout,
+    )

@@ -22,7 +22,8 @@ def train(
         ..., help="feature cache written by `vocoder preprocess`; repeat to train on a mix of caches"
     ),
     out: Path = typer.Option(..., help="run directory: checkpoints, model export, samples, TensorBoard logs"),
-    resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out"),
+    resume: bool = typer.Option(False, help="continue from the newest good checkpoint in --out (else best.pt)"),
+    restart: bool = typer.Option(False, help="start over in --out; its earlier checkpoints and exports move aside"),
     max_steps: int | None = typer.Option(None, min=1, help="stop at this step (default: train.max_steps)"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     init: str | None = typer.Option(None, help="fine-tune: start from this teacher model's weights (name or path)"),
@@ -34,7 +35,9 @@ def train(
     from vocoder.train.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_and_report(Trainer(load_config(config), data, out, device, resume, max_steps, init, resume_from), "model")
+    run_and_report(
+        Trainer(load_config(config), data, out, device, resume, max_steps, init, restart, resume_from), "model"
+    )
 
 
 def run_and_report(trainer: Trainer, exported: str) -> None:

@@ -7,7 +7,9 @@ See docs/FEATURES.md for the format and docs of every field.
 from __future__ import annotations
 
 import io
+import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -85,13 +87,48 @@ def save_features(path: str | Path, features: Features) -> Path:
     return path
 
 
-def _scalar_int(archive: np.lib.npyio.NpzFile, key: str, source: str) -> int:
-    if key not in archive.files:
+def _scalar_int(members: dict[str, np.ndarray], key: str, source: str) -> int:
+    if key not in members:
         raise FeatureFileError(source, key, "an integer scalar", "nothing (missing)")
-    value = archive[key]
+    value = members[key]
     if value.shape != () or value.dtype.kind not in "iu":
         raise FeatureFileError(source, key, "an integer scalar", f"{value.dtype} array of shape {value.shape}")
     return int(value)
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+_DAMAGE = (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error, MemoryError)
+"""What a damaged member raises while read: a bad CRC or a false size (zipfile), a bad .npy header (numpy)."""
+
+
+def _check_member(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, source: str) -> str:
+    """The array name of one member, after checking its .npy header: numeric, no pickle, and not declaring more
+    bytes than the member holds (a small file cannot make numpy allocate gigabytes)."""
+    name = entry.filename.removesuffix(".npy")
+    try:
+        with archive.open(entry) as member:
+            version = np.lib.format.read_magic(member)
+            shape, _, dtype = _HEADER_READERS.get(version, np.lib.format.read_array_header_2_0)(member)
+    except _DAMAGE as error:
+        raise FeatureFileError(source, name, "a .npy array", f"no readable .npy header ({error})") from None
+    if dtype.hasobject:
+        raise FeatureFileError(source, name, "numeric arrays", "an object array (needs pickle: refused)")
+    if math.prod(shape) * dtype.itemsize > entry.file_size:
+        declared = f"shape {list(shape)} of {dtype}, more than the {entry.file_size} bytes it holds"
+        raise FeatureFileError(source, name, "an array no larger than its data", declared)
+    return name
+
+
+def _read_members(archive: np.lib.npyio.NpzFile, source: str) -> dict[str, np.ndarray]:
+    """Every member, each checked before it is read; any damage is an error naming the member."""
+    names = [_check_member(archive.zip, entry, source) for entry in archive.zip.infolist()]
+    members = {}
+    for name in names:
+        try:
+            members[name] = archive[name]
+        except _DAMAGE as error:
+            raise FeatureFileError(source, name, "a readable .npy array", f"damaged data ({error})") from None
+    return members
 
 
 def read_features(data: bytes | str | Path, source: str | None = None) -> Features:
@@ -103,35 +140,33 @@ def read_features(data: bytes | str | Path, source: str | None = None) -> Featur
         archive = np.load(handle, allow_pickle=False)
     except FileNotFoundError:
         raise FeatureFileError(source, "file", "an existing .npz file", "no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except _DAMAGE as error:
         raise FeatureFileError(source, "file", "an .npz archive", f"unreadable data ({error})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise FeatureFileError(source, "file", "an .npz archive", "a single .npy array")
     with archive:
-        version = _scalar_int(archive, "version", source)
-        if version != FEATURE_FILE_VERSION:
-            raise FeatureFileError(source, "version", str(FEATURE_FILE_VERSION), str(version))
-        known = {"version", "sample_rate", "hop_length", "speaker", *ARRAY_NAMES}
-        unknown = sorted(set(archive.files) - known)
-        if unknown:
-            raise FeatureFileError(source, unknown[0], f"one of {sorted(known)}", "an unknown array")
-        try:
-            arrays = {name: archive[name] for name in ARRAY_NAMES if name in archive.files}
-            speaker = archive["speaker"] if "speaker" in archive.files else None
-        except ValueError as error:  # object arrays need pickle: refused
-            raise FeatureFileError(source, "arrays", "numeric arrays", f"unloadable data ({error})") from None
-        if speaker is not None and (speaker.shape != () or speaker.dtype.kind != "U"):
-            raise FeatureFileError(source, "speaker", "a string scalar", f"{speaker.dtype} of shape {speaker.shape}")
-        for name, array in arrays.items():
-            if array.dtype.kind not in "fiub":
-                raise FeatureFileError(source, name, "a numeric array", f"dtype {array.dtype}")
-        return Features(
-            sample_rate=_scalar_int(archive, "sample_rate", source),
-            hop_length=_scalar_int(archive, "hop_length", source),
-            speaker=None if speaker is None else str(speaker),
-            source=source,
-            **{name: array.astype(np.float32, copy=False) for name, array in arrays.items()},
-        )
+        members = _read_members(archive, source)
+    version = _scalar_int(members, "version", source)
+    if version != FEATURE_FILE_VERSION:
+        raise FeatureFileError(source, "version", str(FEATURE_FILE_VERSION), str(version))
+    known = {"version", "sample_rate", "hop_length", "speaker", *ARRAY_NAMES}
+    unknown = sorted(set(members) - known)
+    if unknown:
+        raise FeatureFileError(source, unknown[0], f"one of {sorted(known)}", "an unknown array")
+    arrays = {name: members[name] for name in ARRAY_NAMES if name in members}
+    speaker = members.get("speaker")
+    if speaker is not None and (speaker.shape != () or speaker.dtype.kind != "U"):
+        raise FeatureFileError(source, "speaker", "a string scalar", f"{speaker.dtype} of shape {speaker.shape}")
+    for name, array in arrays.items():
+        if array.dtype.kind not in "fiub":
+            raise FeatureFileError(source, name, "a numeric array", f"dtype {array.dtype}")
+    return Features(
+        sample_rate=_scalar_int(members, "sample_rate", source),
+        hop_length=_scalar_int(members, "hop_length", source),
+        speaker=None if speaker is None else str(speaker),
+        source=source,
+        **{name: array.astype(np.float32, copy=False) for name, array in arrays.items()},
+    )
 
 
 def validate_features(features: Features, config: Config, require_speaker: bool = True) -> None:

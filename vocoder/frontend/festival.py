@@ -48,6 +48,10 @@ class FestivalError(VocoderError):
     """Festival is missing, lacks a voice, or failed on a sentence; the message says what to do."""
 
 
+class FestivalTimeout(FestivalError):
+    """Festival ran past its time limit and was killed."""
+
+
 @dataclass(frozen=True)
 class FestivalUtterance:
     """What Festival made of one sentence: aligned labels, F0 targets on the label timeline, maybe a waveform."""
@@ -121,9 +125,12 @@ def _read_targets(path: Path, segments: Sequence[Segment]) -> np.ndarray:
 
 
 def run_festival(
-    sentences: Sequence[str], voice_key: str, workdir: Path, wave: bool = False
+    sentences: Sequence[str], voice_key: str, workdir: Path, wave: bool = False, timeout: float | None = None
 ) -> list[FestivalUtterance]:
-    """Synthesise each sentence with one voice; files go to `workdir` as 0000.lab, 0000.f0, 0000.wav, ..."""
+    """Synthesise each sentence with one voice; files go to `workdir` as 0000.lab, 0000.f0, 0000.wav, ...
+
+    Festival is killed after `timeout` seconds (default: generous for the sentence count), so a service can
+    bound what one text costs."""
     voice = get_voice(voice_key)
     binary = festival_binary()
     for number, sentence in enumerate(sentences):
@@ -138,11 +145,11 @@ def run_festival(
             [binary, "-b", str(driver)],
             capture_output=True,
             text=True,
-            timeout=30 + _SECONDS_PER_SENTENCE * len(sentences),
+            timeout=timeout if timeout is not None else 30 + _SECONDS_PER_SENTENCE * len(sentences),
             check=False,
         )
-    except subprocess.TimeoutExpired:
-        raise FestivalError(f"Festival did not finish {len(sentences)} sentences in time") from None
+    except subprocess.TimeoutExpired:  # subprocess.run has killed it
+        raise FestivalTimeout(f"Festival did not finish {len(sentences)} sentences in time") from None
     output = result.stdout + result.stderr
     if "VOCODER-NO-VOICE" in output:
         raise FestivalError(

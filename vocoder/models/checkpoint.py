@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +69,11 @@ def save_model(path: str | Path, model: nn.Module, config: Config, kind: str, me
         "metadata": json.dumps(metadata),
     }
     temporary = path.with_name(f".{path.name}.partial")
-    save_file(tensors, str(temporary), metadata=header)
-    temporary.replace(path)
+    try:
+        save_file(tensors, str(temporary), metadata=header)
+        temporary.replace(path)
+    finally:  # an interrupted export leaves nothing behind
+        temporary.unlink(missing_ok=True)
     return path
 
 
@@ -115,19 +120,68 @@ def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], Config, str, d
     return weights, config, kind, metadata
 
 
-def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
-    """Strict load with an error that lists what is missing, unexpected or mis-shaped."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    misshaped = [
-        f"{k} {list(weights[k].shape)} != {list(v.shape)}"
-        for k, v in expected.items()
-        if k in weights and weights[k].shape != v.shape
-    ]
+def _check_shapes(expected: dict[str, list[int]], found: dict[str, list[int]], source: Path) -> None:
+    """An error listing what is missing, unexpected or mis-shaped, if anything is."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    misshaped = [f"{k} {found[k]} != {v}" for k, v in expected.items() if k in found and found[k] != v]
     if missing or unexpected or misshaped:
         raise CheckpointError(
             f"{source}: weights do not match the embedded config: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, mis-shaped {misshaped[:5]}"
         )
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
+    """Strict load with an error that lists what is missing, unexpected or mis-shaped."""
+    expected = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+    _check_shapes(expected, {name: list(tensor.shape) for name, tensor in weights.items()}, source)
     model.load_state_dict(weights)
+
+
+MAX_WIDTH = 4096
+"""Bounds on a model file's config (channels, feature widths, layers, classes, upsampling), far beyond any model
+of this project: a tampered header cannot make the loader build something huge before its shapes are checked."""
+MAX_LAYERS = 512
+MAX_CLASSES = 1 << 16
+MAX_SPEAKERS = 10_000
+
+
+def check_config_bounds(config: Config, source: Path) -> None:
+    """`CheckpointError` naming the field when the embedded config is beyond `MAX_*`."""
+    widths = {f"model.{k}": v for k, v in config.model.model_dump().items() if k.endswith(("channels", "_dim"))}
+    widths["features.n_mels"] = config.features.n_mels
+    widths["features.linguistic_dim"] = config.features.linguistic_dim or 0
+    counts = {"model.layers": config.model.layers, "model.upsample_scales": math.prod(config.model.upsample_scales)}
+    if config.student is not None:
+        widths.update({f"student.{k}": v for k, v in config.student.model_dump().items() if k.endswith("channels")})
+        counts["student.flows"] = sum(config.student.flows)
+    limits = {
+        **{name: (value, MAX_WIDTH) for name, value in widths.items() if value is not None},
+        **{name: (value, MAX_LAYERS) for name, value in counts.items()},
+        "audio.mu": (config.audio.mu + 1, MAX_CLASSES),
+        "speakers": (len(config.speakers), MAX_SPEAKERS),
+    }
+    for name, (value, limit) in limits.items():
+        if value > limit:
+            raise CheckpointError(f"{source}: embedded config field '{name}': expected at most {limit}, found {value}")
+
+
+def build_model(path: Path, config: Config, factory: Callable[[Config], nn.Module]) -> nn.Module:
+    """The model `config` describes, holding the file's weights. The config's bounds, and the shapes it implies
+    (built on the meta device, which allocates nothing) against the file's, are checked before any allocation."""
+    check_config_bounds(config, path)
+    try:
+        with torch.device("meta"):
+            skeleton = factory(config)
+        with safe_open(str(path), framework="pt") as handle:
+            found = {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    except (RuntimeError, ValueError) as error:
+        raise CheckpointError(f"{path}: the embedded config does not describe a model ({error})") from None
+    _check_shapes({name: list(tensor.shape) for name, tensor in skeleton.state_dict().items()}, found, path)
+    weights, _, _, _ = read_model_file(path)
+    model = factory(config)
+    load_weights(model, weights, path)
+    return model

@@ -97,6 +97,7 @@ class DistillTrainer(Trainer):
         resume: bool = False,
         max_steps: int | None = None,
         init: str | Path | None = None,
+        restart: bool = False,
     ) -> None:
         if config.student is None:
             raise VocoderError(f"config {config.name!r} has no 'student' section to distill")
@@ -111,7 +112,7 @@ class DistillTrainer(Trainer):
         self.teacher = load_teacher(teacher_path, config)
         self.teacher_identity = file_identity(teacher_path)
         self.edges = mu_law_bin_edges(config.audio.mu)
-        super().__init__(config, data_dir, run_dir, device, resume, max_steps, init)
+        super().__init__(config, data_dir, run_dir, device, resume, max_steps, init, restart)
 
     def run_metadata(self) -> dict[str, Any]:
         return {**super().run_metadata(), "teacher": self.teacher_identity}

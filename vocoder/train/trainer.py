@@ -28,7 +28,7 @@ from vocoder.eval.plots import spectrogram_comparison
 from vocoder.generate import FastWaveNet, Sampling
 from vocoder.models.checkpoint import file_identity, load_weights, read_model_file, resolve_model_path, save_model
 from vocoder.models.wavenet import WaveNet, shift_right
-from vocoder.train.checkpoints import CheckpointStore, load_training_state
+from vocoder.train.checkpoints import CheckpointStore, is_better_export, is_newer_export, load_training_state
 from vocoder.train.data import Batch, SegmentSampler, TrainingCorpus, TrainingDataError
 from vocoder.train.distributed import DistributedContext
 
@@ -80,6 +80,7 @@ class Trainer:
         resume: bool = False,
         max_steps: int | None = None,
         init: str | Path | None = None,
+        restart: bool = False,
         resume_from: Path | None = None,
     ) -> None:
         if sum((resume, init is not None, resume_from is not None)) > 1:
@@ -90,10 +91,11 @@ class Trainer:
         self.dist = DistributedContext.from_environment(device)
         self.run_dir = run_dir
         self.store = CheckpointStore(run_dir, config.train.keep_last)
-        if not resume and self.store.saved_steps():
-            raise VocoderError(f"{run_dir}: holds checkpoints already; pass --resume or use another --out")
-        state = self.store.load_latest() if resume else None
-        if resume_from is not None:
+        if resume_from is None:
+            state = self.store.open_run(resume, restart, self.dist.is_main)
+        elif self.store.saved_steps():
+            raise VocoderError(f"{run_dir}: holds checkpoints already; --resume-from starts a new --out")
+        else:
             state = load_training_state(resume_from)
         if state is not None:
             config = self._reconcile(config, state)
@@ -391,9 +393,11 @@ class Trainer:
             "train_audio_seconds": round(self.corpus.total_seconds, 1),
             **self.run_metadata(),
         }
-        save_model(self.run_dir / "model" / "model.safetensors", self.ema, self.config, self.model_kind, metadata)
-        if is_best:
-            save_model(self.run_dir / "best" / "model.safetensors", self.ema, self.config, self.model_kind, metadata)
+        latest, best = self.run_dir / "model" / "model.safetensors", self.run_dir / "best" / "model.safetensors"
+        if is_newer_export(latest, metadata):
+            save_model(latest, self.ema, self.config, self.model_kind, metadata)
+        if is_best and is_better_export(best, metadata):
+            save_model(best, self.ema, self.config, self.model_kind, metadata)
         self.dist.barrier()
 
     def _gather_data_rng(self) -> list[torch.Tensor]:
