@@ -168,12 +168,11 @@ class Vocoder:
             yield result.waveform[0, start:stop].cpu().numpy()
 
     def local_conditioning(self, features: list[Features]) -> torch.Tensor:
-        """Upsampled `[B, C, T]` conditioning of a batch, zero-padded to its longest utterance."""
+        """Upsampled `[B, C, T]` conditioning of a batch, each utterance padded to the longest by repeating its
+        last frame (as the upsampler extends every edge: zeros would end the shorter ones in a click)."""
         matrices = [item.conditioning(self.config) for item in features]
         longest = max(len(matrix) for matrix in matrices)
-        padded = np.zeros((len(matrices), longest, self.config.features.dim), dtype=np.float32)
-        for row, matrix in enumerate(matrices):
-            padded[row, : len(matrix)] = matrix
+        padded = np.stack([np.pad(matrix, ((0, longest - len(matrix)), (0, 0)), mode="edge") for matrix in matrices])
         upsample = self.model.upsample if self._student is None else self._student.upsample
         return upsample(torch.from_numpy(padded).to(self.device))
 
