@@ -81,7 +81,7 @@ class Vocoder:
         loaded = features if isinstance(features, Features) else read_features(features)
         if speaker is not None:
             loaded = loaded.with_speaker(speaker)
-        validate_features(loaded, self.config)
+        validate_features(loaded, self.config, model=self.name)
         return loaded
 
     def synthesize(
