@@ -39,6 +39,19 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device`, or the default one; asking for a GPU that is not there is bad input, not a traceback."""
+    if device is None:
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise VocoderError(f"device: expected cpu or cuda, found {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise VocoderError(f"device {device!r}: no CUDA GPU is available on this machine; use cpu")
+    return resolved
+
+
 class Vocoder:
     """A loaded teacher WaveNet (or Parallel WaveNet student) and everything needed to synthesize from feature files."""
 
@@ -188,12 +201,13 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None, pre
     fused CPU kernel's weight precision for a teacher's fast path: fp32 picks the naive reference's samples
     exactly, fp16 and int8 are faster within a stated tolerance (`vocoder.generate.cpu_kernel`)."""
     check_precision(precision)  # before reading the file, for students too
+    target = resolve_device(device)
     path = resolve_model_path(name_or_path)
     weights, config, kind, metadata = read_model_file(path)
     if kind not in KIND_METHODS:
         raise VocoderError(f"{path}: model kind {kind!r} is not supported here (expected one of {list(KIND_METHODS)})")
     model = WaveNet(config) if kind == TEACHER_KIND else StudentWaveNet(config)
     load_weights(model, weights, path)
-    model.to(torch.device(device) if device is not None else default_device())
+    model.to(target)
     name = path.parent.name if path.name == "model.safetensors" else path.stem
     return Vocoder(model, name, metadata, kind, precision)

@@ -36,6 +36,7 @@ def serve(
     from pydantic import ValidationError
 
     from server import Settings, create_app
+    from vocoder.api import resolve_device
 
     flags: dict[str, Any] = {
         "host": host,
@@ -57,4 +58,5 @@ def serve(
     except ValidationError as error:  # a bad VOCODER_* variable: one line, like any other bad input
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise VocoderError(f"service settings: {problems}") from None
+    resolve_device(settings.device)  # before serving: a service with no model to serve is no service
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
