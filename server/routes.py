@@ -158,7 +158,7 @@ async def tts(
     """Text to audio with a linguistic model: Festival analyses the text (labels, F0), the model speaks it.
     The speaker defaults to the Festival voice."""
     arrived = time.monotonic()
-    model = _model(state, params)
+    model = _model(state, params, reads="linguistic")
     if media_type(request) != "application/json":
         raise ApiError(415, "unsupported_media_type", f"expected application/json, found {media_type(request)}")
     body = tts_body(await read_body(request, state.settings.max_upload_bytes))
@@ -172,10 +172,10 @@ async def tts(
     return await _deliver(state, model, features, params, arrived)
 
 
-def _model(state: ServiceState, params: SynthesisParams) -> Vocoder:
+def _model(state: ServiceState, params: SynthesisParams, reads: str | None = None) -> Vocoder:
     if not state.registry.loaded:
         raise _unavailable("models are still loading", state.settings.retry_after)
-    return state.registry.resolve(params.model, state.settings.default_model)
+    return state.registry.resolve(params.model, state.settings.default_model, reads)
 
 
 async def _deliver(

@@ -79,3 +79,13 @@ def test_the_slow_blocks_parse() -> None:
     for command in vocoder:  # click parses every option before it answers --help: a wrong flag fails here
         result = CliRunner().invoke(app, [*shlex.split(command)[1:], "--help"])
         assert result.exit_code == 0, f"{command}: {result.output[-1000:]}"
+
+
+def test_serve_help_and_the_readme_list_every_route() -> None:
+    from server import Settings, create_app
+
+    served = create_app(Settings()).openapi()["paths"]
+    help_text = " ".join(CliRunner().invoke(app, ["serve", "--help"]).output.split())
+    readme = (REPO / "README.md").read_text()
+    for route in served:
+        assert route in help_text and route in readme, route
