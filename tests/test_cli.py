@@ -11,6 +11,7 @@ import pytest
 import soundfile
 import yaml
 
+import vocoder
 from tests.conftest import TINY, tone
 from vocoder.audio import save_wav
 from vocoder.features.featurefile import read_features
@@ -173,3 +174,8 @@ def test_a_missing_gpu_is_one_line_and_a_failure(command: list[str], tmp_path: P
     result = run(*args, "--device", "cuda", env={"CUDA_VISIBLE_DEVICES": ""})  # no GPU, whatever the machine has
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip() == "error: device 'cuda': no CUDA GPU is available on this machine; use cpu"
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"vocoder {vocoder.__version__}"
