@@ -78,11 +78,13 @@ class Registry:
             log.info("model %s loaded on %s in %.1f s", name, model.device, time.perf_counter() - began)
         self.loaded = True
 
-    def resolve(self, name: str | None, default: str) -> Vocoder:
-        """The model a request names; with no name, the only model or else the configured default."""
+    def resolve(self, name: str | None, default: str, reads: str | None = None) -> Vocoder:
+        """The model a request names; with no name, the only model (the only one that reads `reads` features,
+        where the route makes those) or else the configured default."""
         if name is None:
-            if len(self.models) == 1:
-                return next(iter(self.models.values()))
+            candidates = [m for m in self.models.values() if reads is None or reads in m.config.features.conditioning]
+            if len(candidates) == 1:
+                return candidates[0]
             name = default
         model = self.models.get(name)
         if model is None:

@@ -159,7 +159,7 @@ async def tts(
     """Text to audio with a linguistic model: Festival analyses the text (labels, F0), the model speaks it.
     The speaker defaults to the Festival voice."""
     arrived = time.monotonic()
-    model = _model(state, params)
+    model = _model(state, params, reads="linguistic")
     if media_type(request) != "application/json":
         raise ApiError(415, "unsupported_media_type", f"expected application/json, found {media_type(request)}")
     settings = state.settings
@@ -179,10 +179,10 @@ async def tts(
     return await _deliver(request, state, model, features, params, arrived)
 
 
-def _model(state: ServiceState, params: SynthesisParams) -> Vocoder:
+def _model(state: ServiceState, params: SynthesisParams, reads: str | None = None) -> Vocoder:
     if not state.registry.loaded:
         raise _unavailable("models are still loading", state.settings.retry_after)
-    return state.registry.resolve(params.model, state.settings.default_model)
+    return state.registry.resolve(params.model, state.settings.default_model, reads)
 
 
 async def _deliver(

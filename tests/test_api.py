@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,9 @@ def test_bad_requests_are_named(tiny_model_file: Path, features_file: Path) -> N
         model.synthesize(features_file, top_p=0)
     with pytest.raises(FeatureFileError, match="speaker"):
         model.synthesize(features_file, speaker="zed")
+    linguistic = replace(model.features(features_file), mel=None, linguistic=np.zeros((10, 7), np.float32))
+    with pytest.raises(FeatureFileError, match="expected mel, what tiny reads .*`vocoder extract --model tiny`"):
+        model.synthesize(linguistic)
 
 
 def test_stream_yields_the_same_waveform_in_chunks(tiny_model_file: Path, tmp_path: Path) -> None:

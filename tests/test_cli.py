@@ -11,11 +11,13 @@ import pytest
 import soundfile
 import yaml
 
+import vocoder
 from tests.conftest import TINY, tone
 from vocoder.audio import save_wav
 from vocoder.features.featurefile import read_features
 
 VOCODER = [sys.executable, "-m", "vocoder.cli"]
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -162,3 +164,20 @@ def test_bench_training_prints_json(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["train_samples_per_s"] > 0 and report["segment_samples"] == (1 + 4) * 40
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["synthesize", "{examples}/slt_0004_mel.npz", "--out", "{tmp}/x.wav"], ["serve"]],
+    ids=["synthesize", "serve"],
+)
+def test_a_missing_gpu_is_one_line_and_a_failure(command: list[str], tmp_path: Path) -> None:
+    args = [part.format(tmp=tmp_path, examples=EXAMPLES) for part in command]
+    result = run(*args, "--device", "cuda", env={"CUDA_VISIBLE_DEVICES": ""})  # no GPU, whatever the machine has
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == "error: device 'cuda': no CUDA GPU is available on this machine; use cpu"
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"vocoder {vocoder.__version__}"

@@ -57,8 +57,14 @@ def test_conditioning_concatenates_configured_arrays_in_order() -> None:
         (good(speaker="carol"), "speaker", "one of \\['alice', 'bob'\\], found 'carol'"),
         (good(speaker=None), "speaker", "no speaker"),
         (good(lf0=np.zeros(19, np.float32)), "frames", "one frame count"),
+        (
+            good(mel=None, lf0=np.zeros(20, np.float32), vuv=np.zeros(20, np.float32), linguistic=np.zeros((20, 7))),
+            "conditioning",
+            "expected mel, what MODEL reads .*`vocoder extract --model MODEL`.*found lf0 \\+ vuv \\+ linguistic, "
+            "which `vocoder frontend` makes for other models",
+        ),
     ],
-    ids=["rate", "hop", "missing", "dim", "nan", "too-long", "unknown-speaker", "no-speaker", "ragged"],
+    ids=["rate", "hop", "missing", "dim", "nan", "too-long", "unknown-speaker", "no-speaker", "ragged", "other-kind"],
 )
 def test_validation_names_file_field_expected_and_found(features: Features, field: str, pattern: str) -> None:
     config = tiny_config(features={"max_frames": 4000})
@@ -85,14 +91,16 @@ def header(version: int = 1) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize(
     ("data", "pattern"),
     [
-        (b"garbage", "'file': expected an .npz archive"),
+        (b"garbage", "'file': expected an .npz feature file \\(a zip archive\\), found other data$"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", "found WAV audio: .*`vocoder extract`"),
+        (b"\x93NUMPY\x01\x00", "found a single .npy array"),
         (archive(**header(2), mel=np.zeros((3, 10))), "'version': expected 1, found 2"),
         (archive(mel=np.zeros((3, 10))), "'version': expected an integer scalar, found nothing"),
         (archive(**header(), mel=np.zeros((3, 10)), extra=np.zeros(3)), "'extra'.*unknown array"),
         (archive(**header(), mel=np.array(["a", "b"])), "'mel': expected a numeric array"),
         (archive(**header(), mel=np.zeros(3), speaker=np.array([1, 2])), "'speaker': expected a string scalar"),
     ],
-    ids=["garbage", "version", "no-version", "unknown-array", "text-array", "bad-speaker"],
+    ids=["garbage", "wav", "npy", "version", "no-version", "unknown-array", "text-array", "bad-speaker"],
 )
 def test_reading_rejects_malformed_files(data: bytes, pattern: str) -> None:
     with pytest.raises(FeatureFileError, match=pattern):

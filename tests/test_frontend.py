@@ -22,6 +22,7 @@ from vocoder.features.linguistic import label_samples, load_question_set, read_l
 from vocoder.frontend import festival
 from vocoder.frontend.features import VOICED_QUESTION, text_to_features
 from vocoder.frontend.festival import FestivalError, FestivalUtterance, Voice, run_festival
+from vocoder.models.checkpoint import read_model_header, resolve_model_path
 
 pytest_plugins = ["tests.festival_fixtures"]
 
@@ -94,6 +95,14 @@ def test_text_file_gives_one_utterance_per_line(tmp_path: Path, sentences: tuple
     result = CliRunner().invoke(app, ["frontend", str(text), "--voice", "kal", "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "o").glob("*.npz")) == ["my_story_0001.npz", "my_story_0002.npz"]
+    tts_teacher = read_model_header(resolve_model_path("tts-teacher"))[0]  # the default: the model that reads them
+    validate_features(read_features(tmp_path / "o" / "my_story_0001.npz"), tts_teacher)
+
+
+def test_a_model_that_reads_no_linguistic_features_is_sent_to_extract(tmp_path: Path) -> None:
+    with pytest.raises(VocoderError, match="--model teacher: reads mel, .*`vocoder extract --model teacher`"):
+        args = ["frontend", "Hi.", "--model", "teacher", "--out", str(tmp_path)]
+        CliRunner().invoke(app, args, catch_exceptions=False)
 
 
 def test_missing_festival_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

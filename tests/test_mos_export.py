@@ -113,3 +113,14 @@ def test_export_refuses_unsafe_or_impossible_requests(tmp_path: Path) -> None:
     with pytest.raises(MosExportError, match=r"quiet\.wav.*silent"):
         export_package(dirs["reference"], systems, tmp_path / "p4")
     assert not (tmp_path / "p4").exists() and not (tmp_path / ".p4.partial").exists()  # nothing half-written
+
+
+def test_export_of_a_single_utterance_fits_the_gold_items_to_it(tmp_path: Path) -> None:
+    """The default gold count shrinks to the utterances there are; only an explicit larger one is refused."""
+    dirs = write_corpus(tmp_path, count=1)
+    systems = [("lowpass", dirs["lowpass"]), ("mulaw", dirs["mulaw"])]
+    key = export_package(dirs["reference"], systems, tmp_path / "pkg")
+    kinds = Counter(key["stimuli"][s]["kind"] for s in key["playlists"][0]["trials"])
+    assert kinds == {"test": 1, "gold_reference": 1, "gold_anchor": 1}
+    with pytest.raises(MosExportError, match="--gold-per-kind 2: at most 1"):
+        export_package(dirs["reference"], systems, tmp_path / "pkg2", gold_per_kind=2)

@@ -39,6 +39,19 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device`, or the default one; asking for a GPU that is not there is bad input, not a traceback."""
+    if device is None:
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise VocoderError(f"device: expected cpu or cuda, found {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise VocoderError(f"device {device!r}: no CUDA GPU is available on this machine; use cpu")
+    return resolved
+
+
 class Vocoder:
     """A loaded teacher WaveNet (or Parallel WaveNet student) and everything needed to synthesize from feature files."""
 
@@ -83,7 +96,7 @@ class Vocoder:
             if not self.config.speakers:  # a file's own speaker is kept as a label; a requested one would be ignored
                 raise FeatureFileError(loaded.source, "speaker", f"none: {self.name} has no speakers", repr(speaker))
             loaded = loaded.with_speaker(speaker)
-        validate_features(loaded, self.config)
+        validate_features(loaded, self.config, model=self.name)
         return loaded
 
     def synthesize(
@@ -173,12 +186,11 @@ class Vocoder:
             yield deemphasis(result.waveform[0, start:stop].cpu().numpy())
 
     def local_conditioning(self, features: list[Features]) -> torch.Tensor:
-        """Upsampled `[B, C, T]` conditioning of a batch, zero-padded to its longest utterance."""
+        """Upsampled `[B, C, T]` conditioning of a batch, each utterance padded to the longest by repeating its
+        last frame (as the upsampler extends every edge: zeros would end the shorter ones in a click)."""
         matrices = [item.conditioning(self.config) for item in features]
         longest = max(len(matrix) for matrix in matrices)
-        padded = np.zeros((len(matrices), longest, self.config.features.dim), dtype=np.float32)
-        for row, matrix in enumerate(matrices):
-            padded[row, : len(matrix)] = matrix
+        padded = np.stack([np.pad(matrix, ((0, longest - len(matrix)), (0, 0)), mode="edge") for matrix in matrices])
         upsample = self.model.upsample if self._student is None else self._student.upsample
         return upsample(torch.from_numpy(padded).to(self.device))
 
@@ -194,11 +206,12 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None, pre
     fused CPU kernel's weight precision for a teacher's fast path: fp32 picks the naive reference's samples
     exactly, fp16 and int8 are faster within a stated tolerance (`vocoder.generate.cpu_kernel`)."""
     check_precision(precision)  # before reading the file, for students too
+    target = resolve_device(device)
     path = resolve_model_path(name_or_path)
     config, kind, metadata = read_model_header(path)
     if kind not in KIND_METHODS:
         raise VocoderError(f"{path}: model kind {kind!r} is not supported here (expected one of {list(KIND_METHODS)})")
     model = build_model(path, config, WaveNet if kind == TEACHER_KIND else StudentWaveNet)
-    model.to(torch.device(device) if device is not None else default_device())
+    model.to(target)
     name = path.parent.name if path.name == "model.safetensors" else path.stem
     return Vocoder(model, name, metadata, kind, precision)

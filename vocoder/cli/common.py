@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vocoder.config import Config, load_config
 from vocoder.errors import VocoderError
-from vocoder.models.checkpoint import read_model_header, resolve_model_path
+from vocoder.models.checkpoint import bundled_model_names, read_model_header, resolve_model_path
 
 DEFAULT_MODEL = "teacher"
 
@@ -18,6 +18,19 @@ def config_of(model: str | None, config: str | None) -> Config:
     if config:
         return load_config(config)
     return read_model_header(resolve_model_path(model or DEFAULT_MODEL))[0]
+
+
+def linguistic_model() -> str:
+    """The one bundled model that reads linguistic features: the default of the commands and routes that make
+    them from text."""
+    names = [
+        name
+        for name in bundled_model_names()
+        if "linguistic" in read_model_header(resolve_model_path(name))[0].features.conditioning
+    ]
+    if len(names) != 1:
+        raise VocoderError(f"--model: {len(names)} bundled models read linguistic features ({names}); name one")
+    return names[0]
 
 
 def output_paths(inputs: list[Path], out: Path, suffix: str) -> list[Path]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from vocoder.cli.app import app
-from vocoder.eval.mos_export import PEAK_CEILING_DBFS, default_key_path, export_package
+from vocoder.eval.mos_export import DEFAULT_GOLD_PER_KIND, PEAK_CEILING_DBFS, default_key_path, export_package
 from vocoder.eval.mos_report import analyze_and_report
 from vocoder.eval.pairing import parse_system
 
@@ -32,7 +32,11 @@ def export(
     seed: int = typer.Option(0, "--seed", help="Seed of ids, playlists and the anchor's noise."),
     loudness: float = typer.Option(-23.0, "--loudness", help="Target integrated loudness, LUFS (BS.1770)."),
     sample_rate: int = typer.Option(16000, "--sample-rate", help="Sample rate of the stimuli."),
-    gold_per_kind: int = typer.Option(2, "--gold-per-kind", help="Reference and anchor checks per listener."),
+    gold_per_kind: int | None = typer.Option(
+        None,
+        "--gold-per-kind",
+        help=f"Reference and anchor checks per listener (default {DEFAULT_GOLD_PER_KIND}, fewer on fewer utterances).",
+    ),
     familiarisation: int = typer.Option(3, "--familiarisation", help="Unrated examples shown before the test."),
 ) -> None:
     """Write a self-contained, blinded test package and its key (kept outside the package)."""

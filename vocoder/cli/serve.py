@@ -31,12 +31,14 @@ def serve(
     torch_threads: int | None = typer.Option(None, min=1, help="torch intra-op threads"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ) -> None:
-    """Serve the models of a folder over HTTP: POST /v1/synthesize, GET /v1/models, /healthz, /readyz, /metrics."""
+    """Serve the models of a folder over HTTP: POST /v1/synthesize (feature or label files), POST /v1/tts (text, by
+    default with the one model that reads linguistic features), GET /v1/models, /healthz, /readyz, /metrics."""
     import uvicorn
     from pydantic import ValidationError
 
     from server import Settings, create_app
     from server.protocol import with_header_timeout
+    from vocoder.api import resolve_device
 
     flags: dict[str, Any] = {
         "host": host,
@@ -58,6 +60,7 @@ def serve(
     except ValidationError as error:  # a bad VOCODER_* variable: one line, like any other bad input
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise VocoderError(f"service settings: {problems}") from None
+    resolve_device(settings.device)  # before serving: a service with no model to serve is no service
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -31,6 +31,8 @@ from vocoder.errors import VocoderError
 from vocoder.eval.pairing import Pairing, pair_files
 
 PEAK_CEILING_DBFS = -1.0
+DEFAULT_GOLD_PER_KIND = 2
+"""Natural references and low anchors per playlist, unless fewer utterances are tested (a gold item never repeats)."""
 ANCHOR_CUTOFF_HZ = 1000.0
 ANCHOR_SNR_DB = 5.0
 ANCHOR_BITS = 6
@@ -121,10 +123,11 @@ def export_package(
     seed: int = 0,
     loudness_lufs: float = -23.0,
     sample_rate: int = 16000,
-    gold_per_kind: int = 2,
+    gold_per_kind: int | None = None,
     familiarisation: int = 3,
 ) -> dict:
-    """Write the package and its key; returns the key (a JSON-ready dict)."""
+    """Write the package and its key; returns the key (a JSON-ready dict). `gold_per_kind` defaults to
+    `DEFAULT_GOLD_PER_KIND`, or to the number of utterances where there are fewer (a gold item never repeats)."""
     key_path = key_path or default_key_path(package)
     if key_path.resolve().is_relative_to(package.resolve()):
         raise MosExportError(f"key {key_path} must be outside the package {package}, or listeners could read it")
@@ -144,6 +147,8 @@ def export_package(
     listeners = listeners or math.ceil(len(utterances) * len(names) / items)
     if listeners < 1:
         raise MosExportError(f"--listeners {listeners}: must be at least 1")
+    if gold_per_kind is None:
+        gold_per_kind = min(DEFAULT_GOLD_PER_KIND, len(utterances))
     if gold_per_kind < 0 or familiarisation < 0:
         raise MosExportError("--gold-per-kind and --familiarisation must not be negative")
     if familiarisation > (len(names) + 2) * len(utterances):

@@ -21,6 +21,8 @@ from vocoder.errors import VocoderError
 FEATURE_FILE_VERSION = 1
 ARRAY_NAMES = ("mel", "lf0", "vuv", "linguistic")
 _MATRIX_ARRAYS = {"mel", "linguistic"}
+AUDIO_MAGIC = {b"RIFF": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3\x03": "MP3", b"FORM": "AIFF"}
+"""The first four bytes of audio files that people pass as features by mistake."""
 
 
 class FeatureFileError(VocoderError):
@@ -131,19 +133,33 @@ def _read_members(archive: np.lib.npyio.NpzFile, source: str) -> dict[str, np.nd
     return members
 
 
+def _first_bytes(data: bytes | str | Path) -> bytes:
+    if isinstance(data, bytes):
+        return data[:4]
+    with Path(data).open("rb") as handle:
+        return handle.read(4)
+
+
 def read_features(data: bytes | str | Path, source: str | None = None) -> Features:
     """Read a feature file from a path or from bytes (an upload). Never unpickles."""
     if source is None:
         source = str(data) if isinstance(data, str | Path) else "<upload>"
-    handle = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
-        archive = np.load(handle, allow_pickle=False)
+        head = _first_bytes(data)
     except FileNotFoundError:
         raise FeatureFileError(source, "file", "an existing .npz file", "no such file") from None
+    except OSError as error:
+        raise FeatureFileError(source, "file", "a readable .npz file", str(error)) from None
+    if head in AUDIO_MAGIC:
+        found = f"{AUDIO_MAGIC[head]} audio: make features of it with `vocoder extract`"
+        raise FeatureFileError(source, "file", "an .npz feature file", found)
+    if head[:2] != b"PK":  # numpy would offer to unpickle anything that is neither .npz nor .npy
+        found = "a single .npy array" if head == b"\x93NUM" else "other data"
+        raise FeatureFileError(source, "file", "an .npz feature file (a zip archive)", found)
+    try:
+        archive = np.load(io.BytesIO(data) if isinstance(data, bytes) else data, allow_pickle=False)
     except _DAMAGE as error:
         raise FeatureFileError(source, "file", "an .npz archive", f"unreadable data ({error})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise FeatureFileError(source, "file", "an .npz archive", "a single .npy array")
     with archive:
         members = _read_members(archive, source)
     version = _scalar_int(members, "version", source)
@@ -169,11 +185,26 @@ def read_features(data: bytes | str | Path, source: str | None = None) -> Featur
     )
 
 
-def validate_features(features: Features, config: Config, require_speaker: bool = True) -> None:
-    """Raise FeatureFileError unless `features` fit the model described by `config`.
+def made_by(conditioning: list[str] | tuple[str, ...]) -> str:
+    """The command that writes features of this kind: where to send someone who has the wrong ones."""
+    return "vocoder frontend" if "linguistic" in conditioning else "vocoder extract"
+
+
+def validate_features(features: Features, config: Config, require_speaker: bool = True, model: str = "MODEL") -> None:
+    """Raise FeatureFileError unless `features` fit the model described by `config` (named `model` in messages).
 
     `require_speaker=False` accepts a file without a speaker (one can be chosen at synthesis time)."""
     source, wanted = features.source, config.features
+    found = list(features.arrays())
+    if found and made_by(found) != made_by(wanted.conditioning):  # the other kind: no detail below would help
+        source_of = "text" if "linguistic" in wanted.conditioning else "audio"
+        raise FeatureFileError(
+            source,
+            "conditioning",
+            f"{' + '.join(wanted.conditioning)}, what {model} reads (make them from {source_of} with "
+            f"`{made_by(wanted.conditioning)} --model {model}`)",
+            f"{' + '.join(found)}, which `{made_by(found)}` makes for other models",
+        )
     if features.sample_rate != config.audio.sample_rate:
         raise FeatureFileError(source, "sample_rate", str(config.audio.sample_rate), str(features.sample_rate))
     if features.hop_length != wanted.hop_length:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -65,7 +66,11 @@ class GatedResidualLayer(nn.Module):
 
 class ConditioningUpsampler(nn.Module):
     """Frame-rate features to sample rate: a frame-level conv, then nearest-neighbour stretches each smoothed by
-    a learned 1-D filter along time (initialised to a moving average, which avoids checkerboard artefacts)."""
+    a learned 1-D filter along time (initialised to a moving average, which avoids checkerboard artefacts).
+
+    Both ends are extended by repeating the first and last frames, so the edges of an utterance are upsampled
+    like its interior. Zero padding there read as a loud frame (log-mel 0 is magnitude 1) and made every output
+    begin and end in a click."""
 
     def __init__(self, in_channels: int, out_channels: int, scales: list[int], prenet_kernel_size: int) -> None:
         super().__init__()
@@ -76,13 +81,32 @@ class ConditioningUpsampler(nn.Module):
             smoother = nn.Conv2d(1, 1, (1, 2 * scale + 1), padding=(0, scale), bias=False)
             nn.init.constant_(smoother.weight, 1.0 / (2 * scale + 1))
             self.smoothers.append(smoother)
+        # How far, in frames, the prenet and every smoother reach past an edge: the repeated frames cover it all.
+        rate, reach = 1, prenet_kernel_size // 2
+        smoother_reach = 0.0
+        for scale in self.scales:
+            rate *= scale
+            smoother_reach += scale / rate
+        self.edge_frames = reach + math.ceil(smoother_reach)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """`[B, C_in, frames]` -> `[B, C_out, frames * prod(scales)]`."""
-        x = self.prenet(frames).unsqueeze(1)
+        return self.upsample_with(frames, self.stretch_and_smooth)
+
+    def stretch_and_smooth(self, x: torch.Tensor) -> torch.Tensor:
+        """The stages after the prenet: `[B, C, n]` -> `[B, C, n * prod(scales)]`."""
+        x = x.unsqueeze(1)
         for scale, smoother in zip(self.scales, self.smoothers, strict=True):
             x = smoother(x.repeat_interleave(scale, dim=-1))
         return x.squeeze(1)
+
+    def upsample_with(self, frames: torch.Tensor, stages: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Repeat the edge frames, prenet, `stages` (this module's or an equivalent), and crop the repeats off
+        again: the one place the edges are handled, for every implementation of the stages."""
+        edge = self.edge_frames
+        x = stages(self.prenet(F.pad(frames, (edge, edge), mode="replicate")))
+        crop = edge * math.prod(self.scales)
+        return x[..., crop:-crop]
 
 
 class ConditionedModel(nn.Module):

@@ -3,7 +3,9 @@
 A segment is `context + segment_frames` frames of conditioning and the matching audio. The loss covers only the
 last `segment_frames` frames, whose every sample sees a full receptive field of real history; the context frames
 before them feed that history. `margin` extra frames on each side let the upsampler see real neighbours and are
-cropped after upsampling. Utterances shorter than a segment are zero-padded and masked out of the loss.
+cropped after upsampling. A segment may hang over either end of its utterance: the audio there is silence and
+masked out of the loss, the conditioning repeats the edge frame (as the upsampler extends it at synthesis), and
+every frame, the first and the last included, is in the loss of equally many segments.
 
 Audio enters the model's signal domain here (pre-emphasised when `audio.preemphasis` is set). Training batches can
 be augmented (random gain and spectral tilt, applied to the audio and followed by the mel) and carry a noisy copy of
@@ -190,9 +192,9 @@ class SegmentSampler:
         segments = []
         for index in indices:
             utterance = self.corpus.utterances[index]
-            n_frames = len(utterance.conditioning)
-            latest = max(0, n_frames - self.segment_frames)
-            start = int(torch.randint(0, latest + 1, (1,), generator=generator))
+            # Starts from 1 - segment_frames on: the ends of an utterance are learnt as often as its middle
+            # (starts within the utterance alone put its last frame in 1/segment_frames as many segments).
+            start = int(torch.randint(1 - self.segment_frames, len(utterance.conditioning), (1,), generator=generator))
             frames, audio, mask = self.segment(utterance, start)
             if self.augmentation is not None:
                 self.augmentation(frames, audio, generator)
@@ -201,15 +203,14 @@ class SegmentSampler:
 
     def segment(self, utterance: Utterance, loss_start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(frames with context and margins, audio, mask) with the loss starting at frame `loss_start`."""
-        hop, dim = self.config.features.hop_length, self.config.features.dim
+        hop = self.config.features.hop_length
         first = loss_start - self.context  # first frame of real (or padded) history
         total = self.context + self.segment_frames
-        frames = np.zeros((total + 2 * self.margin, dim), np.float32)
+        n_frames = len(utterance.conditioning)
+        rows = np.arange(first - self.margin, first + total + self.margin)
+        frames = utterance.conditioning[np.clip(rows, 0, n_frames - 1)]  # the edge frames repeated past the ends
         audio = np.zeros(total * hop, np.float32)
         mask = np.zeros(total * hop, np.float32)
-        n_frames = len(utterance.conditioning)
-        lo, hi = max(0, first - self.margin), min(n_frames, first + total + self.margin)
-        frames[lo - (first - self.margin) : hi - (first - self.margin)] = utterance.conditioning[lo:hi]
         lo, hi = max(0, first), min(n_frames, first + total)
         audio[(lo - first) * hop : (hi - first) * hop] = utterance.audio[lo * hop : hi * hop]
         loss_lo = max(lo, loss_start)
