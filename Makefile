@@ -9,7 +9,7 @@ PIP    := $(VENV)/bin/pip
 # chromium (browser tests of the MOS listening page).
 APT_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k sox espeak-ng chromium
 
-.PHONY: install test test-fast lint demo serve clean
+.PHONY: install test test-fast lint demo serve corpus-real clean
 
 install: $(VENV)/.installed $(VENV)/.apt
 
@@ -46,6 +46,11 @@ demo: install
 # The synthesis service on 127.0.0.1:8000 with the models under models/ (docs/SERVICE.md); SERVE_ARGS adds flags.
 serve: install
 	$(VENV)/bin/vocoder serve $(SERVE_ARGS)
+
+# Optional, not needed by demo or test: real recorded speech from Debian (festvox-ru, ktuberling, asterisk-en; about
+# 150 MB of packages, 140 min of audio) as feature caches under data/real/ (docs/DATA.md); a few minutes on 2 cores.
+corpus-real: install
+	$(VENV)/bin/vocoder corpus real --out data/real --config real_teacher
 
 clean:
 	rm -rf $(VENV) out runs .pytest_cache .ruff_cache

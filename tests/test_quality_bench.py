@@ -1,0 +1,68 @@
+"""`vocoder bench quality`: every system scored on the same held-out utterances, ratios to Griffin-Lim and to the
+mu-law ceiling of the same run, WAVs and spectrogram grids written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vocoder
+from tests.conftest import tiny_config
+from tests.test_train import build_cache
+from vocoder.errors import VocoderError
+from vocoder.eval.quality import CEILING, GRIFFIN_LIM, QualitySettings, bench_quality, held_out, mu_law_ceiling
+from vocoder.models.checkpoint import save_model
+from vocoder.models.wavenet import WaveNet
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_cache(tmp_path_factory.mktemp("source-a"), tiny_config(), count=4)
+
+
+def test_held_out_ids_are_evenly_spread_and_stable(cache_dir: Path) -> None:
+    assert held_out(cache_dir, "train", 2) == ["utt0", "utt2"]
+    assert held_out(cache_dir, "train", 10) == ["utt0", "utt1", "utt2"]
+    with pytest.raises(VocoderError, match="no 'test' utterances"):
+        held_out(cache_dir, "test", 2)
+
+
+def test_the_ceiling_is_the_recording_requantised() -> None:
+    wav = np.linspace(-0.9, 0.9, 1000, dtype=np.float32)
+    ceiling = mu_law_ceiling(wav, 255)
+    assert np.max(np.abs(ceiling - wav)) < 0.9 * np.pi / 255 * 2  # within one mu-law bin of the loudest sample
+    assert not np.array_equal(ceiling, wav)
+
+
+def test_bench_quality_scores_models_beside_griffin_lim_and_the_ceiling(cache_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = tiny_config(speakers=[])
+    path = save_model(tmp_path / "random" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
+    model = vocoder.load(path, "cpu")
+    settings = QualitySettings(split="train", limit=2, seed=0, griffin_lim_iterations=16, with_dnsmos=False)
+    report = bench_quality([model], [cache_dir], tmp_path / "out", settings, progress=False)
+    source = cache_dir.name
+    assert report["utterances"] == {source: ["utt0", "utt2"]}
+    systems = report["sources"][source]
+    assert list(systems) == [CEILING, GRIFFIN_LIM, "random"]
+    ceiling, griffin_lim, random_model = (systems[name]["mean"] for name in systems)
+    assert ceiling["pesq_wb"] > griffin_lim["pesq_wb"] > random_model["pesq_wb"]  # an untrained model is noise
+    assert ceiling["stoi"] > 0.95
+    ratio = systems["random"]["vs_griffin_lim"]
+    assert ratio["pesq_wb"] == pytest.approx(random_model["pesq_wb"] / griffin_lim["pesq_wb"], abs=1e-3)
+    assert ratio["mcd_db"] == pytest.approx(griffin_lim["mcd_db"] / random_model["mcd_db"], abs=1e-3)
+    assert systems[GRIFFIN_LIM]["vs_griffin_lim"]["pesq_wb"] == 1.0
+    assert report["sources"]["all"] == systems  # one source: the overall means are its means
+    wavs = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out" / "wavs").rglob("*.wav"))
+    assert len(wavs) == 2 * 3
+    assert (tmp_path / "out" / "spectrograms" / f"{source}_utt0.png").is_file()
+    json.dumps(report)  # the --json output
+
+
+def test_bench_quality_refuses_what_it_cannot_score(cache_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(VocoderError, match="at least one --model"):
+        bench_quality([], [cache_dir], tmp_path, QualitySettings())
