@@ -77,7 +77,8 @@ def test_build_real_corpus_makes_one_cache_per_source_with_fixed_splits(
     words = tmp_path / "sounds"
     for language, freq in (("en", 150), ("de", 210)):
         (words / language).mkdir(parents=True)
-        save_wav(words / language / "ball.wav", np.stack([tone(0.5, freq, 44100)] * 2, axis=1), 44100)  # stereo, 44.1 kHz
+        stereo = np.stack([tone(0.5, freq, 44100)] * 2, axis=1)
+        save_wav(words / language / "ball.wav", stereo, 44100)  # stereo, 44.1 kHz
     (words / "de" / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really")
     sources = {
         "festvox-ru": RealSource("festvox-ru", "festvox-ru", voice, "festvox", "train", real._link),
