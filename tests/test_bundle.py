@@ -20,13 +20,13 @@ def test_bundle_writes_model_config_and_card(tiny_model_file: Path, tmp_path: Pa
     summary = tmp_path / "summary.md"
     summary.write_text("| system | PESQ |\n|---|---|\n| teacher | 1.2 |")
     notes = "Trained on a CPU for a few steps: a smoke model."
-    target = bundle_model(tiny_model_file, "teacher", tmp_path / "models", features, summary, notes)
+    target = bundle_model(tiny_model_file, "teacher", tmp_path / "models", [features], summary, notes)
     assert yaml.safe_load((target / "config.yaml").read_text())["name"] == tiny_config().name
     card = (target / "README.md").read_text()
     for expected in (
         notes,
         "| steps | 0 |",
-        "1 training utterances (0.5 min) of 2, speakers alice, bob",
+        "`feats`: 1 training utterances (0.5 min) of 2, speakers alice, bob",
         "| teacher | 1.2 |",
         "receptive field | 16 samples",
     ):
@@ -50,3 +50,40 @@ def test_a_student_card_describes_its_flows(tmp_path: Path) -> None:
     path = save_model(tmp_path / "s.safetensors", StudentWaveNet(config), config, "student", {"steps": 3})
     card = (bundle_model(path, "student", tmp_path / "models") / "README.md").read_text()
     assert "# `student`: student" in card and "2 flows of [2, 3] layers" in card and "| steps | 3 |" in card
+
+
+def test_a_bundled_run_ships_its_training_state_and_the_next_run_continues_it(tmp_path: Path) -> None:
+    """The bundled model keeps getting better from run to run: its checkpoint ships beside it, verified, and
+    `--resume-from` continues the same run (step, schedule, optimizer) in a new run directory."""
+    from tests.test_train import build_cache, train_config
+    from vocoder.train.trainer import Trainer
+
+    config = train_config(max_steps=4)
+    data = build_cache(tmp_path / "cache", config)
+    first = Trainer(config, data, tmp_path / "run1", "cpu")
+    first.run()
+    checkpoint = first.store.path_for(4)
+    target = bundle_model(tmp_path / "run1" / "model", "teacher", tmp_path / "models", training_state=checkpoint)
+    state = target / "training" / "state.pt"
+    assert state.read_bytes() == checkpoint.read_bytes()
+    assert "`training/state.pt`: continue with `vocoder train --resume-from`" in (target / "README.md").read_text()
+    assert "/" + tmp_path.parts[1] not in (target / "README.md").read_text()  # no path of the building machine
+
+    following = Trainer(train_config(max_steps=6), data, tmp_path / "run2", "cpu", resume_from=state)
+    assert following.step == 4
+    summary = following.run()
+    assert summary.step == 6
+    (tmp_path / "run3" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run3" / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    straight = Trainer(train_config(max_steps=6), data, tmp_path / "run3", "cpu", resume=True)
+    straight.run()
+    for name, tensor in straight.model.state_dict().items():  # --resume-from is exactly --resume
+        assert following.model.state_dict()[name].equal(tensor), name
+
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(checkpoint.read_bytes()[:-100])
+    with pytest.raises(VocoderError, match="damaged.pt"):
+        bundle_model(tmp_path / "run1" / "model", "other", tmp_path / "models", training_state=damaged)
+    assert not (tmp_path / "models" / "other").exists()
+    with pytest.raises(VocoderError, match="no such training state"):
+        Trainer(config, data, tmp_path / "run4", "cpu", resume_from=tmp_path / "missing.pt")

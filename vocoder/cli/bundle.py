@@ -16,12 +16,21 @@ def bundle(
     model: str = typer.Argument(..., help="model file or run directory's model/ folder"),
     name: str = typer.Option(..., help="the addressable name, e.g. teacher"),
     models_dir: Path = typer.Option(None, help="default: the bundled models folder"),
-    data: Path | None = typer.Option(None, help="feature cache it was trained on (summarised in the card)"),
+    data: list[Path] = typer.Option([], help="feature cache it was trained on (summarised in the card); repeatable"),
     evaluation: Path | None = typer.Option(None, help="an evaluation summary.md to include in the card"),
     notes: Path | None = typer.Option(None, help="a markdown file with notes for the card"),
+    training_state: Path | None = typer.Option(
+        None, help="the run's checkpoint to ship as training/state.pt (continued by `vocoder train --resume-from`)"
+    ),
 ) -> None:
     """Bundle a trained model: model.safetensors, config.yaml and README.md (model card)."""
     target = bundle_model(
-        model, name, models_dir or bundled_models_dir(), data, evaluation, notes.read_text() if notes else ""
+        model,
+        name,
+        models_dir or bundled_models_dir(),
+        data,
+        evaluation,
+        notes.read_text() if notes else "",
+        training_state,
     )
     typer.echo(f"bundled {model} as {target}")

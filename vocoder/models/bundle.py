@@ -17,8 +17,10 @@ from vocoder.errors import VocoderError
 from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, resolve_model_path
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
+from vocoder.train.checkpoints import read_checkpoint
 
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024
+TRAINING_STATE = "training/state.pt"
 LOSS_MEANING = {
     "teacher": "cross-entropy, nats per sample",
     "student": "distillation loss: KL(student || teacher) in nats per sample, less the weighted contrastive KL if "
@@ -26,18 +28,29 @@ LOSS_MEANING = {
 }
 
 
-def _corpus_summary(feature_dir: Path | None) -> str:
-    if feature_dir is None or not (feature_dir / "manifest.jsonl").is_file():
-        return "not recorded"
+def _cache_summary(feature_dir: Path) -> str:
+    if not (feature_dir / "manifest.jsonl").is_file():
+        return f"{feature_dir.name}: not recorded"
     rows = [json.loads(line) for line in (feature_dir / "manifest.jsonl").read_text().splitlines() if line]
     train = [row for row in rows if row["split"] == "train"]
     speakers = sorted({row["speaker"] for row in rows})
+    shown = ", ".join(speakers[:6]) + (f" and {len(speakers) - 6} more" if len(speakers) > 6 else "")
     minutes = sum(row["duration"] for row in train) / 60
-    return f"{len(train)} training utterances ({minutes:.1f} min) of {len(rows)}, speakers {', '.join(speakers)}"
+    utterances = f"{len(train)} training utterances ({minutes:.1f} min) of {len(rows)}"
+    return f"`{feature_dir.name}`: {utterances}, speakers {shown}"
+
+
+def _corpus_summary(feature_dirs: list[Path]) -> str:
+    return "; ".join(_cache_summary(directory) for directory in feature_dirs) or "not recorded"
+
+
+def _file_name(identity: dict[str, str]) -> str:
+    """A recorded model file as `<folder>/<file>`: a card names no path of the machine that built it."""
+    return "/".join(Path(identity["file"]).parts[-2:])
 
 
 def write_card(
-    path: Path, name: str, model_file: Path, feature_dir: Path | None, evaluation: Path | None, notes: str
+    path: Path, name: str, model_file: Path, feature_dirs: list[Path], evaluation: Path | None, notes: str
 ) -> None:
     config, kind, metadata = read_model_header(model_file)
     lines = [
@@ -73,24 +86,21 @@ def write_card(
             f"| parameters | {student.parameter_count():,} |",
         ]
         if teacher := metadata.get("teacher"):
-            lines.append(f"| distilled from | `{teacher['file']}` (sha256 {teacher['sha256'][:12]}) |")
+            lines.append(f"| distilled from | `{_file_name(teacher)}` (sha256 {teacher['sha256'][:12]}) |")
     if initial := metadata.get("initialised_from"):
-        lines.append(f"| fine-tuned from | `{initial['file']}` (sha256 {initial['sha256'][:12]}) |")
+        lines.append(f"| fine-tuned from | `{_file_name(initial)}` (sha256 {initial['sha256'][:12]}) |")
     lines += [
-        f"| training data | {_corpus_summary(feature_dir)} |",
+        f"| training data | {_corpus_summary(feature_dirs)} |",
         f"| steps | {metadata.get('steps', 'n/a')} |",
         f"| wall time | {metadata.get('wall_seconds', 'n/a')} s |",
         f"| device | {metadata.get('device', 'n/a')} |",
         f"| validation loss | {metadata.get('valid_loss', 'n/a')} ({LOSS_MEANING.get(kind, 'see the config')}) |",
         f"| bundled | {datetime.now(UTC).strftime('%Y-%m-%d')} |",
     ]
+    if (path.parent / TRAINING_STATE).is_file():
+        lines.append(f"| training state | `{TRAINING_STATE}`: continue with `vocoder train --resume-from` |")
     if evaluation is not None and evaluation.is_file():
-        lines += [
-            "",
-            "## Objective evaluation (utterances of the demo corpus' test split)",
-            "",
-            evaluation.read_text().strip(),
-        ]
+        lines += ["", "## Objective evaluation", "", evaluation.read_text().strip()]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -98,20 +108,29 @@ def bundle_model(
     source: str | Path,
     name: str,
     models_dir: Path,
-    feature_dir: Path | None = None,
+    feature_dirs: list[Path] | None = None,
     evaluation: Path | None = None,
     notes: str = "",
+    training_state: Path | None = None,
 ) -> Path:
-    """Copy a model file into `models_dir/name/` with `config.yaml` and a generated `README.md` card."""
+    """Copy a model file into `models_dir/name/` with `config.yaml` and a generated `README.md` card, and the run's
+    training state (a checkpoint, verified first) as `training/state.pt` so the next run continues it."""
     model_file = resolve_model_path(source)
     if model_file.stat().st_size > MAX_BUNDLE_BYTES:
         raise VocoderError(f"{model_file}: {model_file.stat().st_size / 2**20:.1f} MB exceeds the 20 MB bundle limit")
+    state = None if training_state is None else read_checkpoint(training_state)  # damaged: refused before copying
     target = models_dir / name
     target.mkdir(parents=True, exist_ok=True)
+    if state is not None:
+        if state["config"] != read_model_header(model_file)[0].model_dump(mode="json"):
+            raise VocoderError(f"{training_state}: its config differs from {model_file}'s: not the same run")
+        (target / TRAINING_STATE).parent.mkdir(exist_ok=True)
+        shutil.copyfile(training_state, target / f"{TRAINING_STATE}.partial")
+        (target / f"{TRAINING_STATE}.partial").replace(target / TRAINING_STATE)
     temporary = target / f".{WEIGHTS_NAME}.partial"
     shutil.copyfile(model_file, temporary)
     temporary.replace(target / WEIGHTS_NAME)
     config, _, _ = read_model_header(model_file)
     (target / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    write_card(target / "README.md", name, model_file, feature_dir, evaluation, notes)
+    write_card(target / "README.md", name, model_file, feature_dirs or [], evaluation, notes)
     return target
