@@ -106,7 +106,9 @@ def training(
 
 @bench_app.command("quality")
 def quality(
-    model: list[str] = typer.Option(..., "--model", help="model name or path; repeat to compare several"),
+    model: list[str] = typer.Option(
+        ..., "--model", help="model name or path, or LABEL=PATH; repeat to compare several"
+    ),
     data: list[Path] = typer.Option(
         ..., "--data", help="feature cache of held-out recordings (e.g. data/real/feats/festvox-ru); repeat per source"
     ),
@@ -128,7 +130,13 @@ def quality(
     if split not in ("train", "valid", "test"):
         raise typer.BadParameter(f"expected train, valid or test, found {split!r}", param_hint="--split")
     settings = QualitySettings(split, limit, seed, griffin_lim_iterations, dnsmos, spectrograms)
-    report = bench_quality([load(name, device) for name in model], data, out, settings)
+    vocoders = []
+    for entry in model:
+        label, _, path = entry.rpartition("=")
+        loaded = load(path, device)
+        loaded.name = label or loaded.name
+        vocoders.append(loaded)
+    report = bench_quality(vocoders, data, out, settings)
     table = summary_table(report)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -17,7 +17,7 @@ from vocoder.errors import VocoderError
 from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, resolve_model_path
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
-from vocoder.train.checkpoints import read_checkpoint
+from vocoder.train.checkpoints import read_checkpoint, save_checkpoint
 
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024
 TRAINING_STATE = "training/state.pt"
@@ -125,8 +125,7 @@ def bundle_model(
         if state["config"] != read_model_header(model_file)[0].model_dump(mode="json"):
             raise VocoderError(f"{training_state}: its config differs from {model_file}'s: not the same run")
         (target / TRAINING_STATE).parent.mkdir(exist_ok=True)
-        shutil.copyfile(training_state, target / f"{TRAINING_STATE}.partial")
-        (target / f"{TRAINING_STATE}.partial").replace(target / TRAINING_STATE)
+        save_checkpoint(state, target / TRAINING_STATE)  # written afresh: it carries its digest whatever its age
     temporary = target / f".{WEIGHTS_NAME}.partial"
     shutil.copyfile(model_file, temporary)
     temporary.replace(target / WEIGHTS_NAME)
