@@ -178,3 +178,16 @@ def test_augmented_training_resumes_exactly(cache_dir: Path, tmp_path: Path) -> 
     second.run()
     for name, tensor in whole.model.state_dict().items():
         torch.testing.assert_close(second.model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_a_student_must_share_its_teachers_signal_domain(shaped_model: Path) -> None:
+    """The teacher's density is over the pre-emphasised signal: a student distilled against it must produce that
+    signal too (and its spectral losses compare pre-emphasised audio), so the audio sections must agree."""
+    from vocoder.errors import VocoderError
+    from vocoder.train.distill import load_teacher
+
+    student = _student_section()
+    assert load_teacher(shaped_model, shaped_config().model_copy(update={"student": student})) is not None
+    plain = tiny_config(speakers=[], train=TRAIN).model_copy(update={"student": student})
+    with pytest.raises(VocoderError, match="'audio' section differs"):
+        load_teacher(shaped_model, plain)
