@@ -21,6 +21,7 @@ NOT_VOCODER = {
     "make demo": "scripts/demo.py, which `make demo` runs, has its own checks; this suite is `make test`",
     "make test": "this suite is `make test`",
     "scripts/recipe.sh": "tests/test_recipe.py runs it with --quick",
+    "make corpus-real": "installs 150 MB of Debian packages: run by hand; tests/test_real_corpus.py covers its code",
 }
 """Commands of slow blocks that are not `vocoder` commands, and where they are exercised instead."""
 
