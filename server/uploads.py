@@ -192,6 +192,10 @@ class JsonParser:
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
             return self._pool
 
+    def start(self) -> None:
+        """Start the process now (seconds of imports), so the first large body does not wait for it."""
+        self._executor().submit(_parse_json_apart, b"{}").result()
+
     async def parse(self, body: bytes) -> Features:
         pool = self._executor()
         try:
