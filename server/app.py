@@ -18,6 +18,7 @@ from server.registry import Registry
 from server.routes import router
 from server.settings import Settings
 from server.state import ServiceState
+from server.uploads import JSON_PARSER
 from vocoder import __version__
 
 log = logging.getLogger("server")
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             torch.set_num_threads(settings.torch_threads)
         state.engine.start()
         loading = asyncio.create_task(asyncio.to_thread(state.registry.load_all, settings.warmup))
+        parser = asyncio.create_task(asyncio.to_thread(JSON_PARSER.start))  # large JSON bodies' process
         log.info("serving models from %s", settings.models_dir)
         try:
             yield
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.text_analysis.stop()
             await asyncio.to_thread(state.engine.stop)
             await loading
+            await parser
 
     app = FastAPI(
         title="wavenet-service",

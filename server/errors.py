@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server.inference import ShuttingDown
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import FeatureFileError
 
@@ -85,6 +86,11 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return error_response(ApiError(error.status_code, code, str(error.detail), headers=error.headers))
 
+    async def shutting_down(request: Request, _: Exception) -> JSONResponse:
+        retry_after = request.app.state.service.settings.retry_after
+        message = "the service is shutting down; retry (another instance, if there is one)"
+        return error_response(ApiError(503, "shutting_down", message, headers={"Retry-After": str(retry_after)}))
+
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=error)
         return error_response(ApiError(500, "internal", "internal error; the server log has the details"))
@@ -93,4 +99,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VocoderError, vocoder_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ShuttingDown, shutting_down)
     app.add_exception_handler(Exception, unexpected)

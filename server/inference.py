@@ -9,7 +9,8 @@ A worker that finds several compatible jobs waiting (same model, method and samp
 batch with `Vocoder.synthesize_batch`: a step costs little more for 8 rows than for 1. There is no waiting for a
 batch to fill: batches form only from requests that queued while the workers were busy, so an idle service adds
 no latency. A request that gives up (timeout, client gone) is dropped from the queue, and a running batch whose
-requests have all given up stops at its next progress report.
+requests have all given up stops at its next progress report. When the service shuts down, queued jobs and
+running ones (at their next progress report) end with `ShuttingDown`, which the routes answer with 503.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ StreamItem = np.ndarray | BaseException | None  # a chunk, the error that ended 
 
 class QueueFull(Exception):
     """Every queue slot is taken; the client should retry later."""
+
+
+class ShuttingDown(Exception):
+    """The engine has stopped: a queued job is dropped, a running one stops at its next progress report, and new
+    work is refused; the client should retry (elsewhere, if another instance serves)."""
 
 
 class _Abandoned(Exception):
@@ -114,11 +120,12 @@ class Lane:
             thread.start()
 
     def close(self) -> None:
-        """Refuse new work, drop what waits and ask running batches to stop."""
+        """Refuse new work, end what waits with `ShuttingDown` and ask running batches to stop (with it too)."""
         with self._condition:
             self._closed = True
-            for job in list(self._pending):  # cancelling runs `_forget`, which edits the queue
-                job.future.cancel()
+            for job in self._pending:
+                if not job.future.done():
+                    job.future.set_exception(ShuttingDown())
             self._pending.clear()
             for job in self._running:
                 job.abandoned = True
@@ -134,13 +141,19 @@ class Lane:
         return len(self._pending)
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def busy(self) -> bool:
         """Jobs wait or run here (read without the lock: a stale answer only delays a pause by one look)."""
         return bool(self._pending or self._running)
 
     def submit(self, job: Job) -> None:
         with self._condition:
-            if self._closed or len(self._pending) >= self.max_queue:
+            if self._closed:
+                raise ShuttingDown
+            if len(self._pending) >= self.max_queue:
                 raise QueueFull
             self._pending.append(job)
             self._condition.notify()
@@ -192,8 +205,11 @@ class Lane:
                     self._running.difference_update(batch)
 
     def _checkpoint(self, batch: list[Job]) -> None:
-        """Between two chunks: stop if nobody waits any more, pause while a cheaper lane has work."""
+        """Between two chunks: stop if the service is shutting down or nobody waits any more, pause while a
+        cheaper lane has work."""
         while True:
+            if self._closed:
+                raise ShuttingDown
             if all(job.abandoned for job in batch):
                 raise _Abandoned
             if not any(lane.busy for lane in self.cheaper):
@@ -265,7 +281,7 @@ class InferenceEngine:
             lane.start(self._report_depth)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Refuse new work, drop what waits, ask running batches to stop, and wait for the threads."""
+        """Refuse new work, end what waits, ask running batches to stop, and wait for the threads (idempotent)."""
         for lane in self.lanes.values():
             lane.close()
         for lane in self.lanes.values():
@@ -278,8 +294,17 @@ class InferenceEngine:
     def _report_depth(self) -> None:
         self.metrics.queue_depth.set(self.depth)
 
+    @property
+    def busy(self) -> bool:
+        """Jobs wait or run in some lane."""
+        return any(lane.busy for lane in self.lanes.values())
+
+    @property
+    def stopped(self) -> bool:
+        return any(lane.closed for lane in self.lanes.values())
+
     def submit(self, job: Job) -> None:
-        """Queue `job` in its cost class; `QueueFull` when that queue is full."""
+        """Queue `job` in its cost class; `QueueFull` when that queue is full, `ShuttingDown` once stopped."""
         self.lanes[COST_CLASSES[job.method]].submit(job)
 
     async def run(self, job: Job, timeout: float) -> np.ndarray:

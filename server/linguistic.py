@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from server.errors import ApiError
-from server.inference import QueueFull
+from server.inference import QueueFull, ShuttingDown
 from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.features.linguistic import (
@@ -107,9 +107,13 @@ class TextAnalysis:
     def __init__(self, workers: int, max_queue: int) -> None:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="festival")
         self._slots = threading.BoundedSemaphore(workers + max_queue)
+        self._stopped = False
 
     async def features(self, text: str, voice: str, speaker: str, model: Vocoder, timeout: float) -> Features:
-        """Festival's analysis, at most `timeout` seconds of it; `QueueFull` when the pool is full."""
+        """Festival's analysis, at most `timeout` seconds of it; `QueueFull` when the pool is full,
+        `ShuttingDown` once stopped (a text still waiting then ends so too)."""
+        if self._stopped:
+            raise ShuttingDown
         if not self._slots.acquire(blocking=False):
             raise QueueFull
         try:
@@ -118,7 +122,15 @@ class TextAnalysis:
         except BaseException:
             self._slots.release()
             raise
-        return await asyncio.wrap_future(work)
+        try:
+            return await asyncio.wrap_future(work)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            given_up = task is not None and task.cancelling() > 0  # its request was cancelled, not the work
+            if self._stopped and work.cancelled() and not given_up:  # dropped by `stop`
+                raise ShuttingDown from None
+            raise
 
     def stop(self) -> None:
+        self._stopped = True
         self._executor.shutdown(wait=False, cancel_futures=True)

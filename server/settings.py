@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     tts_workers: int = Field(1, ge=1, description="Festival processes at once for /v1/tts")
     tts_queue: int = Field(4, ge=0, description="texts waiting for a Festival process; beyond: 503")
     tts_timeout: float = Field(10.0, gt=0, description="seconds one Festival analysis may take; then it is killed")
+    shutdown_grace: float = Field(
+        5.0, ge=0, description="seconds running and queued jobs may finish once told to stop; what is left: 503"
+    )
     stream_chunk_samples: int = Field(1024, ge=64, description="samples per chunk of a streamed response")
     retry_after: int = Field(2, ge=1, description="seconds a 503 asks the client to wait")
     warmup: bool = Field(True, description="run a short synthesis with every model before reporting ready")

@@ -5,13 +5,22 @@ from an `.npz`), and `.npz` uploads are read without pickle.
 An `.npz` is a zip whose headers declare how big each array is; those declarations are checked against the
 upload limit, and each member's `.npy` header against its data, before numpy allocates anything, so a small
 archive cannot claim gigabytes (a zip bomb).
+
+A JSON body of more than `JSON_IN_PROCESS_BYTES` is parsed in a separate process (`JsonParser`): pydantic's
+parser holds the GIL for the whole parse (about 0.6 s for a body at the frame cap on the development machine), so
+parsing it in a thread stalls the event loop and every inference thread for that long (measured: a student's p99
+from 0.34 s to 3.3 s beside two clients sending such bodies; docs/BENCHMARKS.md, "Mixed load").
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
+import threading
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 import numpy as np
@@ -69,6 +78,8 @@ async def features_from_request(
     body = await read_body(request, limit, timeout)
     if kind == "application/json":
         check_json_counts(body, model, max_frames)
+        if len(body) > JSON_IN_PROCESS_BYTES:
+            return await JSON_PARSER.parse(body)
         return await asyncio.to_thread(features_from_json, body)
     filename, data = await _upload(request, body)
     if filename.lower().endswith(LABEL_SUFFIX):
@@ -150,6 +161,64 @@ def check_json_counts(body: bytes, model: Vocoder, max_frames: int) -> None:
             f"{rows_allowed} rows); the body holds about {numbers} numbers in {rows} rows"
         )
         raise ApiError(413, "too_large", message, "body")
+
+
+JSON_IN_PROCESS_BYTES = 256 * 1024
+"""Larger JSON bodies are parsed in `JsonParser`'s process (smaller ones take a few milliseconds in a thread)."""
+
+
+def _parse_json_apart(body: bytes) -> Features | tuple[int, str, str, str | None]:
+    """`features_from_json` in the parser process; an `ApiError` comes back as its fields (it does not pickle)."""
+    try:
+        return features_from_json(body)
+    except ApiError as error:
+        return error.status, error.code, error.message, error.field
+
+
+class JsonParser:
+    """One process that parses large JSON bodies one at a time, off this process's GIL (a bounded pool of its
+    own: requests wait for it, and its memory is one parse's, bounded by the frame cap). Started on first use
+    (forkserver: no copy of the service's threads or models); restarted if it dies."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            return self._pool
+
+    def start(self) -> None:
+        """Start the process now (seconds of imports), so the first large body does not wait for it."""
+        self._executor().submit(_parse_json_apart, b"{}").result()
+
+    async def parse(self, body: bytes) -> Features:
+        pool = self._executor()
+        try:
+            result = await asyncio.wrap_future(pool.submit(_parse_json_apart, body))
+        except BrokenProcessPool:  # the process died (killed for memory?): the next body gets a new one
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False)
+            raise
+        if isinstance(result, Features):
+            return result
+        status, code, message, field = result
+        raise ApiError(status, code, message, field)
+
+    def stop(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+JSON_PARSER = JsonParser()
 
 
 def features_from_json(body: bytes) -> Features:

@@ -54,3 +54,38 @@ def test_an_interrupted_export_leaves_no_partial_file(tmp_path: Path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save_model(tmp_path / "model.safetensors", WaveNet(config), config, "teacher", {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_distillation_teacher_loader_checks_the_same_bounds(tmp_path: Path) -> None:
+    """`load_teacher` builds through the checked builder of `vocoder.load`: a teacher file whose config passes
+    the section comparison (the distillation config asks for the same) is still held to the model-file bounds."""
+    from vocoder.models.checkpoint import MAX_SPEAKERS, save_model
+    from vocoder.train.distill import load_teacher
+
+    config = tiny_config(speakers=[f"s{index}" for index in range(MAX_SPEAKERS + 1)])
+    path = save_model(tmp_path / "teacher" / "model.safetensors", WaveNet(config), config, "teacher", {})
+    with pytest.raises(CheckpointError, match=r"model.safetensors: embedded config field 'speakers'"):
+        load_teacher(path, config)
+
+
+def test_the_distillation_teacher_loader_checks_shapes_before_reading_weights(
+    tiny_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mis-shaped tensor is named from the file's header, before its weights are read into memory."""
+    import vocoder.models.checkpoint as checkpoint
+    from vocoder.train.distill import load_teacher
+
+    weights = load_file(str(tiny_model_file))
+    name = next(iter(weights))
+    weights[name] = torch.zeros(64, 64, 64)
+    with safe_open(str(tiny_model_file), framework="pt") as handle:
+        header = dict(handle.metadata())
+    path = tmp_path / "teacher.safetensors"
+    save_file(weights, str(path), metadata=header)
+
+    def no_read(*_: object) -> None:
+        raise AssertionError("weights read before the shapes were checked")
+
+    monkeypatch.setattr(checkpoint, "load_file", no_read)
+    with pytest.raises(CheckpointError, match=name):
+        load_teacher(path, tiny_config())

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 import vocoder
 from server import Settings, create_app
-from server.inference import Job, QueueFull, _Abandoned
+from server.inference import Job, ShuttingDown
 from server.state import ServiceState
 from tests.test_server_support import HOP, build_models_dir, json_body, npz_bytes, upload, wait_ready
 from vocoder.features.featurefile import read_features
@@ -448,10 +448,9 @@ def test_stopping_the_engine_drops_queued_jobs(models_dir: Path) -> None:
             release.set()
             stopping.join(30)
         assert not stopping.is_alive()
-        assert [job.future.cancelled() for job in jobs] == [False, True, True]
-        # the running batch was told to stop: it ended at its next progress report, not with audio or another error
-        assert isinstance(jobs[0].future.exception(timeout=60), _Abandoned)
-        with pytest.raises(QueueFull):
+        # the queued jobs were dropped, and the running batch ended at its next progress report, not with audio
+        assert all(isinstance(job.future.exception(timeout=60), ShuttingDown) for job in jobs)
+        with pytest.raises(ShuttingDown):
             engine.submit(Job(teacher, features, "fast", Sampling()))
 
 

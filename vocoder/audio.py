@@ -6,6 +6,8 @@ categories the WaveNet predicts; the formulas match torchaudio's `mu_law_encodin
 
 from __future__ import annotations
 
+import os
+import struct
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +38,37 @@ def load_wav(path: str | Path, sample_rate: int) -> np.ndarray:
     if not np.all(np.isfinite(wav)):
         raise AudioFileError(f"{path}: the audio holds NaN or infinite samples")
     return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+WAV_MAX_CHUNKS = 64
+"""Chunks looked through for a WAV's data chunk (canonical files have 2 to 4 before it)."""
+
+
+def wav_shortfall(path: str | Path) -> tuple[int, int] | None:
+    """(claimed, present): the bytes a RIFF/WAVE file's data chunk claims and the bytes the file holds after its
+    header, when it claims more; None for a file that holds what it claims, or that is no RIFF/WAVE file.
+
+    libsndfile reads such a file without a word, as much audio as there is: a file cut short by an interrupted
+    copy, or one written to a pipe, whose writer could not go back to fill in the size (0xFFFFFFFF or 0 left)."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            offset = 12
+            for _ in range(WAV_MAX_CHUNKS):
+                if offset + 8 > size:
+                    return None
+                handle.seek(offset)
+                chunk, claimed = struct.unpack("<4sI", handle.read(8))
+                if chunk == b"data":
+                    present = size - offset - 8
+                    return (claimed, present) if claimed > present else None
+                offset += 8 + claimed + (claimed & 1)
+    except OSError:
+        return None
+    return None
 
 
 AUDIO_FORMATS = {"pcm16": ("WAV", "PCM_16"), "float": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_16")}

@@ -33,11 +33,10 @@ def serve(
 ) -> None:
     """Serve the models of a folder over HTTP: POST /v1/synthesize (feature or label files), POST /v1/tts (text, by
     default with the one model that reads linguistic features), GET /v1/models, /healthz, /readyz, /metrics."""
-    import uvicorn
     from pydantic import ValidationError
 
     from server import Settings, create_app
-    from server.protocol import with_header_timeout
+    from server.serving import ServiceServer, service_config
     from vocoder.api import resolve_device
 
     flags: dict[str, Any] = {
@@ -61,11 +60,7 @@ def serve(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise VocoderError(f"service settings: {problems}") from None
     resolve_device(settings.device)  # before serving: a service with no model to serve is no service
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        http=with_header_timeout(settings.header_timeout),
-        timeout_keep_alive=settings.keep_alive_timeout,
-    )
+    server = ServiceServer(service_config(create_app(settings), settings, log_level))
+    server.run()
+    if not server.started:  # as uvicorn.run: the port was taken, or the application failed to start
+        raise typer.Exit(3)

@@ -116,7 +116,8 @@ def _vctk(root: Path) -> list[CorpusItem]:
 
 def _folder(root: Path) -> list[CorpusItem]:
     items = []
-    for audio in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
+    # every path with an audio suffix, files or not: a folder or a broken link is skipped with its reason
+    for audio in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
         relative = audio.relative_to(root).with_suffix("")
         speaker = relative.parent.parts[0] if relative.parent.parts else root.resolve().name
         labels, text_file = audio.with_suffix(".lab"), audio.with_suffix(".txt")

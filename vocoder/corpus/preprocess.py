@@ -6,7 +6,10 @@ extract the configured features, write both files atomically. Trimming depends o
   shortened to PAUSE_KEEP_S, and the labels are shifted with the audio, so both stay aligned;
 - other configs trim by energy (frames more than TRIM_TOP_DB below the loudest one) and keep TRIM_MARGIN_S
   either side.
-Bad files (unreadable, silent, too short or too long, bad labels) are skipped and listed in report.json.
+Bad files (unreadable, silent, too short or too long, bad labels; a path with an audio suffix that is a folder or
+a symbolic link that loops or leads nowhere) are skipped and listed in report.json with the reason. A WAV whose
+header claims more audio data than the file holds (cut short, or written to a pipe) is kept, since its features
+are made from the audio it does hold, and listed under `flagged` in report.json.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vocoder.audio import load_wav, save_wav
+from vocoder.audio import load_wav, save_wav, wav_shortfall
 from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache, ManifestRow, feature_stamp, split_of
 from vocoder.corpus.layouts import CorpusItem, discover
@@ -99,10 +102,38 @@ def _acoustic_config(config: Config) -> Config:
     return config.model_copy(update={"features": features})
 
 
+def check_audio_path(path: Path) -> None:
+    """SkipUtterance naming what `path` is when it has an audio suffix but is no file that can hold audio."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except FileNotFoundError:
+            raise SkipUtterance(f"a symbolic link to a missing file ({os.readlink(path)})") from None
+        except (RuntimeError, OSError):  # a loop: RuntimeError up to Python 3.12, OSError (ELOOP) from 3.13
+            raise SkipUtterance("a symbolic link that loops (following it never reaches a file)") from None
+    if path.is_dir():
+        raise SkipUtterance("a directory, not an audio file")
+    if path.exists() and not path.is_file():
+        raise SkipUtterance("not a regular file (a device, pipe or socket)")
+
+
+def flag_of(path: Path) -> str | None:
+    """Why a kept utterance's source deserves a look, if it does (report.json's `flagged`)."""
+    shortfall = wav_shortfall(path)
+    if shortfall is None:
+        return None
+    claimed, present = shortfall
+    return (
+        f"the WAV header claims {claimed} bytes of audio data, the file holds {present}: truncated, or written "
+        "without its final size; kept with the audio it holds"
+    )
+
+
 def process(item: CorpusItem, config: Config, cache: FeatureCache) -> ManifestRow:
     """Make and write the feature file and target wav of one utterance, or raise SkipUtterance."""
     rate, hop = config.audio.sample_rate, config.features.hop_length
     linguistic = "linguistic" in config.features.conditioning
+    check_audio_path(item.audio)
     wav = load_wav(item.audio, rate)
     if np.max(np.abs(wav)) < SILENCE_PEAK:
         raise SkipUtterance("silent")
@@ -191,6 +222,11 @@ def preprocess(
             for future in as_completed(futures):
                 record(future.result())
     bar.close()
+    flagged = [
+        {"id": item.id, "source": str(item.audio), "reason": reason}
+        for item in items
+        if item.id in rows and (reason := flag_of(item.audio)) is not None
+    ]
     report = {
         "layout": layout,
         "corpus": str(corpus_dir),
@@ -199,6 +235,7 @@ def preprocess(
         "reused": len(items) - len(todo),
         "cleared_stale_cache": cleared,
         "skipped": sorted(skipped, key=lambda entry: entry["id"]),
+        "flagged": flagged,
     }
     cache.finish(rows.values(), report)
     return report

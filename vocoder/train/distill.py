@@ -28,7 +28,13 @@ from vocoder.audio import mu_law_decode, mu_law_encode, mu_law_position
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.generate import Sampling
-from vocoder.models.checkpoint import file_identity, load_weights, read_model_file, resolve_model_path
+from vocoder.models.checkpoint import (
+    build_model,
+    file_identity,
+    load_weights,
+    read_model_header,
+    resolve_model_path,
+)
 from vocoder.models.student import StudentOutput, StudentWaveNet, logistic_noise
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.data import Batch
@@ -48,16 +54,19 @@ TEACHER_SECTIONS = ("audio", "features", "model", "speakers")
 
 
 def load_teacher(name_or_path: str | Path, config: Config) -> WaveNet:
-    """The frozen teacher, checked to be a teacher of the same audio, features, model and speakers as `config`."""
+    """The frozen teacher, checked to be a teacher of the same audio, features, model and speakers as `config`.
+
+    Built as `vocoder.load` builds a model (`build_model`): the embedded config's bounds and the shapes it implies
+    are checked against the file's before anything is allocated or any weight is read."""
     path = resolve_model_path(name_or_path)
-    weights, teacher_config, kind, _ = read_model_file(path)
+    teacher_config, kind, _ = read_model_header(path)
     if kind != "teacher":
         raise VocoderError(f"{path}: --teacher must be a teacher model, found kind {kind!r}")
     for section in TEACHER_SECTIONS:
         if getattr(teacher_config, section) != getattr(config, section):
             raise VocoderError(f"{path}: the teacher's '{section}' section differs from the config's")
-    teacher = WaveNet(teacher_config)
-    load_weights(teacher, weights, path)
+    teacher = build_model(path, teacher_config, WaveNet)
+    assert isinstance(teacher, WaveNet)
     return teacher.requires_grad_(False).eval()
 
 

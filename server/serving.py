@@ -1,0 +1,51 @@
+"""The uvicorn server `vocoder serve` runs, with a bounded shutdown.
+
+uvicorn's own shutdown stops accepting connections, then waits for every open request to end, without a limit,
+before the application's lifespan ends; a teacher's generation can run for a minute, a naive one for longer. Here
+running and queued jobs get `shutdown_grace` seconds to finish; then the engine stops, so what is left ends with
+a 503 (`shutting_down`, which a client retries elsewhere) at its next progress report, the connections close and
+the lifespan ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import uvicorn
+from fastapi import FastAPI
+
+from server.protocol import with_header_timeout
+from server.settings import Settings
+from server.state import ServiceState
+
+GRACE_POLL_SECONDS = 0.05
+
+
+def service_config(app: FastAPI, settings: Settings, log_level: str = "info") -> uvicorn.Config:
+    """uvicorn's settings for `app`: address, header deadline, keep-alive timeout."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        http=with_header_timeout(settings.header_timeout),
+        timeout_keep_alive=settings.keep_alive_timeout,
+    )
+
+
+class ServiceServer(uvicorn.Server):
+    """`uvicorn.Server` whose shutdown ends the service's jobs after a grace period instead of waiting for them."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        state: ServiceState = app.state.service
+        for listener in self.servers:  # no new connections while the jobs finish (uvicorn closes them again)
+            listener.close()
+        deadline = time.monotonic() + state.settings.shutdown_grace
+        while state.engine.busy and time.monotonic() < deadline and not self.force_exit:
+            await asyncio.sleep(GRACE_POLL_SECONDS)
+        state.text_analysis.stop()
+        await asyncio.to_thread(state.engine.stop)
+        await super().shutdown(sockets)
