@@ -95,3 +95,17 @@ def test_festival_has_its_own_bounded_pool(
 def test_festival_past_its_time_limit_is_killed(tmp_path: Path) -> None:
     with pytest.raises(FestivalTimeout):
         run_festival(["A sentence that takes Festival a moment to analyse."], "kal", tmp_path, timeout=0.05)
+
+
+def test_text_analysis_past_the_request_timeout_is_504(
+    client: TestClient, festival_blocked: tuple[threading.Event, threading.Event]
+) -> None:
+    """Festival is held by the test past the request's timeout (long enough for the pool's thread to start on a
+    loaded machine): the request ends in a 504 naming the text analysis, whatever Festival does later."""
+    entered, _ = festival_blocked
+    state = client.app.state.service
+    state.settings = state.settings.model_copy(update={"timeout": 5.0})
+    response = client.post(TTS, json={"text": "Yes.", "voice": "slt"})
+    assert entered.is_set(), response.text
+    error = response.json()["error"]
+    assert response.status_code == 504 and error["code"] == "timeout" and "text analysis" in error["message"]
