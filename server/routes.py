@@ -27,7 +27,15 @@ from server.schemas import (
     error_responses,
 )
 from server.state import ServiceState, get_state
-from server.uploads import UPLOAD_FIELD, features_from_request, media_type, read_body, tts_body
+from server.uploads import (
+    AUDIO_FIELD,
+    UPLOAD_FIELD,
+    features_from_audio,
+    features_from_request,
+    media_type,
+    read_body,
+    tts_body,
+)
 from vocoder.api import KIND_METHODS, Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.generate import Sampling
@@ -61,6 +69,28 @@ SYNTHESIZE_BODY = {
                 }
             },
             "application/json": {"schema": FeaturesBody.model_json_schema()},
+        },
+    }
+}
+
+VOCODE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [AUDIO_FIELD],
+                    "properties": {
+                        AUDIO_FIELD: {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a recording: WAV, FLAC, OGG (any format libsndfile reads), any common "
+                            "rate, mono or stereo",
+                        }
+                    },
+                }
+            }
         },
     }
 }
@@ -179,6 +209,30 @@ async def tts(
     return await _deliver(request, state, model, features, params, arrived)
 
 
+@v1.post(
+    "/vocode",
+    tags=["synthesis"],
+    response_class=Response,
+    responses={200: AUDIO_RESPONSE, **error_responses(413, 415, 422, 503, 504)},
+    openapi_extra=VOCODE_BODY,
+)
+async def vocode(
+    request: Request,
+    params: Annotated[SynthesisParams, Query()],
+    state: ServiceState = Depends(get_state),
+) -> Response:
+    """Copy synthesis: a recording (multipart field `audio`) is analysed as the model reads it and resynthesised.
+    Header `X-Input-Conversion` says how it was resampled or mixed down (`none` when it was not)."""
+    arrived = time.monotonic()
+    model = _model(state, params, reads="mel")
+    settings = state.settings
+    cap = frame_cap(model, settings.max_frames)
+    features, conversion = await features_from_audio(
+        request, settings.max_upload_bytes, settings.body_timeout, model, cap
+    )
+    return await _deliver(request, state, model, features, params, arrived, {"X-Input-Conversion": conversion})
+
+
 def _model(state: ServiceState, params: SynthesisParams, reads: str | None = None) -> Vocoder:
     if not state.registry.loaded:
         raise _unavailable("models are still loading", state.settings.retry_after)
@@ -186,9 +240,16 @@ def _model(state: ServiceState, params: SynthesisParams, reads: str | None = Non
 
 
 async def _deliver(
-    request: Request, state: ServiceState, model: Vocoder, features: Features, params: SynthesisParams, arrived: float
+    request: Request,
+    state: ServiceState,
+    model: Vocoder,
+    features: Features,
+    params: SynthesisParams,
+    arrived: float,
+    notes: dict[str, str] | None = None,
 ) -> Response:
-    """Validate `features` for `model`, queue the synthesis and answer with audio (whole or streamed)."""
+    """Validate `features` for `model`, queue the synthesis and answer with audio (whole or streamed); `notes` are
+    extra response headers."""
     settings = state.settings
     features = model.features(features, params.speaker)
     cap = frame_cap(model, settings.max_frames)
@@ -206,6 +267,7 @@ async def _deliver(
         "X-Sample-Rate": str(model.sample_rate),
         "X-Audio-Samples": str(features.n_samples),
         "X-Audio-Duration": f"{features.n_samples / model.sample_rate:.4f}",
+        **(notes or {}),
     }
     remaining = settings.timeout - (time.monotonic() - arrived)
     if params.stream:
