@@ -1,4 +1,5 @@
-"""HTTP routes: health, readiness, metrics, the model list, and synthesis from features, labels or text."""
+"""HTTP routes: health, readiness, metrics, the model and voice lists, and synthesis from features, labels, audio
+(copy synthesis) or text (also in OpenAI's speech shape)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,27 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from server.auth import require_api_key
-from server.encoding import MEDIA_TYPES, STREAMABLE, encode_audio, encode_chunk, wav_header
+from server.encoding import MEDIA_TYPES, RAW_PCM, STREAMABLE, encode_audio, encode_chunk, wav_header
 from server.errors import ApiError, client_closed
 from server.inference import Job, QueueFull
 from server.linguistic import check_text_frames, require_linguistic
 from server.schemas import (
+    OPENAI_MODELS,
     ConditioningInfo,
     FeaturesBody,
     Health,
     ModelInfo,
     ModelList,
     Readiness,
+    SpeechBody,
+    SpeechFormat,
     SynthesisParams,
     TtsBody,
+    VoiceInfo,
+    VoiceList,
     error_responses,
 )
+from server.settings import Settings
 from server.state import ServiceState, get_state
 from server.uploads import (
     AUDIO_FIELD,
@@ -34,10 +41,12 @@ from server.uploads import (
     features_from_request,
     media_type,
     read_body,
+    speech_body,
     tts_body,
 )
 from vocoder.api import KIND_METHODS, Vocoder
 from vocoder.features.featurefile import Features
+from vocoder.frontend.festival import VOICES
 from vocoder.generate import Sampling
 
 STREAMING_METHODS = ("fast", "student")
@@ -167,7 +176,7 @@ async def synthesize(
     """Feature file (multipart `.npz`, or JSON arrays) to audio; an HTS `.lab` upload for a linguistic model.
     `stream=true` sends WAV chunks as they are generated."""
     arrived = time.monotonic()
-    model = _model(state, params)
+    model = _model(state, params.model)
     cap = frame_cap(model, state.settings.max_frames)
     settings = state.settings
     features = await features_from_request(request, settings.max_upload_bytes, settings.body_timeout, model, cap)
@@ -189,24 +198,91 @@ async def tts(
     """Text to audio with a linguistic model: Festival analyses the text (labels, F0), the model speaks it.
     The speaker defaults to the Festival voice."""
     arrived = time.monotonic()
-    model = _model(state, params, reads="linguistic")
+    model = _model(state, params.model, reads="linguistic")
+    body = tts_body(await _json_body(request, state.settings))
+    speaker = params.speaker or (body.voice if model.config.speakers else None)
+    features = await _analyse(request, state, model, body.text, body.voice, speaker, body.speed, arrived)
+    return await _deliver(request, state, model, features, params, arrived)
+
+
+SPEECH_FORMATS: dict[str, str] = {"wav": "pcm16", "flac": "flac", "pcm": RAW_PCM}
+"""OpenAI's `response_format` to this service's encoding."""
+assert set(SPEECH_FORMATS) == set(SpeechFormat.__args__)  # type: ignore[attr-defined]
+
+
+@v1.post(
+    "/audio/speech",
+    tags=["openai"],
+    response_class=Response,
+    responses={200: AUDIO_RESPONSE, **error_responses(413, 415, 422, 501, 503, 504)},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": SpeechBody.model_json_schema()}}}
+    },
+)
+async def speech(request: Request, state: ServiceState = Depends(get_state)) -> Response:
+    """OpenAI's speech route (`client.audio.speech.create`): text through Festival and the linguistic model.
+    `model` names a served model, or one of OpenAI's names for the default; `voice` is a Festival voice."""
+    arrived = time.monotonic()
+    body = speech_body(await _json_body(request, state.settings))
+    model = _model(state, None if body.model in OPENAI_MODELS else body.model, reads="linguistic")
+    speaker = body.voice if model.config.speakers else None
+    features = await _analyse(request, state, model, body.input, body.voice, speaker, body.speed, arrived)
+    params = SynthesisParams()
+    return await _deliver(request, state, model, features, params, arrived, SPEECH_FORMATS[body.response_format])
+
+
+@v1.get("/voices", response_model=VoiceList, tags=["openai"])
+async def voices(state: ServiceState = Depends(get_state)) -> VoiceList:
+    """The voices of the text routes: every Festival voice with every served model that reads linguistic
+    features (for a model with speakers, the voices among them)."""
+    listed = []
+    for name, model in sorted(state.registry.models.items()):
+        if "linguistic" not in model.config.features.conditioning:
+            continue
+        for voice in VOICES.values():
+            if not model.config.speakers or voice.key in model.config.speakers:
+                listed.append(
+                    VoiceInfo(
+                        name=voice.key,
+                        model=name,
+                        language=voice.language,
+                        festival_voice=voice.festival_name,
+                        package=voice.package,
+                    )
+                )
+    return VoiceList(voices=listed)
+
+
+async def _json_body(request: Request, settings: Settings) -> bytes:
+    """A JSON body within the size and time limits; 415 for any other media type."""
     if media_type(request) != "application/json":
         raise ApiError(415, "unsupported_media_type", f"expected application/json, found {media_type(request)}")
+    return await read_body(request, settings.max_upload_bytes, settings.body_timeout)
+
+
+async def _analyse(
+    request: Request,
+    state: ServiceState,
+    model: Vocoder,
+    text: str,
+    voice: str,
+    speaker: str | None,
+    speed: float,
+    arrived: float,
+) -> Features:
+    """Festival's features of `text` for `model`, in the text analysis pool, within the request's time."""
     settings = state.settings
-    body = tts_body(await read_body(request, settings.max_upload_bytes, settings.body_timeout))
     require_linguistic(model)
-    check_text_frames(body.text, model, frame_cap(model, settings.max_frames))
-    speaker = params.speaker or (body.voice if model.config.speakers else None)
+    check_text_frames(text, model, frame_cap(model, settings.max_frames), speed)
     remaining = settings.timeout - (time.monotonic() - arrived)
     limit = min(settings.tts_timeout, remaining)
-    analysis = state.text_analysis.features(body.text, body.voice, speaker, model, limit)
+    analysis = state.text_analysis.features(text, voice, speaker, model, limit, speed)
     try:
-        features = await asyncio.wait_for(_unless_gone(request, analysis), remaining)
+        return await asyncio.wait_for(_unless_gone(request, analysis), remaining)
     except QueueFull:
         raise _unavailable("the text analysis queue is full; retry later", settings.retry_after) from None
     except TimeoutError:
         raise ApiError(504, "timeout", f"text analysis did not finish within {settings.timeout:g} s") from None
-    return await _deliver(request, state, model, features, params, arrived)
 
 
 @v1.post(
@@ -224,19 +300,20 @@ async def vocode(
     """Copy synthesis: a recording (multipart field `audio`) is analysed as the model reads it and resynthesised.
     Header `X-Input-Conversion` says how it was resampled or mixed down (`none` when it was not)."""
     arrived = time.monotonic()
-    model = _model(state, params, reads="mel")
+    model = _model(state, params.model, reads="mel")
     settings = state.settings
     cap = frame_cap(model, settings.max_frames)
     features, conversion = await features_from_audio(
         request, settings.max_upload_bytes, settings.body_timeout, model, cap
     )
-    return await _deliver(request, state, model, features, params, arrived, {"X-Input-Conversion": conversion})
+    notes = {"X-Input-Conversion": conversion}
+    return await _deliver(request, state, model, features, params, arrived, notes=notes)
 
 
-def _model(state: ServiceState, params: SynthesisParams, reads: str | None = None) -> Vocoder:
+def _model(state: ServiceState, name: str | None, reads: str | None = None) -> Vocoder:
     if not state.registry.loaded:
         raise _unavailable("models are still loading", state.settings.retry_after)
-    return state.registry.resolve(params.model, state.settings.default_model, reads)
+    return state.registry.resolve(name, state.settings.default_model, reads)
 
 
 async def _deliver(
@@ -246,10 +323,11 @@ async def _deliver(
     features: Features,
     params: SynthesisParams,
     arrived: float,
+    audio_format: str | None = None,
     notes: dict[str, str] | None = None,
 ) -> Response:
-    """Validate `features` for `model`, queue the synthesis and answer with audio (whole or streamed); `notes` are
-    extra response headers."""
+    """Validate `features` for `model`, queue the synthesis and answer with audio (whole or streamed) in
+    `audio_format` (default: the parameters'); `notes` are extra response headers."""
     settings = state.settings
     features = model.features(features, params.speaker)
     cap = frame_cap(model, settings.max_frames)
@@ -280,8 +358,9 @@ async def _deliver(
     except TimeoutError:
         raise ApiError(504, "timeout", f"synthesis did not finish within {settings.timeout:g} s") from None
     headers["X-Synthesis-Time"] = f"{time.monotonic() - arrived:.4f}"
-    audio = await asyncio.to_thread(encode_audio, wav, model.sample_rate, params.format)
-    return Response(audio, media_type=MEDIA_TYPES[params.format], headers=headers)
+    audio_format = audio_format or params.format
+    audio = await asyncio.to_thread(encode_audio, wav, model.sample_rate, audio_format)
+    return Response(audio, media_type=MEDIA_TYPES[audio_format], headers=headers)
 
 
 def _admit_naive(features: Features, max_frames: int) -> None:

@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 
 from server.errors import ApiError, client_closed
 from server.linguistic import features_from_labels
-from server.schemas import FeaturesBody, TtsBody
+from server.schemas import FeaturesBody, SpeechBody, TtsBody
 from vocoder.api import Vocoder
 from vocoder.audio import AudioFileError, decode_audio
 from vocoder.features.acoustic import extract_features
@@ -167,6 +167,10 @@ def _parse(schema: type[Body], body: bytes) -> Body:
 
 def tts_body(body: bytes) -> TtsBody:
     return _parse(TtsBody, body)
+
+
+def speech_body(body: bytes) -> SpeechBody:
+    return _parse(SpeechBody, body)
 
 
 JSON_SLACK = 256
