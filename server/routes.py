@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from server.auth import require_api_key
 from server.encoding import MEDIA_TYPES, RAW_PCM, STREAMABLE, encode_audio, encode_chunk, wav_header
@@ -105,6 +106,20 @@ VOCODE_BODY = {
 }
 
 TTS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": TtsBody.model_json_schema()}}}}
+
+
+PAGE = (Path(__file__).parent / "page" / "index.html").read_text()
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; media-src blob:; connect-src 'self'"
+)
+"""The page loads nothing but itself and talks only to this service."""
+
+
+@router.get("/", response_class=HTMLResponse, tags=["page"])
+async def page() -> HTMLResponse:
+    """A web page to try the service: text or a dropped recording in; the audio, its spectrogram (and the
+    upload's), the synthesis time and real-time factor out. One file, no CDN: it works offline."""
+    return HTMLResponse(PAGE, headers={"Content-Security-Policy": PAGE_POLICY})
 
 
 @router.get("/healthz", response_model=Health, tags=["operations"])
