@@ -63,7 +63,7 @@ def decode_audio(
                 raise AudioFileError(f"{name}: sample rate {file_rate} Hz; expected {MIN_RATE} to {MAX_RATE} Hz")
             allowed = -1 if max_seconds is None else math.floor(max_seconds * file_rate)
             data = file.read(allowed + 1 if allowed >= 0 else -1, dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError) as error:
+    except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as error:
         raise AudioFileError(f"{name}: cannot read audio: {error}") from None
     if max_seconds is not None and data.shape[0] > allowed:
         raise AudioFileError(f"{name}: longer than {max_seconds:g} s")
