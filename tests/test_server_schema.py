@@ -51,4 +51,5 @@ def test_no_input_produces_a_server_error(api_schema: Any, mode: GenerationMode)
         case.call_and_validate(checks=[not_a_server_error])
 
     check()
-    assert seen >= ROUTES
+    # The page takes no input at all: nothing invalid can be made of it.
+    assert seen >= (ROUTES if mode == GenerationMode.POSITIVE else ROUTES - {"GET /"})
