@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -61,51 +61,36 @@ AUDIO_RESPONSE = {
     "streamed) X-Synthesis-Time",
     "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in set(MEDIA_TYPES.values())},
 }
+
+
+def _file_field(field: str, description: str) -> dict[str, Any]:
+    """The OpenAPI content of a multipart body holding one file in `field`."""
+    properties = {field: {"type": "string", "format": "binary", "description": description}}
+    return {"multipart/form-data": {"schema": {"type": "object", "required": [field], "properties": properties}}}
+
+
 SYNTHESIZE_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": [UPLOAD_FIELD],
-                    "properties": {
-                        UPLOAD_FIELD: {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "a feature file (.npz), or an HTS label file (.lab) for a linguistic model",
-                        }
-                    },
-                }
-            },
+            **_file_field(UPLOAD_FIELD, "a feature file (.npz), or an HTS label file (.lab) for a linguistic model"),
             "application/json": {"schema": FeaturesBody.model_json_schema()},
         },
     }
 }
-
 VOCODE_BODY = {
     "requestBody": {
         "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": [AUDIO_FIELD],
-                    "properties": {
-                        AUDIO_FIELD: {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "a recording: WAV, FLAC, OGG (any format libsndfile reads), any common "
-                            "rate, mono or stereo",
-                        }
-                    },
-                }
-            }
-        },
+        "content": _file_field(
+            AUDIO_FIELD, "a recording: WAV, FLAC, OGG (any format libsndfile reads), any common rate, mono or stereo"
+        ),
     }
 }
 
 TTS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": TtsBody.model_json_schema()}}}}
+SPEECH_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": SpeechBody.model_json_schema()}}}
+}
 
 
 PAGE = (Path(__file__).parent / "page" / "index.html").read_text()
@@ -230,9 +215,7 @@ assert set(SPEECH_FORMATS) == set(SpeechFormat.__args__)  # type: ignore[attr-de
     tags=["openai"],
     response_class=Response,
     responses={200: AUDIO_RESPONSE, **error_responses(413, 415, 422, 501, 503, 504)},
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": SpeechBody.model_json_schema()}}}
-    },
+    openapi_extra=SPEECH_BODY,
 )
 async def speech(request: Request, state: ServiceState = Depends(get_state)) -> Response:
     """OpenAI's speech route (`client.audio.speech.create`): text through Festival and the linguistic model.
