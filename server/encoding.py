@@ -14,13 +14,17 @@ import soundfile
 
 from vocoder.audio import AUDIO_FORMATS
 
-MEDIA_TYPES = {"pcm16": "audio/wav", "float": "audio/wav", "flac": "audio/flac"}
+RAW_PCM = "pcm"
+"""Headerless 16-bit little-endian mono samples (OpenAI's `pcm`), as a streamed pcm16 WAV holds them."""
+MEDIA_TYPES = {"pcm16": "audio/wav", "float": "audio/wav", "flac": "audio/flac", RAW_PCM: "audio/pcm"}
 STREAMABLE = ("pcm16", "float")
 _WAVE_FORMAT = {"pcm16": (1, 16), "float": (3, 32)}  # format tag (PCM, IEEE float) and bits per sample
 
 
 def encode_audio(wav: np.ndarray, sample_rate: int, audio_format: str) -> bytes:
-    """A complete file in one of `AUDIO_FORMATS`, samples clipped to [-1, 1] as `save_wav` does."""
+    """A complete file in one of `AUDIO_FORMATS` (or `RAW_PCM`), samples clipped to [-1, 1] as `save_wav` does."""
+    if audio_format == RAW_PCM:
+        return encode_chunk(wav, "pcm16")
     container, subtype = AUDIO_FORMATS[audio_format]
     buffer = io.BytesIO()
     soundfile.write(buffer, np.clip(wav, -1.0, 1.0), sample_rate, subtype=subtype, format=container)

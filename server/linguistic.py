@@ -66,20 +66,23 @@ def features_from_labels(data: bytes, model: Vocoder, max_frames: int) -> Featur
     return Features(rate, hop, linguistic=linguistic, vuv=vuv, source=SOURCE)
 
 
-def check_text_frames(text: str, model: Vocoder, max_frames: int) -> None:
-    """422 when `text` would surely last more than `max_frames`: checked before Festival spends time on it."""
+def check_text_frames(text: str, model: Vocoder, max_frames: int, speed: float = 1.0) -> None:
+    """422 when `text` spoken at `speed` would surely last more than `max_frames`: checked before Festival spends
+    time on it."""
     folded = to_festival_text(text)
     digits = sum(char.isdigit() for char in folded)
     letters = sum(char.isalpha() for char in folded)
-    seconds = SECONDS_PER_LETTER * letters + SECONDS_PER_DIGIT * digits
+    seconds = (SECONDS_PER_LETTER * letters + SECONDS_PER_DIGIT * digits) / speed
     frames = int(seconds * model.sample_rate / model.config.features.hop_length)
     if frames > max_frames:
         message = f"text: would last at least {frames} frames ({seconds:.0f} s), more than the {max_frames} allowed"
         raise ApiError(422, "text_too_long", message, "text")
 
 
-def features_from_text(text: str, voice: str, speaker: str, model: Vocoder, timeout: float) -> Features:
-    """Festival's analysis of `text` with `voice`, as the feature file `vocoder frontend` would write.
+def features_from_text(
+    text: str, voice: str, speaker: str | None, model: Vocoder, timeout: float, speed: float = 1.0
+) -> Features:
+    """Festival's analysis of `text` with `voice` at `speed`, as the feature file `vocoder frontend` would write.
 
     Blocking (a Festival process per call, killed after `timeout` seconds): run it in a `TextAnalysis` pool."""
     require_linguistic(model)
@@ -89,7 +92,7 @@ def features_from_text(text: str, voice: str, speaker: str, model: Vocoder, time
         raise ApiError(501, "frontend_unavailable", str(error)) from None
     with tempfile.TemporaryDirectory(prefix="festival-") as scratch:
         try:
-            [utterance] = run_festival([text], voice, Path(scratch), timeout=timeout)
+            [utterance] = run_festival([text], voice, Path(scratch), timeout=timeout, speed=speed)
         except FestivalTimeout:  # the text's own cost, like its length: the client's to shorten
             message = f"text: Festival's analysis took longer than {timeout:g} s; send a shorter text"
             raise ApiError(422, "text_too_long", message, "text") from None
@@ -109,7 +112,9 @@ class TextAnalysis:
         self._slots = threading.BoundedSemaphore(workers + max_queue)
         self._stopped = False
 
-    async def features(self, text: str, voice: str, speaker: str, model: Vocoder, timeout: float) -> Features:
+    async def features(
+        self, text: str, voice: str, speaker: str | None, model: Vocoder, timeout: float, speed: float = 1.0
+    ) -> Features:
         """Festival's analysis, at most `timeout` seconds of it; `QueueFull` when the pool is full,
         `ShuttingDown` once stopped (a text still waiting then ends so too)."""
         if self._stopped:
@@ -117,7 +122,7 @@ class TextAnalysis:
         if not self._slots.acquire(blocking=False):
             raise QueueFull
         try:
-            work = self._executor.submit(features_from_text, text, voice, speaker, model, timeout)
+            work = self._executor.submit(features_from_text, text, voice, speaker, model, timeout, speed)
             work.add_done_callback(lambda _: self._slots.release())
         except BaseException:
             self._slots.release()

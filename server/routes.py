@@ -1,35 +1,53 @@
-"""HTTP routes: health, readiness, metrics, the model list, and synthesis from features, labels or text."""
+"""HTTP routes: health, readiness, metrics, the model and voice lists, and synthesis from features, labels, audio
+(copy synthesis) or text (also in OpenAI's speech shape)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from server.auth import require_api_key
-from server.encoding import MEDIA_TYPES, STREAMABLE, encode_audio, encode_chunk, wav_header
+from server.encoding import MEDIA_TYPES, RAW_PCM, STREAMABLE, encode_audio, encode_chunk, wav_header
 from server.errors import ApiError, client_closed
 from server.inference import Job, QueueFull
 from server.linguistic import check_text_frames, require_linguistic
 from server.schemas import (
+    OPENAI_MODELS,
     ConditioningInfo,
     FeaturesBody,
     Health,
     ModelInfo,
     ModelList,
     Readiness,
+    SpeechBody,
+    SpeechFormat,
     SynthesisParams,
     TtsBody,
+    VoiceInfo,
+    VoiceList,
     error_responses,
 )
+from server.settings import Settings
 from server.state import ServiceState, get_state
-from server.uploads import UPLOAD_FIELD, features_from_request, media_type, read_body, tts_body
+from server.uploads import (
+    AUDIO_FIELD,
+    UPLOAD_FIELD,
+    features_from_audio,
+    features_from_request,
+    media_type,
+    read_body,
+    speech_body,
+    tts_body,
+)
 from vocoder.api import KIND_METHODS, Vocoder
 from vocoder.features.featurefile import Features
+from vocoder.frontend.festival import VOICES
 from vocoder.generate import Sampling
 
 STREAMING_METHODS = ("fast", "student")
@@ -43,29 +61,50 @@ AUDIO_RESPONSE = {
     "streamed) X-Synthesis-Time",
     "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in set(MEDIA_TYPES.values())},
 }
+
+
+def _file_field(field: str, description: str) -> dict[str, Any]:
+    """The OpenAPI content of a multipart body holding one file in `field`."""
+    properties = {field: {"type": "string", "format": "binary", "description": description}}
+    return {"multipart/form-data": {"schema": {"type": "object", "required": [field], "properties": properties}}}
+
+
 SYNTHESIZE_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": [UPLOAD_FIELD],
-                    "properties": {
-                        UPLOAD_FIELD: {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "a feature file (.npz), or an HTS label file (.lab) for a linguistic model",
-                        }
-                    },
-                }
-            },
+            **_file_field(UPLOAD_FIELD, "a feature file (.npz), or an HTS label file (.lab) for a linguistic model"),
             "application/json": {"schema": FeaturesBody.model_json_schema()},
         },
     }
 }
+VOCODE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": _file_field(
+            AUDIO_FIELD, "a recording: WAV, FLAC, OGG (any format libsndfile reads), any common rate, mono or stereo"
+        ),
+    }
+}
 
 TTS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": TtsBody.model_json_schema()}}}}
+SPEECH_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": SpeechBody.model_json_schema()}}}
+}
+
+
+PAGE = (Path(__file__).parent / "page" / "index.html").read_text()
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; media-src blob:; connect-src 'self'"
+)
+"""The page loads nothing but itself and talks only to this service."""
+
+
+@router.get("/", response_class=HTMLResponse, tags=["page"])
+async def page() -> HTMLResponse:
+    """A web page to try the service: text or a dropped recording in; the audio, its spectrogram (and the
+    upload's), the synthesis time and real-time factor out. One file, no CDN: it works offline."""
+    return HTMLResponse(PAGE, headers={"Content-Security-Policy": PAGE_POLICY})
 
 
 @router.get("/healthz", response_model=Health, tags=["operations"])
@@ -137,7 +176,7 @@ async def synthesize(
     """Feature file (multipart `.npz`, or JSON arrays) to audio; an HTS `.lab` upload for a linguistic model.
     `stream=true` sends WAV chunks as they are generated."""
     arrived = time.monotonic()
-    model = _model(state, params)
+    model = _model(state, params.model)
     cap = frame_cap(model, state.settings.max_frames)
     settings = state.settings
     features = await features_from_request(request, settings.max_upload_bytes, settings.body_timeout, model, cap)
@@ -159,36 +198,134 @@ async def tts(
     """Text to audio with a linguistic model: Festival analyses the text (labels, F0), the model speaks it.
     The speaker defaults to the Festival voice."""
     arrived = time.monotonic()
-    model = _model(state, params, reads="linguistic")
+    model = _model(state, params.model, reads="linguistic")
+    body = tts_body(await _json_body(request, state.settings))
+    speaker = params.speaker or (body.voice if model.config.speakers else None)
+    features = await _analyse(request, state, model, body.text, body.voice, speaker, body.speed, arrived)
+    return await _deliver(request, state, model, features, params, arrived)
+
+
+SPEECH_FORMATS: dict[str, str] = {"wav": "pcm16", "flac": "flac", "pcm": RAW_PCM}
+"""OpenAI's `response_format` to this service's encoding."""
+assert set(SPEECH_FORMATS) == set(SpeechFormat.__args__)  # type: ignore[attr-defined]
+
+
+@v1.post(
+    "/audio/speech",
+    tags=["openai"],
+    response_class=Response,
+    responses={200: AUDIO_RESPONSE, **error_responses(413, 415, 422, 501, 503, 504)},
+    openapi_extra=SPEECH_BODY,
+)
+async def speech(request: Request, state: ServiceState = Depends(get_state)) -> Response:
+    """OpenAI's speech route (`client.audio.speech.create`): text through Festival and the linguistic model.
+    `model` names a served model, or one of OpenAI's names for the default; `voice` is a Festival voice."""
+    arrived = time.monotonic()
+    body = speech_body(await _json_body(request, state.settings))
+    model = _model(state, None if body.model in OPENAI_MODELS else body.model, reads="linguistic")
+    speaker = body.voice if model.config.speakers else None
+    features = await _analyse(request, state, model, body.input, body.voice, speaker, body.speed, arrived)
+    params = SynthesisParams()
+    return await _deliver(request, state, model, features, params, arrived, SPEECH_FORMATS[body.response_format])
+
+
+@v1.get("/voices", response_model=VoiceList, tags=["openai"])
+async def voices(state: ServiceState = Depends(get_state)) -> VoiceList:
+    """The voices of the text routes: every Festival voice with every served model that reads linguistic
+    features (for a model with speakers, the voices among them)."""
+    listed = []
+    for name, model in sorted(state.registry.models.items()):
+        if "linguistic" not in model.config.features.conditioning:
+            continue
+        for voice in VOICES.values():
+            if not model.config.speakers or voice.key in model.config.speakers:
+                listed.append(
+                    VoiceInfo(
+                        name=voice.key,
+                        model=name,
+                        language=voice.language,
+                        festival_voice=voice.festival_name,
+                        package=voice.package,
+                    )
+                )
+    return VoiceList(voices=listed)
+
+
+async def _json_body(request: Request, settings: Settings) -> bytes:
+    """A JSON body within the size and time limits; 415 for any other media type."""
     if media_type(request) != "application/json":
         raise ApiError(415, "unsupported_media_type", f"expected application/json, found {media_type(request)}")
+    return await read_body(request, settings.max_upload_bytes, settings.body_timeout)
+
+
+async def _analyse(
+    request: Request,
+    state: ServiceState,
+    model: Vocoder,
+    text: str,
+    voice: str,
+    speaker: str | None,
+    speed: float,
+    arrived: float,
+) -> Features:
+    """Festival's features of `text` for `model`, in the text analysis pool, within the request's time."""
     settings = state.settings
-    body = tts_body(await read_body(request, settings.max_upload_bytes, settings.body_timeout))
     require_linguistic(model)
-    check_text_frames(body.text, model, frame_cap(model, settings.max_frames))
-    speaker = params.speaker or (body.voice if model.config.speakers else None)
+    check_text_frames(text, model, frame_cap(model, settings.max_frames), speed)
     remaining = settings.timeout - (time.monotonic() - arrived)
     limit = min(settings.tts_timeout, remaining)
-    analysis = state.text_analysis.features(body.text, body.voice, speaker, model, limit)
+    analysis = state.text_analysis.features(text, voice, speaker, model, limit, speed)
     try:
-        features = await asyncio.wait_for(_unless_gone(request, analysis), remaining)
+        return await asyncio.wait_for(_unless_gone(request, analysis), remaining)
     except QueueFull:
         raise _unavailable("the text analysis queue is full; retry later", settings.retry_after) from None
     except TimeoutError:
         raise ApiError(504, "timeout", f"text analysis did not finish within {settings.timeout:g} s") from None
-    return await _deliver(request, state, model, features, params, arrived)
 
 
-def _model(state: ServiceState, params: SynthesisParams, reads: str | None = None) -> Vocoder:
+@v1.post(
+    "/vocode",
+    tags=["synthesis"],
+    response_class=Response,
+    responses={200: AUDIO_RESPONSE, **error_responses(413, 415, 422, 503, 504)},
+    openapi_extra=VOCODE_BODY,
+)
+async def vocode(
+    request: Request,
+    params: Annotated[SynthesisParams, Query()],
+    state: ServiceState = Depends(get_state),
+) -> Response:
+    """Copy synthesis: a recording (multipart field `audio`) is analysed as the model reads it and resynthesised.
+    Header `X-Input-Conversion` says how it was resampled or mixed down (`none` when it was not)."""
+    arrived = time.monotonic()
+    model = _model(state, params.model, reads="mel")
+    settings = state.settings
+    cap = frame_cap(model, settings.max_frames)
+    features, conversion = await features_from_audio(
+        request, settings.max_upload_bytes, settings.body_timeout, model, cap
+    )
+    notes = {"X-Input-Conversion": conversion}
+    return await _deliver(request, state, model, features, params, arrived, notes=notes)
+
+
+def _model(state: ServiceState, name: str | None, reads: str | None = None) -> Vocoder:
     if not state.registry.loaded:
         raise _unavailable("models are still loading", state.settings.retry_after)
-    return state.registry.resolve(params.model, state.settings.default_model, reads)
+    return state.registry.resolve(name, state.settings.default_model, reads)
 
 
 async def _deliver(
-    request: Request, state: ServiceState, model: Vocoder, features: Features, params: SynthesisParams, arrived: float
+    request: Request,
+    state: ServiceState,
+    model: Vocoder,
+    features: Features,
+    params: SynthesisParams,
+    arrived: float,
+    audio_format: str | None = None,
+    notes: dict[str, str] | None = None,
 ) -> Response:
-    """Validate `features` for `model`, queue the synthesis and answer with audio (whole or streamed)."""
+    """Validate `features` for `model`, queue the synthesis and answer with audio (whole or streamed) in
+    `audio_format` (default: the parameters'); `notes` are extra response headers."""
     settings = state.settings
     features = model.features(features, params.speaker)
     cap = frame_cap(model, settings.max_frames)
@@ -206,6 +343,7 @@ async def _deliver(
         "X-Sample-Rate": str(model.sample_rate),
         "X-Audio-Samples": str(features.n_samples),
         "X-Audio-Duration": f"{features.n_samples / model.sample_rate:.4f}",
+        **(notes or {}),
     }
     remaining = settings.timeout - (time.monotonic() - arrived)
     if params.stream:
@@ -218,8 +356,9 @@ async def _deliver(
     except TimeoutError:
         raise ApiError(504, "timeout", f"synthesis did not finish within {settings.timeout:g} s") from None
     headers["X-Synthesis-Time"] = f"{time.monotonic() - arrived:.4f}"
-    audio = await asyncio.to_thread(encode_audio, wav, model.sample_rate, params.format)
-    return Response(audio, media_type=MEDIA_TYPES[params.format], headers=headers)
+    audio_format = audio_format or params.format
+    audio = await asyncio.to_thread(encode_audio, wav, model.sample_rate, audio_format)
+    return Response(audio, media_type=MEDIA_TYPES[audio_format], headers=headers)
 
 
 def _admit_naive(features: Features, max_frames: int) -> None:

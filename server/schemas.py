@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vocoder.audio import AUDIO_FORMATS
-from vocoder.frontend.festival import VOICES
+from vocoder.frontend.festival import MAX_SPEED, MIN_SPEED, VOICES
 
 AudioFormat = Literal["pcm16", "float", "flac"]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
@@ -62,6 +62,49 @@ class TtsBody(BaseModel):
 
     text: str = Field(min_length=1, max_length=TEXT_LENGTH, description="the text to speak (ASCII after folding)")
     voice: VoiceName = Field("slt", description="Festival voice (its labels and F0); the default speaker")
+    speed: float = Field(
+        1.0, ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False, description="speaking rate: Festival's durations / speed"
+    )
+
+
+SpeechFormat = Literal["wav", "flac", "pcm"]
+"""OpenAI's `response_format` values this service encodes: 16-bit WAV, 16-bit FLAC, raw 16-bit little-endian."""
+OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+"""OpenAI's model names: each means this service's default text model (the one model that reads linguistic
+features, else `default_model`), so a client written for OpenAI works unchanged."""
+
+
+class SpeechBody(BaseModel):
+    """OpenAI's `POST /v1/audio/speech` body, mapped onto the linguistic model and the Festival front end."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        max_length=NAME_LENGTH,
+        description=f"a served model that reads linguistic features, or one of {list(OPENAI_MODELS)} for the default",
+    )
+    input: str = Field(min_length=1, max_length=TEXT_LENGTH, description="the text to speak (ASCII after folding)")
+    voice: VoiceName = Field(description="a Festival voice of GET /v1/voices (its labels and F0); the speaker")
+    response_format: SpeechFormat = Field(
+        "wav", description="wav or flac (16 bit), or pcm: raw 16-bit little-endian mono at X-Sample-Rate"
+    )
+    speed: float = Field(
+        1.0, ge=MIN_SPEED, le=MAX_SPEED, allow_inf_nan=False, description="speaking rate: Festival's durations / speed"
+    )
+
+
+class VoiceInfo(BaseModel):
+    """A voice a text route can speak with: a Festival voice and the model that speaks it."""
+
+    name: str = Field(description="the `voice` of /v1/audio/speech and /v1/tts")
+    model: str = Field(description="a served model that reads linguistic features")
+    language: str = Field(description="BCP 47 tag")
+    festival_voice: str
+    package: str = Field(description="the Debian package that holds the Festival voice")
+
+
+class VoiceList(BaseModel):
+    voices: list[VoiceInfo]
 
 
 class ConditioningInfo(BaseModel):

@@ -1,5 +1,8 @@
 """Turning a request body into `Features`: the media type first, then the size limit, then the contents.
 
+Uploads are feature files (`.npz`), HTS labels (`.lab`) or, for copy synthesis, recordings in any format
+libsndfile reads, decoded in-process.
+
 Only bytes travel: a request can never name a file on the server (an upload's file name only tells a `.lab`
 from an `.npz`), and `.npz` uploads are read without pickle.
 An `.npz` is a zip whose headers declare how big each array is; those declarations are checked against the
@@ -30,12 +33,15 @@ from starlette.requests import ClientDisconnect
 
 from server.errors import ApiError, client_closed
 from server.linguistic import features_from_labels
-from server.schemas import FeaturesBody, TtsBody
+from server.schemas import FeaturesBody, SpeechBody, TtsBody
 from vocoder.api import Vocoder
+from vocoder.audio import AudioFileError, decode_audio
+from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import Features, read_features
 
 Body = TypeVar("Body", bound=BaseModel)
 UPLOAD_FIELD = "features"
+AUDIO_FIELD = "audio"
 LABEL_SUFFIX = ".lab"
 SOURCE = "request"
 
@@ -81,14 +87,14 @@ async def features_from_request(
         if len(body) > JSON_IN_PROCESS_BYTES:
             return await JSON_PARSER.parse(body)
         return await asyncio.to_thread(features_from_json, body)
-    filename, data = await _upload(request, body)
+    filename, data = await _upload(request, body, UPLOAD_FIELD)
     if filename.lower().endswith(LABEL_SUFFIX):
         return await asyncio.to_thread(features_from_labels, data, model, max_frames)
     return await asyncio.to_thread(features_from_npz, data, limit)
 
 
-async def _upload(request: Request, body: bytes) -> tuple[str, bytes]:
-    """The `features` file (its name and bytes) of a multipart body already read and size-checked."""
+async def _upload(request: Request, body: bytes, field: str) -> tuple[str, bytes]:
+    """The file in `field` (its name and bytes) of a multipart body already read and size-checked."""
     delivered = False
 
     async def replay() -> dict[str, object]:
@@ -101,14 +107,47 @@ async def _upload(request: Request, body: bytes) -> tuple[str, bytes]:
     try:
         form = await Request(request.scope, replay).form(max_files=1, max_fields=20)
     except Exception as error:  # starlette raises its own errors for malformed multipart data
-        raise ApiError(422, "invalid_multipart", f"malformed multipart body: {error}", UPLOAD_FIELD) from None
-    upload = form.get(UPLOAD_FIELD)
+        raise ApiError(422, "invalid_multipart", f"malformed multipart body: {error}", field) from None
+    upload = form.get(field)
     if upload is None or isinstance(upload, str):
-        message = f"expected a file in the multipart field '{UPLOAD_FIELD}'"
-        raise ApiError(422, "missing_features", message, UPLOAD_FIELD)
+        message = f"expected a file in the multipart field '{field}'"
+        raise ApiError(422, f"missing_{field}", message, field)
     data = await upload.read()
     await form.close()
     return upload.filename or "", data
+
+
+async def features_from_audio(
+    request: Request, limit: int, timeout: float, model: Vocoder, max_frames: int
+) -> tuple[Features, str]:
+    """Copy synthesis input: a recording in the multipart field `audio`, decoded in-process (libsndfile, no
+    shell), mixed down and resampled to `model`'s rate, and analysed as `model` reads it (`extract_features`).
+    Returns the features and what conversion the recording needed."""
+    require_acoustic(model)
+    kind = media_type(request)
+    if kind != "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type", f"expected multipart/form-data, found {kind or 'none'}")
+    body = await read_body(request, limit, timeout)
+    filename, data = await _upload(request, body, AUDIO_FIELD)
+    return await asyncio.to_thread(acoustic_features, data, filename or AUDIO_FIELD, model, max_frames)
+
+
+def require_acoustic(model: Vocoder) -> None:
+    """422 unless `model` reads only features that a recording gives (mel, F0)."""
+    if "linguistic" in model.config.features.conditioning:
+        message = f"model: {model.name!r} reads linguistic features, which come from text (POST /v1/tts), not audio"
+        raise ApiError(422, "not_acoustic", message, "model")
+
+
+def acoustic_features(data: bytes, name: str, model: Vocoder, max_frames: int) -> tuple[Features, str]:
+    """Decode at most `max_frames` frames of audio and extract `model`'s features from it (blocking)."""
+    rate, hop = model.sample_rate, model.config.features.hop_length
+    try:
+        decoded = decode_audio(io.BytesIO(data), rate, name, max_seconds=max_frames * hop / rate)
+    except AudioFileError as error:
+        raise ApiError(422, "invalid_audio", f"{AUDIO_FIELD}: {error}", AUDIO_FIELD) from None
+    features = extract_features(decoded.wav, model.config, source=SOURCE)
+    return features, decoded.conversion(rate)
 
 
 def check_npz_sizes(data: bytes, limit: int) -> None:
@@ -139,6 +178,10 @@ def _parse(schema: type[Body], body: bytes) -> Body:
 
 def tts_body(body: bytes) -> TtsBody:
     return _parse(TtsBody, body)
+
+
+def speech_body(body: bytes) -> SpeechBody:
+    return _parse(SpeechBody, body)
 
 
 JSON_SLACK = 256

@@ -112,7 +112,7 @@ def test_missing_festival_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp
 
 
 def test_missing_voice_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setitem(festival.VOICES, "xyz", Voice("xyz", "xyz_not_installed", "festvox-xyz"))
+    monkeypatch.setitem(festival.VOICES, "xyz", Voice("xyz", "xyz_not_installed", "festvox-xyz", "en-US"))
     with pytest.raises(FestivalError, match="install the Debian package 'festvox-xyz'"):
         run_festival(["hello"], "xyz", tmp_path)
     with pytest.raises(FestivalError, match="unknown voice 'abc'"):

@@ -6,10 +6,13 @@ categories the WaveNet predicts; the formulas match torchaudio's `mu_law_encodin
 
 from __future__ import annotations
 
+import math
 import os
 import struct
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import librosa
 import numpy as np
@@ -24,20 +27,61 @@ class AudioFileError(VocoderError):
     """An audio file that cannot be read; the message names the file."""
 
 
-def load_wav(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read any soundfile-readable file as float32 mono at `sample_rate` (resampled if needed)."""
+MAX_CHANNELS = 8
+MIN_RATE, MAX_RATE = 4000, 384000
+"""Input files beyond these are refused: nothing real has more channels, and extreme rates only cost memory."""
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """A decoded file at the rate asked for, and what it was before conversion."""
+
+    wav: np.ndarray  # float32 mono
+    file_rate: int
+    channels: int
+
+    def conversion(self, sample_rate: int) -> str:
+        """What was done to reach `sample_rate` mono, in words ('none' when nothing was)."""
+        steps = []
+        if self.file_rate != sample_rate:
+            steps.append(f"resampled {self.file_rate} Hz to {sample_rate} Hz")
+        if self.channels > 1:
+            steps.append(f"mixed {self.channels} channels down to mono")
+        return "; ".join(steps) or "none"
+
+
+def decode_audio(
+    source: str | Path | BinaryIO, sample_rate: int, name: str, max_seconds: float | None = None
+) -> DecodedAudio:
+    """Read any libsndfile format (WAV, FLAC, OGG, ...) in-process as float32 mono at `sample_rate`: channels are
+    averaged, other rates resampled. With `max_seconds`, at most that much is decoded (whatever the header
+    claims) and a longer file is an `AudioFileError`. Errors name the file as `name`."""
     try:
-        data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioFileError(f"{path}: cannot read audio: {error}") from None
+        with soundfile.SoundFile(str(source) if isinstance(source, str | Path) else source) as file:
+            file_rate, channels = file.samplerate, file.channels
+            if channels > MAX_CHANNELS:
+                raise AudioFileError(f"{name}: {channels} channels; at most {MAX_CHANNELS} are mixed down")
+            if not MIN_RATE <= file_rate <= MAX_RATE:
+                raise AudioFileError(f"{name}: sample rate {file_rate} Hz; expected {MIN_RATE} to {MAX_RATE} Hz")
+            allowed = -1 if max_seconds is None else math.floor(max_seconds * file_rate)
+            data = file.read(allowed + 1 if allowed >= 0 else -1, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as error:
+        raise AudioFileError(f"{name}: cannot read audio: {error}") from None
+    if max_seconds is not None and data.shape[0] > allowed:
+        raise AudioFileError(f"{name}: longer than {max_seconds:g} s")
     if data.shape[0] == 0:
-        raise AudioFileError(f"{path}: the file holds no samples")
+        raise AudioFileError(f"{name}: the file holds no samples")
     wav = data.mean(axis=1)
+    if not np.all(np.isfinite(wav)):
+        raise AudioFileError(f"{name}: the audio holds NaN or infinite samples")
     if file_rate != sample_rate:
         wav = librosa.resample(wav, orig_sr=file_rate, target_sr=sample_rate, res_type="soxr_hq")
-    if not np.all(np.isfinite(wav)):
-        raise AudioFileError(f"{path}: the audio holds NaN or infinite samples")
-    return np.ascontiguousarray(wav, dtype=np.float32)
+    return DecodedAudio(np.ascontiguousarray(wav, dtype=np.float32), file_rate, channels)
+
+
+def load_wav(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read any soundfile-readable file as float32 mono at `sample_rate` (resampled if needed)."""
+    return decode_audio(path, sample_rate, str(path)).wav
 
 
 WAV_MAX_CHUNKS = 64

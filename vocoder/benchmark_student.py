@@ -9,14 +9,18 @@ path users get (`student_generator`: the fused CPU forward where it runs) and fo
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
+from vocoder.api import STUDENT_KIND, Vocoder
 from vocoder.benchmark import rate_summary
 from vocoder.config import Config, StudentConfig
 from vocoder.generate import Sampling, TorchStudent, student_generator
 from vocoder.models.student import StudentWaveNet
+from vocoder.onnx_export import OnnxStudent, export_student
 
 
 def bench_student(
@@ -26,10 +30,12 @@ def bench_student(
     repeats: int = 3,
     device: str = "cpu",
     seed: int = 0,
+    onnx: bool = False,
 ) -> dict[str, object]:
     """Batch-1 samples per second for a `seconds`-long utterance (median, min, max of `repeats` runs after a
-    warm-up) of the generator users get and of the PyTorch forward, and the speed-up over `fast_samples_per_s`
-    when given. The two are timed alternately, so load on a shared machine falls on both alike."""
+    warm-up) of the generator users get and of the PyTorch forward (with `onnx`, also of the ONNX export run by
+    onnxruntime), and the speed-up over `fast_samples_per_s` when given. They are timed alternately, so load on a
+    shared machine falls on all alike."""
     torch.manual_seed(seed)
     student_config = config if config.student is not None else config.model_copy(update={"student": StudentConfig()})
     model = StudentWaveNet(student_config).eval().to(device)
@@ -40,6 +46,10 @@ def bench_student(
     uniforms = Sampling(seed=seed).uniforms(1, samples)
 
     generators = {"student": student_generator(model), "student_torch": TorchStudent(model)}
+    scratch = tempfile.TemporaryDirectory(prefix="student-onnx-")
+    if onnx:
+        export_student(Vocoder(model, "random", kind=STUDENT_KIND), Path(scratch.name))
+        generators["student_onnx"] = OnnxStudent(Path(scratch.name), torch.get_num_threads())
 
     def synthesize(generator: TorchStudent) -> float:
         """Samples per second of one whole synthesis."""
@@ -53,11 +63,12 @@ def bench_student(
         return samples / (time.perf_counter() - start)
 
     rates: dict[str, list[float]] = {name: [] for name in generators}
-    for generator in generators.values():
-        synthesize(generator)  # warm-up: allocator, kernels
-    for _ in range(repeats):
-        for name, generator in generators.items():
-            rates[name].append(synthesize(generator))
+    with scratch:
+        for generator in generators.values():
+            synthesize(generator)  # warm-up: allocator, kernels
+        for _ in range(repeats):
+            for name, generator in generators.items():
+                rates[name].append(synthesize(generator))
     report: dict[str, object] = {"student_generator": generators["student"].name, **rate_summary(rates)}
     median = statistics.median(rates["student"])
     report.update(
@@ -68,6 +79,8 @@ def bench_student(
             "speedup_student_vs_torch": round(median / statistics.median(rates["student_torch"]), 2),
         }
     )
+    if onnx:
+        report["speedup_student_vs_onnx"] = round(median / statistics.median(rates["student_onnx"]), 2)
     if fast_samples_per_s:
         report["speedup_student_vs_fast"] = round(median / fast_samples_per_s, 2)
     return report

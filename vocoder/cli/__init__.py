@@ -13,6 +13,7 @@ from vocoder.cli import (  # noqa: F401
     corpus,
     distill,
     evaluate,
+    export,
     features,
     frontend,
     mos,

@@ -60,9 +60,10 @@ def generation(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
     plot: Path | None = typer.Option(None, help="also write a PNG of samples/s against batch size"),
     precision: str = typer.Option("fp32", help="weights of the fused CPU kernel: fp32 (exact), fp16 or int8"),
+    onnx: bool = typer.Option(False, help="also time the student exported to ONNX, run by onnxruntime"),
 ) -> None:
     """Naive vs Fast-WaveNet (fused CPU kernel or CUDA graphs, and plain PyTorch) generation speed at batch 1 and
-    --batch-sizes, and the Parallel WaveNet student's."""
+    --batch-sizes, and the Parallel WaveNet student's (fused C++ forward, PyTorch, with --onnx onnxruntime)."""
     if threads:
         torch.set_num_threads(threads)
     settings = GenerationBenchSettings(
@@ -76,7 +77,8 @@ def generation(
     )
     loaded = load_config(config)
     report = bench_generation(loaded, settings)
-    report.update(bench_student(loaded, report["fast_samples_per_s"], student_seconds, repeats, device))  # type: ignore[arg-type]
+    fast_rate = report["fast_samples_per_s"]
+    report.update(bench_student(loaded, fast_rate, student_seconds, repeats, device, onnx=onnx))  # type: ignore[arg-type]
     _print_report(report)
     if plot is not None:
         plot_generation(report, plot)

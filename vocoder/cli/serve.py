@@ -31,8 +31,10 @@ def serve(
     torch_threads: int | None = typer.Option(None, min=1, help="torch intra-op threads"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ) -> None:
-    """Serve the models of a folder over HTTP: POST /v1/synthesize (feature or label files), POST /v1/tts (text, by
-    default with the one model that reads linguistic features), GET /v1/models, /healthz, /readyz, /metrics."""
+    """Serve the models of a folder over HTTP: a web page at /, POST /v1/synthesize (feature or label files),
+    POST /v1/vocode (a recording: copy synthesis), POST /v1/tts (text, by default with the one model that reads
+    linguistic features), POST /v1/audio/speech (OpenAI's shape), GET /v1/voices, GET /v1/models, /healthz, /readyz,
+    /metrics."""
     from pydantic import ValidationError
 
     from server import Settings, create_app

@@ -49,7 +49,7 @@ def target_f0(targets: np.ndarray, n_frames: int, sample_rate: int, hop_length: 
     return np.interp(centres, targets[:, 0], np.log(targets[:, 1])).astype(np.float32)
 
 
-def utterance_features(utterance: FestivalUtterance, config: Config, speaker: str, source: str) -> Features:
+def utterance_features(utterance: FestivalUtterance, config: Config, speaker: str | None, source: str) -> Features:
     """The feature file of one Festival utterance on the config's frame grid."""
     rate, hop = config.audio.sample_rate, config.features.hop_length
     questions = load_question_set()

@@ -29,6 +29,7 @@ class Voice:
     key: str
     festival_name: str
     package: str
+    language: str  # BCP 47
 
     @property
     def select_function(self) -> str:
@@ -36,10 +37,12 @@ class Voice:
 
 
 VOICES = {
-    "slt": Voice("slt", "cmu_us_slt_arctic_hts", "festvox-us-slt-hts"),
-    "kal": Voice("kal", "kal_diphone", "festvox-kallpc16k"),
-    "ked": Voice("ked", "ked_diphone", "festvox-kdlpc16k"),
+    "slt": Voice("slt", "cmu_us_slt_arctic_hts", "festvox-us-slt-hts", "en-US"),
+    "kal": Voice("kal", "kal_diphone", "festvox-kallpc16k", "en-US"),
+    "ked": Voice("ked", "ked_diphone", "festvox-kdlpc16k", "en-US"),
 }
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+"""Speaking rates Festival is asked for (OpenAI's range for `speed`)."""
 _FESTIVAL_PACKAGE = "festival"
 _SECONDS_PER_SENTENCE = 10.0
 
@@ -89,13 +92,16 @@ def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _driver(voice: Voice, sentences: Sequence[str], prefixes: Sequence[Path], wave: bool) -> str:
+def _driver(voice: Voice, sentences: Sequence[str], prefixes: Sequence[Path], wave: bool, speed: float) -> str:
     lines = [
         f"(if (not (member '{voice.festival_name} (voice.list)))",
         '    (begin (format t "VOCODER-NO-VOICE\\n") (exit 3)))',
         f"(load {_scheme_string(str(DUMP_SCRIPT))})",
         f"({voice.select_function})",
     ]
+    if speed != 1.0:  # diphone voices stretch Festival's durations; HTS voices take their engine's speech rate
+        lines.append(f"(Parameter.set 'Duration_Stretch {1.0 / speed!r})")
+        lines.append(f'(set! hts_engine_params (append hts_engine_params (list (list "-r" {float(speed)!r}))))')
     flag = "t" if wave else "nil"
     for sentence, prefix in zip(sentences, prefixes, strict=True):
         lines.append(f'(vocoder_dump "{to_festival_text(sentence)}" {_scheme_string(str(prefix))} {flag})')
@@ -125,12 +131,19 @@ def _read_targets(path: Path, segments: Sequence[Segment]) -> np.ndarray:
 
 
 def run_festival(
-    sentences: Sequence[str], voice_key: str, workdir: Path, wave: bool = False, timeout: float | None = None
+    sentences: Sequence[str],
+    voice_key: str,
+    workdir: Path,
+    wave: bool = False,
+    timeout: float | None = None,
+    speed: float = 1.0,
 ) -> list[FestivalUtterance]:
     """Synthesise each sentence with one voice; files go to `workdir` as 0000.lab, 0000.f0, 0000.wav, ...
 
     Festival is killed after `timeout` seconds (default: generous for the sentence count), so a service can
-    bound what one text costs."""
+    bound what one text costs. `speed` > 1 speaks faster (Festival's durations divided by it)."""
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise FestivalError(f"speed: expected {MIN_SPEED} to {MAX_SPEED}, found {speed}")
     voice = get_voice(voice_key)
     binary = festival_binary()
     for number, sentence in enumerate(sentences):
@@ -139,7 +152,7 @@ def run_festival(
     workdir.mkdir(parents=True, exist_ok=True)
     prefixes = [workdir / f"{number:04d}" for number in range(len(sentences))]
     driver = workdir / "driver.scm"
-    driver.write_text(_driver(voice, sentences, prefixes, wave))
+    driver.write_text(_driver(voice, sentences, prefixes, wave, speed))
     try:
         result = subprocess.run(
             [binary, "-b", str(driver)],
