@@ -50,14 +50,14 @@ def write_config(path: Path, **train: object) -> Path:
     return path
 
 
-def build_cache(root: Path, config: Config, count: int = 6) -> Path:
+def build_cache(root: Path, config: Config, count: int = 6, seconds: float = 0.2) -> Path:
     """A feature cache of harmonic tones, two speakers, as `vocoder preprocess` lays it out."""
     cache = FeatureCache(root)
     cache.open(feature_stamp(config, {"test": True}))
     rows = []
     for index in range(count):
         speaker = ["alice", "bob"][index % 2]
-        wav = tone(0.2 + 0.05 * index, freq=120 + 40 * index)
+        wav = tone(seconds + 0.05 * index, freq=120 + 40 * index)
         features = extract_features(wav, config, speaker=speaker)
         utterance = f"utt{index}"
         save_features(cache.feature_path(utterance), features)

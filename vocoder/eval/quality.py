@@ -89,8 +89,14 @@ def score(reference: np.ndarray, system: np.ndarray, rate: int, with_dnsmos: boo
     }
 
 
+def _mean(values: list[float]) -> float:
+    """The mean of the finite values (PESQ is NaN where it finds no speech; DNSMOS when not scored)."""
+    finite = [value for value in values if math.isfinite(value)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def _means(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {name: float(np.nanmean([row[name] for row in rows])) if rows else math.nan for name in METRICS}
+    return {name: _mean([row[name] for row in rows]) for name in METRICS}
 
 
 def _ratios(system: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
