@@ -8,6 +8,7 @@ import itertools
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -156,3 +157,12 @@ def test_the_first_streamed_chunk_upsamples_one_block_of_a_long_utterance(
     first = next(chunks)
     chunks.close()
     assert len(first) == 1024 and max(stop for _, stop in reads) <= max(BLOCK_SAMPLES, FIRST_CHUNK_SAMPLES)
+
+
+def test_a_student_streams_bitwise_what_it_synthesizes_whole() -> None:
+    model = vocoder.load("student", device="cpu")
+    features = tiled(model.features(EXAMPLES / "slt_0004_mel.npz"), 400)  # 80,000 samples: six chunks
+    whole = model.synthesize(features, seed=2)
+    chunks = list(model.synthesize_stream(features, Sampling(seed=2), chunk_samples=1000))
+    assert {len(chunk) for chunk in chunks[:-1]} == {1000}
+    assert np.array_equal(np.concatenate(chunks), whole)

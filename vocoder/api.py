@@ -178,10 +178,15 @@ class Vocoder:
         uniforms = sampling.uniforms(1, conditioning.shape[-1])
         speaker_ids = self.speaker_ids([loaded])
         deemphasis = Deemphasis(self.config.audio.preemphasis)
-        if self._student is not None:  # the chunks of the one-pass synthesis, cut to `chunk_samples`
+        if self._student is not None:  # the student's chunks, recut to `chunk_samples`
+            pending = np.empty(0, np.float32)
             for _, chunk in self._student.stream(conditioning, speaker_ids, uniforms):
-                wav = deemphasis(chunk[0].cpu().numpy())
-                yield from (wav[start : start + chunk_samples] for start in range(0, len(wav), chunk_samples))
+                pending = np.concatenate([pending, deemphasis(chunk[0].cpu().numpy())])
+                whole_chunks = len(pending) // chunk_samples * chunk_samples
+                yield from (pending[start : start + chunk_samples] for start in range(0, whole_chunks, chunk_samples))
+                pending = pending[whole_chunks:]
+            if len(pending):
+                yield pending
             return
         result = self._fast.allocate(conditioning)
         for start, stop in self._fast.stream(conditioning, speaker_ids, sampling, uniforms, result, chunk_samples):
