@@ -206,7 +206,7 @@ def test_fast_equals_naive_on_the_bundled_teacher() -> None:
     synthesizer = vocoder.load("teacher", device="cpu")
     features = synthesizer.features(Path(__file__).parents[1] / "examples" / "kal_0165_mel.npz")
     with torch.no_grad():
-        local = synthesizer.local_conditioning([features])[:, :, :1200].contiguous()
+        local = synthesizer.local_conditioning([features]).block(0, 1200).contiguous()
     model, speaker_ids, sampling = synthesizer.model, synthesizer.speaker_ids([features]), Sampling(seed=1)
     uniforms = sampling.uniforms(1, local.shape[-1])
     naive = generate_naive(model, local, speaker_ids, sampling, uniforms, record_logits=True)

@@ -67,10 +67,10 @@ def assert_close(out: torch.Tensor, reference: torch.Tensor) -> None:
 def check_equivalent(model: StudentWaveNet, batch: int, frames: int) -> None:
     kernel, reference = KernelStudent(model), TorchStudent(model)
     conditioning, speakers, uniforms = inputs(model, batch, frames)
-    local = reference.upsample(conditioning)
-    assert_close(kernel.upsample(conditioning), local)
-    expected = reference.generate(local, speakers, uniforms)
-    assert_close(kernel.generate(local, speakers, uniforms), expected)
+    local = model.upsample(conditioning)
+    expected = reference.one_pass(local, speakers, uniforms)
+    assert_close(kernel.one_pass(local, speakers, uniforms), expected)
+    assert_close(kernel.generate(model.conditioning(conditioning), speakers, uniforms), expected)
     assert expected.std().item() > 0.01 and expected.abs().max().item() < 1.0  # a live, unclipped signal
 
 
@@ -85,7 +85,7 @@ def test_kernel_matches_pytorch_forward_on_a_10s_demo_student_utterance() -> Non
 
 @torch.inference_mode()
 def test_bundled_student_synthesizes_as_its_pytorch_forward() -> None:
-    """Through the API (kernel upsampler and forward, a padded batch of two) against the model's own forward."""
+    """Through the API (chunked kernel forward, a padded batch of two) against the model's own forward."""
     student = vocoder.load("student", device="cpu")
     assert isinstance(student._student, KernelStudent)
     features = [student.features(EXAMPLES / name) for name in ("slt_0004_mel.npz", "kal_0165_mel.npz")]
@@ -103,11 +103,11 @@ def test_parts_and_threads_give_bitwise_the_same_waveform() -> None:
     model = random_student()
     kernel = KernelStudent(model)
     conditioning, speakers, uniforms = inputs(model, 2, 840)  # two threads: four parts of each utterance
-    local = kernel.upsample(conditioning)
-    whole = kernel.generate(local, speakers, uniforms, parts=1)
-    assert torch.equal(kernel.generate(local, speakers, uniforms, parts=7), whole)
+    local = model.upsample(conditioning)
+    whole = kernel.one_pass(local, speakers, uniforms, parts=1)
+    assert torch.equal(kernel.one_pass(local, speakers, uniforms, parts=7), whole)
     with torch_threads(2):
-        assert torch.equal(kernel.generate(local, speakers, uniforms), whole)
+        assert torch.equal(kernel.one_pass(local, speakers, uniforms), whole)
 
 
 def test_fallbacks_log_why(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

@@ -24,6 +24,7 @@ from vocoder.generate import (
 )
 from vocoder.generate.cpu_kernel import Precision, check_precision
 from vocoder.models.checkpoint import build_model, read_model_header, resolve_model_path
+from vocoder.models.conditioning import Conditioning
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
 
@@ -152,12 +153,12 @@ class Vocoder:
         speaker_ids = self.speaker_ids(features)
         uniforms = sampling.uniforms(len(features), conditioning.shape[-1])
         if method == "student":
-            waveform = self._student.generate(conditioning, speaker_ids, uniforms)
-            if progress is not None:
-                progress(conditioning.shape[-1])
+            waveform = self._student.generate(conditioning, speaker_ids, uniforms, progress)
             return GenerationResult(waveform, mu_law_encode(waveform, self.config.audio.mu))
-        if method == "naive":
-            return generate_naive(self.model, conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
+        if method == "naive":  # the reference reads whole windows (and is capped to short utterances)
+            return generate_naive(
+                self.model, conditioning.whole(), speaker_ids, sampling, uniforms, record_logits, progress
+            )
         if method == "fast-torch":
             return self._fast_torch.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
         return self._fast.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
@@ -173,26 +174,32 @@ class Vocoder:
         are generated, so a listener can start before the end."""
         loaded = self.features(features, speaker)
         sampling = sampling or Sampling()
-        if self._fast is None:  # a student has the whole waveform after one pass: yield it in chunks
-            wav = self.synthesize_batch([loaded], "student", sampling)[0]
-            yield from (wav[start : start + chunk_samples] for start in range(0, len(wav), chunk_samples))
-            return
         conditioning = self.local_conditioning([loaded])
         uniforms = sampling.uniforms(1, conditioning.shape[-1])
-        result = self._fast.allocate(conditioning)
         speaker_ids = self.speaker_ids([loaded])
         deemphasis = Deemphasis(self.config.audio.preemphasis)
+        if self._student is not None:  # the student's chunks, recut to `chunk_samples`
+            pending = np.empty(0, np.float32)
+            for _, chunk in self._student.stream(conditioning, speaker_ids, uniforms):
+                pending = np.concatenate([pending, deemphasis(chunk[0].cpu().numpy())])
+                whole_chunks = len(pending) // chunk_samples * chunk_samples
+                yield from (pending[start : start + chunk_samples] for start in range(0, whole_chunks, chunk_samples))
+                pending = pending[whole_chunks:]
+            if len(pending):
+                yield pending
+            return
+        result = self._fast.allocate(conditioning)
         for start, stop in self._fast.stream(conditioning, speaker_ids, sampling, uniforms, result, chunk_samples):
             yield deemphasis(result.waveform[0, start:stop].cpu().numpy())
 
-    def local_conditioning(self, features: list[Features]) -> torch.Tensor:
-        """Upsampled `[B, C, T]` conditioning of a batch, each utterance padded to the longest by repeating its
-        last frame (as the upsampler extends every edge: zeros would end the shorter ones in a click)."""
+    def local_conditioning(self, features: list[Features]) -> Conditioning:
+        """`[B, C, T]` conditioning of a batch, upsampled a block at a time as generation reaches it (`.whole()`
+        for all of it), each utterance padded to the longest by repeating its last frame (as the upsampler extends
+        every edge: zeros would end the shorter ones in a click)."""
         matrices = [item.conditioning(self.config) for item in features]
         longest = max(len(matrix) for matrix in matrices)
         padded = np.stack([np.pad(matrix, ((0, longest - len(matrix)), (0, 0)), mode="edge") for matrix in matrices])
-        upsample = self.model.upsample if self._student is None else self._student.upsample
-        return upsample(torch.from_numpy(padded).to(self.device))
+        return self.model.conditioning(torch.from_numpy(padded).to(self.device))
 
     def speaker_ids(self, features: list[Features]) -> torch.Tensor | None:
         if not self.config.speakers:

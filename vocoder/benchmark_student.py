@@ -57,7 +57,7 @@ def bench_student(
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.inference_mode():
-            generator.generate(generator.upsample(conditioning), speakers, uniforms)
+            generator.generate(model.conditioning(conditioning), speakers, uniforms)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return samples / (time.perf_counter() - start)

@@ -9,6 +9,7 @@ import torch
 import typer
 
 from vocoder.benchmark import GenerationBenchSettings, bench_generation, plot_generation
+from vocoder.benchmark_memory import EXAMPLE, ROOT, MemoryBenchSettings, bench_memory, machine, memory_table
 from vocoder.benchmark_student import bench_student
 from vocoder.cli.app import app
 from vocoder.config import load_config
@@ -84,6 +85,41 @@ def generation(
         plot_generation(report, plot)
     if as_json:
         typer.echo(json.dumps(report))
+
+
+def _seconds(text: str) -> tuple[float, ...]:
+    try:
+        seconds = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        seconds = ()
+    if not seconds or min(seconds) <= 0:
+        raise typer.BadParameter(f"expected comma-separated positive seconds, found {text!r}", param_hint="--seconds")
+    return seconds
+
+
+@bench_app.command("memory")
+def memory(
+    model: list[str] = typer.Option(["teacher", "student"], "--model", help="model name or path; repeat for several"),
+    seconds: str = typer.Option("1,10,100", help="comma-separated utterance lengths"),
+    compare: list[Path] = typer.Option(
+        [], "--compare", help="another checkout to measure in the same run (e.g. `git archive main` unpacked)"
+    ),
+    example: Path = typer.Option(EXAMPLE, help="feature file tiled to each length"),
+    chunk_samples: int = typer.Option(1024, min=1, help="samples per streamed chunk"),
+    stream_seconds: float = typer.Option(1.0, min=0.0, help="audio streamed after the first chunk before the peak"),
+    student_whole: bool = typer.Option(True, help="also synthesize whole utterances with students"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
+) -> None:
+    """Peak RSS and seconds to the first streamed chunk for each utterance length, one fresh process each."""
+    settings = MemoryBenchSettings(
+        tuple(model), _seconds(seconds), (ROOT, *compare), example, chunk_samples, stream_seconds, student_whole
+    )
+    rows = bench_memory(settings)
+    typer.echo(memory_table(rows))
+    typer.echo("")
+    _print_report(machine())
+    if as_json:
+        typer.echo(json.dumps({"machine": machine(), "rows": rows}))
 
 
 @bench_app.command("training")

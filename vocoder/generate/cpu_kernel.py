@@ -1,9 +1,10 @@
 """Fast-WaveNet generation on CPU with a fused C++ step (csrc/wavenet_step.cpp), built on first use.
 
 The plain PyTorch loop (`FastWaveNet`) spends its time dispatching ~200 tiny ops per sample; the fused step does the
-same arithmetic (queue caching; the conditioning projections computed 8 steps at a time) with prepacked weights,
-a vectorised gate (tanh and sigmoid from a polynomial exp, absolute error < 1e-6) and the project's sampling in
-float64, so with fp32 weights it picks the same samples as the naive reference (logits within 1e-4). Threads:
+same arithmetic (queue caching; the conditioning projections computed 8 steps at a time, from each block's upsampled
+conditioning, made when generation reaches the block) with prepacked weights, a vectorised gate (tanh and sigmoid
+from a polynomial exp, absolute error < 1e-6) and the project's sampling in float64, so with fp32 weights it picks
+the same samples as the naive reference (logits within 1e-4). Threads:
 a batch is split across torch's threads by utterance (no synchronisation within a step); one utterance on two or
 more threads may split every step across two threads (each owns half of every layer's weights; one spin barrier per
 layer), which gives bitwise the same samples. The extra threads belong to the generator: made once, parked between
@@ -43,6 +44,7 @@ from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import STRATEGIES, Sampling
+from vocoder.models.conditioning import Conditioning
 from vocoder.models.wavenet import WaveNet
 from vocoder.native import KernelUnavailable, load_extension, weights_problem
 
@@ -224,13 +226,13 @@ class KernelWaveNet(BlockGenerator):
             bias = bias + self.model.speaker_vector(speaker_ids) @ self.speaker_weight
         return bias.contiguous()
 
-    def allocate(self, local: torch.Tensor, record_logits: bool = False) -> GenerationResult:
+    def allocate(self, local: torch.Tensor | Conditioning, record_logits: bool = False) -> GenerationResult:
         """An empty result for generating from `local [B, C, T]`."""
         return self.fallback.allocate(local, record_logits)
 
     def _stream(
         self,
-        local: torch.Tensor,
+        local: Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
         uniforms: torch.Tensor,
@@ -246,7 +248,6 @@ class KernelWaveNet(BlockGenerator):
             yield from self.fallback.stream(local, speaker_ids, sampling, uniforms, result, chunk_samples)
             return
         batch, _, steps = local.shape
-        local = local.contiguous()
         rings = self._step.new_rings(batch)
         id_ring = torch.zeros(batch, self.input_kernel, dtype=torch.long)
         previous = torch.full((batch,), self.model.start_id, dtype=torch.long)
@@ -277,9 +278,10 @@ class KernelWaveNet(BlockGenerator):
         while start < steps:
             use_split, size, timed = next(probes) if split is None else (split, BLOCK_SAMPLES, False)
             stop = min(steps, start + (size if chunk_samples is None else min(size, chunk_samples)))
+            block = local.block(start, stop).contiguous()  # upsampled when reached, so memory is one block's
             began = time.perf_counter()
             self._step.run(
-                rings, id_ring, previous, local, layer_bias, uniforms,
+                rings, id_ring, previous, block, start, layer_bias, uniforms,
                 start, stop, result.ids, result.waveform, result.logits, *options, use_split,
             )  # fmt: skip
             per_sample = (time.perf_counter() - began) / (stop - start)

@@ -4,7 +4,8 @@ On a GPU the plain PyTorch loop (`FastWaveNet`) is bound by Python launching ~10
 Here every tensor one step touches lives in static buffers, the ring positions come from a step counter kept on the
 device, and `GRAPH_STEPS` consecutive steps are captured once per (batch size, sampling settings) as one CUDA graph.
 Generation replays that graph, copying in each chunk's precomputed conditioning and uniform draws and copying out the
-ids, samples and logits: one launch per `GRAPH_STEPS` samples instead of thousands.
+ids, samples and logits: one launch per `GRAPH_STEPS` samples instead of thousands. Each block's conditioning is
+upsampled and projected when the replays reach it.
 
 The arithmetic is `FastWaveNet`'s (same prepacked weights and sampling) except that the skip outputs of all layers
 are summed at the end of a step instead of one by one, so logits agree to float32 rounding. The step program also
@@ -25,6 +26,7 @@ import torch
 from vocoder.generate.fast import BLOCK_ELEMENTS, FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import Sampling
+from vocoder.models.conditioning import Conditioning
 from vocoder.models.wavenet import WaveNet
 
 log = logging.getLogger(__name__)
@@ -140,7 +142,7 @@ class CudaGraphWaveNet(BlockGenerator):
         self._programs: OrderedDict[tuple[object, ...], _StepProgram] = OrderedDict()
         self._programs_lock = threading.Lock()
 
-    def allocate(self, local: torch.Tensor, record_logits: bool = False) -> GenerationResult:
+    def allocate(self, local: torch.Tensor | Conditioning, record_logits: bool = False) -> GenerationResult:
         return self.fallback.allocate(local, record_logits)
 
     def _program(self, batch: int, sampling: Sampling, device: torch.device) -> _StepProgram:
@@ -162,7 +164,7 @@ class CudaGraphWaveNet(BlockGenerator):
 
     def _stream(
         self,
-        local: torch.Tensor,
+        local: Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
         uniforms: torch.Tensor,
@@ -179,6 +181,8 @@ class CudaGraphWaveNet(BlockGenerator):
         chunk = self.steps_per_graph
         layers, gate = len(self.fallback.convs), self.fallback.gate_channels
         block = max(chunk, BLOCK_ELEMENTS // (batch * layers * gate) // chunk * chunk)
+        if chunk_samples is not None:  # the first chunk waits for no more conditioning than it needs
+            block = min(block, -(-chunk_samples // chunk) * chunk)
         layer_bias = self.fallback.layer_bias(speaker_ids, batch)
         uniforms = uniforms.to(local.device)
         with program.lock:
@@ -186,7 +190,7 @@ class CudaGraphWaveNet(BlockGenerator):
             emitted = 0
             for block_start in range(0, steps, block):
                 block_stop = min(steps, block_start + block)
-                conditioning = self.fallback.block_conditioning(local, layer_bias, block_start, block_stop)
+                conditioning = self.fallback.block_conditioning(local.block(block_start, block_stop), layer_bias)
                 for start in range(block_start, block_stop, chunk):
                     count = min(chunk, block_stop - start)  # short only at the end of the utterance
                     offset = start - block_start

@@ -2,7 +2,8 @@
 
 Every layer keeps a ring buffer of its recent inputs, just long enough for its dilation, so one step costs
 O(layers) small matrix products instead of a pass over the receptive field. The conditioning projections of all
-layers (local features and speaker) are computed once per utterance, in blocks of samples, as one matrix product;
+layers (local features and speaker) are computed in blocks of samples, one matrix product per block, from each block's
+upsampled conditioning when generation reaches it;
 the weights are prepacked once per model into the matrices a single step needs.
 """
 
@@ -16,6 +17,7 @@ import torch
 
 from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import Sampling
+from vocoder.models.conditioning import Conditioning
 from vocoder.models.layers import CausalConv1d
 from vocoder.models.wavenet import WaveNet
 
@@ -85,11 +87,12 @@ class FastWaveNet(BlockGenerator):
         speaker = self.model.speaker_vector(speaker_ids)
         return bias + (speaker @ self.speaker_weight).view(batch, len(self.convs), self.gate_channels)
 
-    def block_conditioning(self, local: torch.Tensor, layer_bias: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """`[B, stop - start, layers, gate]`: every layer's conditioning input for samples `[start, stop)`, the local
+    def block_conditioning(self, local: torch.Tensor, layer_bias: torch.Tensor) -> torch.Tensor:
+        """`[B, n, layers, gate]`: every layer's conditioning input for a block `local [B, C, n]`, the local
         projections of all layers as one matrix product plus `layer_bias`."""
-        projected = local[:, :, start:stop].transpose(1, 2) @ self.local_weight
-        return projected.view(local.shape[0], stop - start, len(self.convs), self.gate_channels) + layer_bias[:, None]
+        batch, _, steps = local.shape
+        projected = local.transpose(1, 2) @ self.local_weight
+        return projected.view(batch, steps, len(self.convs), self.gate_channels) + layer_bias[:, None]
 
     @staticmethod
     def _push(ring: _RingConv, buffer: torch.Tensor, table: torch.Tensor, x: torch.Tensor, t: int) -> torch.Tensor:
@@ -98,7 +101,7 @@ class FastWaveNet(BlockGenerator):
         buffer[:, position] = x
         return buffer.index_select(1, table[position]).flatten(1)
 
-    def allocate(self, local: torch.Tensor, record_logits: bool = False) -> GenerationResult:
+    def allocate(self, local: torch.Tensor | Conditioning, record_logits: bool = False) -> GenerationResult:
         """An empty result for generating from `local [B, C, T]`."""
         batch, _, steps = local.shape
         return GenerationResult(
@@ -109,7 +112,7 @@ class FastWaveNet(BlockGenerator):
 
     def _stream(
         self,
-        local: torch.Tensor,
+        local: Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
         uniforms: torch.Tensor,
@@ -133,7 +136,7 @@ class FastWaveNet(BlockGenerator):
             block = min(block, chunk_samples)
         for start in range(0, steps, block):
             stop = min(steps, start + block)
-            conditioning = self.block_conditioning(local, layer_bias, start, stop)
+            conditioning = self.block_conditioning(local.block(start, stop), layer_bias)
             for t in range(start, stop):
                 taps = self._push(self.input_conv, buffers[0], tables[0], self.embedding[previous], t)
                 x = torch.addmm(self.input_bias, taps, self.input_conv.weight)

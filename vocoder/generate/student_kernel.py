@@ -4,9 +4,9 @@ The PyTorch forward of the student is memory-bound: its layers are narrow (16-32
 convolutions and the gate ops stream the whole utterance's activations through memory. The fused forward runs every
 flow and layer over tiles of 256 samples that stay in cache, with the teacher kernel's vectorised gate (absolute
 error < 1e-6), and splits an utterance into parts over torch's threads (each part recomputes the receptive field in
-front of it, so its outputs are exactly the sequential ones). The conditioning upsampler is computed polyphase: each
-nearest-neighbour stretch by s followed by its (2s + 1)-tap smoother is one 3-tap convolution with s outputs per input
-frame, the same function without the stretched intermediate.
+front of it, so its outputs are exactly the sequential ones). Both forwards run over an utterance in overlapping
+chunks (`TorchStudent.stream`), each chunk's conditioning upsampled when it is reached, so memory does not grow with
+the utterance.
 
 Same function as `StudentWaveNet.generate` in float32 (max abs waveform error below 1e-6, tested < 1e-4). Where the
 kernel cannot be built or cannot run (CUDA model or tensors, non-float32), `student_generator` and `generate` fall
@@ -16,11 +16,13 @@ back to the PyTorch forward and log why.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
+from vocoder.generate.result import ProgressCallback
+from vocoder.models.conditioning import Conditioning, as_conditioning
 from vocoder.models.student import StudentWaveNet, logistic_noise
 from vocoder.native import KernelUnavailable, load_extension, weights_problem
 
@@ -29,33 +31,59 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).parent / "csrc" / "student_forward.cpp"
 
 
-def polyphase_filters(smoother: torch.Tensor, scale: int) -> torch.Tensor:
-    """A `(2s + 1)`-tap smoother of an s-fold nearest-neighbour stretch as `[s, 1, 3]` filters over the unstretched
-    signal: output `m * s + r` is `sum_q P[r, q] * y[m - 1 + q]`, P[r, q] summing the taps j with
-    `(r + j) // s == q` (zero padding of the stretched signal is zero padding of y)."""
-    taps = smoother.reshape(-1)
-    phases = torch.zeros(scale, 3, dtype=taps.dtype)
-    for r in range(scale):
-        for j in range(2 * scale + 1):
-            phases[r, (r + j) // scale] += taps[j]
-    return phases[:, None, :]
+CHUNK_RECEPTIVE_FIELDS = 32
+"""A full chunk of synthesis is this many receptive fields long, so the context recomputed in front of it costs 1/32."""
+FIRST_CHUNK_SAMPLES = 2048
+"""The first chunk's length; each next one is twice the last, up to the full length: a stream starts after a short
+chunk, and only the first few chunks pay the context at a higher rate."""
 
 
 class TorchStudent:
-    """The student's own PyTorch upsampler and forward (the reference, and the fallback)."""
+    """The student's own PyTorch forward (the reference, and the fallback), run over an utterance in chunks."""
 
     name = "torch"
 
     def __init__(self, model: StudentWaveNet) -> None:
         self.model = model
+        self.chunk_samples = max(FIRST_CHUNK_SAMPLES, CHUNK_RECEPTIVE_FIELDS * model.receptive_field)
 
-    def upsample(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frame-rate conditioning `[B, frames, C]` to sample-rate `[B, C', frames * hop]`."""
-        return self.model.upsample(frames)
-
-    def generate(self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor) -> torch.Tensor:
-        """A waveform `[B, T]` in [-1, 1] from `local [B, C', T]` and `uniforms [B, T]`."""
+    def one_pass(self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor) -> torch.Tensor:
+        """A waveform `[B, T]` in [-1, 1] from `local [B, C', T]` and `uniforms [B, T]` in one forward pass."""
         return self.model.generate(local, speaker_ids, uniforms)
+
+    def stream(
+        self, local: torch.Tensor | Conditioning, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """`one_pass` over the whole utterance as consecutive chunks `(start, [B, n])`, with the memory of one
+        chunk whatever the length. Each chunk is computed from its conditioning and noise and the receptive
+        field's in front of it (a sample depends on nothing earlier), so it holds the whole pass's samples: bitwise
+        with the fused forward, to float rounding with PyTorch's (its convolutions round by length). The chunks
+        are the same for a stream and a whole synthesis, so those two agree bitwise on every path."""
+        local = as_conditioning(local)
+        steps, context = local.shape[-1], self.model.receptive_field - 1
+        start, size = 0, FIRST_CHUNK_SAMPLES
+        while start < steps:
+            stop = min(steps, start + size)
+            first = max(0, start - context)
+            waveform = self.one_pass(local.block(first, stop), speaker_ids, uniforms[:, first:stop])
+            yield start, waveform[:, start - first :]
+            start, size = stop, min(2 * size, self.chunk_samples)
+
+    def generate(
+        self,
+        local: torch.Tensor | Conditioning,
+        speaker_ids: torch.Tensor | None,
+        uniforms: torch.Tensor,
+        progress: ProgressCallback | None = None,
+    ) -> torch.Tensor:
+        """The whole waveform `[B, T]`, synthesized chunk by chunk (`stream`); `progress` hears of each chunk."""
+        batch, _, steps = local.shape
+        waveform = torch.empty(batch, steps, device=local.device, dtype=local.dtype)
+        for start, chunk in self.stream(local, speaker_ids, uniforms):
+            waveform[:, start : start + chunk.shape[1]] = chunk
+            if progress is not None:
+                progress(chunk.shape[1])
+        return waveform
 
 
 class KernelStudent(TorchStudent):
@@ -75,10 +103,6 @@ class KernelStudent(TorchStudent):
         half = s.gate_channels // 2
         layers = [layer for flow in model.flows for layer in flow.layers]
         with torch.no_grad():
-            self.phases = [
-                polyphase_filters(smoother.weight, scale)
-                for scale, smoother in zip(model.upsampler.scales, model.upsampler.smoothers, strict=True)
-            ]
             self.conv_bias = torch.stack([layer.conv.bias for layer in layers])
             self.speaker_weight = (
                 torch.stack([layer.glob.weight for layer in layers]) if model.speaker_embedding is not None else None
@@ -103,19 +127,6 @@ class KernelStudent(TorchStudent):
             s.log_scale_min,
         )
 
-    def upsample(self, frames: torch.Tensor) -> torch.Tensor:
-        """The model's upsampler, each stretch-and-smooth stage computed polyphase (same function, no stretched
-        intermediate, about 20x less work on the last stage)."""
-        return self.model.upsampler.upsample_with(frames.transpose(1, 2), self._stretch_and_smooth)
-
-    def _stretch_and_smooth(self, x: torch.Tensor) -> torch.Tensor:
-        for phases in self.phases:
-            batch, channels, length = x.shape
-            scale = phases.shape[0]
-            x = F.conv1d(x.reshape(batch * channels, 1, length), phases.to(x), padding=1)
-            x = x.transpose(1, 2).reshape(batch, channels, length * scale)
-        return x
-
     def _gate_bias(self, speaker_ids: torch.Tensor | None, batch: int) -> torch.Tensor:
         """`[B, layers, 2H]`: each layer's conv bias plus its speaker projection, constant over the utterance."""
         bias = self.conv_bias.expand(batch, -1, -1)
@@ -124,17 +135,13 @@ class KernelStudent(TorchStudent):
             bias = bias + torch.einsum("lgs,bs->blg", self.speaker_weight, speaker)
         return bias.contiguous()
 
-    def generate(
-        self,
-        local: torch.Tensor,
-        speaker_ids: torch.Tensor | None,
-        uniforms: torch.Tensor,
-        parts: int = 0,
+    def one_pass(
+        self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor, parts: int = 0
     ) -> torch.Tensor:
-        """As `TorchStudent.generate`; `parts` splits each utterance into that many parts (0: one per thread)."""
+        """As `TorchStudent.one_pass`; `parts` splits each utterance into that many parts (0: one per thread)."""
         if local.device.type != "cpu" or local.dtype != torch.float32:
             log.warning("fused student forward: %s %s input; using the PyTorch forward", local.device, local.dtype)
-            return super().generate(local, speaker_ids, uniforms)
+            return super().one_pass(local, speaker_ids, uniforms)
         z = logistic_noise(uniforms.to(local.dtype)).contiguous()
         out = torch.empty_like(z)
         self._forward.run(z, local.contiguous(), self._gate_bias(speaker_ids, z.shape[0]), out, parts)

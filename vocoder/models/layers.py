@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from vocoder.models.conditioning import UpsampledConditioning
 
 
 class CausalConv1d(nn.Conv1d):
@@ -64,49 +65,71 @@ class GatedResidualLayer(nn.Module):
         return (x + residual) * math.sqrt(0.5), skip
 
 
+class Smoother(nn.Module):
+    """An s-fold nearest-neighbour stretch smoothed by a learned `(2s + 1)`-tap filter (zero padding), computed
+    polyphase over the unstretched signal: output `m * s + r` is `sum_q P[r, q] * x[m - 1 + q]`, where `P[r, q]`
+    sums the taps j with `(r + j) // s == q` (zero padding of the stretch is zero padding of x). The same function
+    as stretching and convolving, without the stretched intermediate or the ~2s copies of it a CPU convolution
+    unfolds; and as three products and two sums per output, it gives each output bitwise the same wherever a block
+    of the signal starts."""
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+        # The name and shape of the Conv2d filter this replaces, so model files load unchanged; a moving average
+        # to start with (no checkerboard artefacts), after the random draws Conv2d made, so seeded models stay.
+        self.weight = nn.Parameter(torch.empty(1, 1, 1, 2 * scale + 1))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        nn.init.constant_(self.weight, 1.0 / (2 * scale + 1))
+        taps, phases = torch.arange(2 * scale + 1), torch.arange(scale)
+        # [3, 2s + 1, s]: 1 where tap j of phase r reads x[m - 1 + q].
+        selection = F.one_hot((phases[None, :] + taps[:, None]) // scale, 3).permute(2, 0, 1).float()
+        self.register_buffer("selection", selection, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B, C, n]` -> `[B, C, n * scale]`."""
+        p = (self.weight.reshape(1, -1, 1) * self.selection).sum(1)  # [3, s]
+        padded = F.pad(x, (1, 1)).unsqueeze(-1)
+        out = padded[..., :-2, :] * p[0] + padded[..., 1:-1, :] * p[1] + padded[..., 2:, :] * p[2]
+        return out.flatten(-2)
+
+
 class ConditioningUpsampler(nn.Module):
     """Frame-rate features to sample rate: a frame-level conv, then nearest-neighbour stretches each smoothed by
-    a learned 1-D filter along time (initialised to a moving average, which avoids checkerboard artefacts).
+    a learned 1-D filter along time (`Smoother`).
 
     Both ends are extended by repeating the first and last frames, so the edges of an utterance are upsampled
     like its interior. Zero padding there read as a loud frame (log-mel 0 is magnitude 1) and made every output
-    begin and end in a click."""
+    begin and end in a click. `conditioning` upsamples a block of samples at a time (`UpsampledConditioning`)."""
 
     def __init__(self, in_channels: int, out_channels: int, scales: list[int], prenet_kernel_size: int) -> None:
         super().__init__()
         self.scales = list(scales)
+        self.hop = math.prod(self.scales)
         self.prenet = nn.Conv1d(in_channels, out_channels, prenet_kernel_size, padding=prenet_kernel_size // 2)
-        self.smoothers = nn.ModuleList()
+        self.smoothers = nn.ModuleList(Smoother(scale) for scale in self.scales)
+        # How far, in frames, the smoothers reach past the frame of an output: each reads one sample either side at
+        # its input rate. With the prenet's reach, that many repeated frames cover every edge.
+        rate, reach = 1, 0.0
         for scale in self.scales:
-            smoother = nn.Conv2d(1, 1, (1, 2 * scale + 1), padding=(0, scale), bias=False)
-            nn.init.constant_(smoother.weight, 1.0 / (2 * scale + 1))
-            self.smoothers.append(smoother)
-        # How far, in frames, the prenet and every smoother reach past an edge: the repeated frames cover it all.
-        rate, reach = 1, prenet_kernel_size // 2
-        smoother_reach = 0.0
-        for scale in self.scales:
+            reach += 1 / rate
             rate *= scale
-            smoother_reach += scale / rate
-        self.edge_frames = reach + math.ceil(smoother_reach)
+        self.stage_reach = math.ceil(reach)
+        self.edge_frames = prenet_kernel_size // 2 + self.stage_reach
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """`[B, C_in, frames]` -> `[B, C_out, frames * prod(scales)]`."""
-        return self.upsample_with(frames, self.stretch_and_smooth)
+        return self.conditioning(frames).whole()
+
+    def conditioning(self, frames: torch.Tensor) -> UpsampledConditioning:
+        """`[B, C_in, frames]` upsampled block by block as a generator reads it."""
+        return UpsampledConditioning(self, frames)
 
     def stretch_and_smooth(self, x: torch.Tensor) -> torch.Tensor:
         """The stages after the prenet: `[B, C, n]` -> `[B, C, n * prod(scales)]`."""
-        x = x.unsqueeze(1)
-        for scale, smoother in zip(self.scales, self.smoothers, strict=True):
-            x = smoother(x.repeat_interleave(scale, dim=-1))
-        return x.squeeze(1)
-
-    def upsample_with(self, frames: torch.Tensor, stages: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Repeat the edge frames, prenet, `stages` (this module's or an equivalent), and crop the repeats off
-        again: the one place the edges are handled, for every implementation of the stages."""
-        edge = self.edge_frames
-        x = stages(self.prenet(F.pad(frames, (edge, edge), mode="replicate")))
-        crop = edge * math.prod(self.scales)
-        return x[..., crop:-crop]
+        for smoother in self.smoothers:
+            x = smoother(x)
+        return x
 
 
 class ConditionedModel(nn.Module):
@@ -119,6 +142,10 @@ class ConditionedModel(nn.Module):
     def upsample(self, frames: torch.Tensor) -> torch.Tensor:
         """Frame-rate conditioning `[B, frames, C]` to sample-rate `[B, C', frames * hop]`."""
         return self.upsampler(frames.transpose(1, 2))
+
+    def conditioning(self, frames: torch.Tensor) -> UpsampledConditioning:
+        """`upsample`, computed a block at a time as a generator reads it."""
+        return self.upsampler.conditioning(frames.transpose(1, 2))
 
     def speaker_vector(self, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
         if self.speaker_embedding is None:

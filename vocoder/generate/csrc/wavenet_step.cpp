@@ -550,22 +550,27 @@ class Generator {
   }
 
   // Generate steps [start, stop) into ids / waveform / logits ([B, T...]); rings, id_ring and previous carry the
-  // state between calls. local is the whole [B, local channels, T] (read in place: a transposed copy per block would
-  // also wake torch's OpenMP threads), layer_bias [B, layers * 2Hp] (conv bias plus speaker projection), uniforms
-  // [B, T] float64.
+  // state between calls. local [B, local channels, n] holds the conditioning of steps [local_start, local_start + n),
+  // which must cover [start, stop): the caller upsamples it block by block (read in place: a transposed copy per
+  // block would also wake torch's OpenMP threads), layer_bias [B, layers * 2Hp] (conv bias plus speaker
+  // projection), uniforms [B, T] float64.
   void run(torch::Tensor rings, torch::Tensor id_ring, torch::Tensor previous, torch::Tensor local,
-           torch::Tensor layer_bias, torch::Tensor uniforms, int64_t start, int64_t stop, torch::Tensor ids,
-           torch::Tensor waveform, c10::optional<torch::Tensor> logits, int64_t strategy, double temperature,
-           int64_t top_k, double top_p, torch::Tensor centres, int64_t mu, bool split) {
+           int64_t local_start, torch::Tensor layer_bias, torch::Tensor uniforms, int64_t start, int64_t stop,
+           torch::Tensor ids, torch::Tensor waveform, c10::optional<torch::Tensor> logits, int64_t strategy,
+           double temperature, int64_t top_k, double top_p, torch::Tensor centres, int64_t mu, bool split) {
     for (const auto* t : {&rings, &id_ring, &previous, &local, &layer_bias, &uniforms, &ids, &waveform, &centres})
       TORCH_CHECK(t->is_contiguous() && t->device().is_cpu(), "wavenet_step: CPU contiguous tensors expected");
     TORCH_CHECK(local.scalar_type() == at::kFloat && uniforms.scalar_type() == at::kDouble);
-    TORCH_CHECK(local.size(1) == local_ && local.size(2) == ids.size(1), "wavenet_step: bad local features");
+    TORCH_CHECK(local.size(1) == local_ && local_start <= start && stop <= local_start + local.size(2) &&
+                    stop <= ids.size(1),
+                "wavenet_step: bad local features");
     if (logits) TORCH_CHECK(logits->is_contiguous() && logits->size(2) == C_);
     const Block block{rings.data_ptr<float>(),
                       id_ring.data_ptr<int64_t>(),
                       previous.data_ptr<int64_t>(),
                       local.data_ptr<float>(),
+                      local_start,
+                      local.size(2),
                       layer_bias.data_ptr<float>(),
                       uniforms.data_ptr<double>(),
                       start,
@@ -605,6 +610,7 @@ class Generator {
     int64_t* id_ring;
     int64_t* previous;
     const float* local;
+    int64_t local_start, local_steps;
     const float* layer_bias;
     const double* uniforms;
     int64_t start, stop, total;
@@ -684,9 +690,9 @@ class Generator {
       const float* x[TT];
       float* y[TT];
       const float* bias = blk.layer_bias + (b0 + b) * width;
-      const float* local = blk.local + (b0 + b) * local_ * blk.total + t;
+      const float* local = blk.local + (b0 + b) * local_ * blk.local_steps + (t - blk.local_start);
       for (int64_t c = 0; c < local_; ++c)
-        for (int i = 0; i < TT; ++i) features[i * local_ + c] = local[c * blk.total + i];
+        for (int i = 0; i < TT; ++i) features[i * local_ + c] = local[c * blk.local_steps + i];
       for (int i = 0; i < TT; ++i) {
         x[i] = features + i * local_;
         y[i] = out[b] + i * width;
