@@ -181,3 +181,34 @@ def test_a_missing_gpu_is_one_line_and_a_failure(command: list[str], tmp_path: P
 def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"vocoder {vocoder.__version__}"
+
+
+HEAVY_LIBRARIES = ("torch", "scipy", "librosa", "matplotlib", "soundfile")  # typer itself loads pydantic
+HELP_PAGES = [[], ["synthesize"], ["extract"], ["bench", "generation"], ["mos", "export"], ["serve"], ["train"]]
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """`vocoder --help` answers in a fraction of a second because command modules import the library when a
+    command runs: the help of the app and of its commands loads none of torch, scipy, librosa or matplotlib."""
+    script = (
+        "import sys\nfrom vocoder.cli import main\n"
+        f"for args in {HELP_PAGES!r}:\n"
+        "    sys.argv = ['vocoder', *args, '--help']\n"
+        "    try:\n        main()\n    except SystemExit as stop:\n        assert stop.code == 0, (args, stop.code)\n"
+        f"print(sorted(name for name in {HEAVY_LIBRARIES!r} if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_help_shows_no_value_type_beside_a_flag() -> None:
+    from typer.testing import CliRunner
+
+    from vocoder.cli import app
+
+    for args in [*HELP_PAGES, ["frontend"], ["evaluate"]]:
+        page = CliRunner().invoke(app, [*args, "--help"], terminal_width=200).output
+        assert "--version" in page or args, page
+        assert "<bool>" not in page, (args, page)
+    assert "<int" in CliRunner().invoke(app, ["synthesize", "--help"], terminal_width=200).output  # others keep theirs

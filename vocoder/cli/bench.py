@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 import typer
 
-from vocoder.benchmark import GenerationBenchSettings, bench_generation, plot_generation
-from vocoder.benchmark_student import bench_student
 from vocoder.cli.app import app
-from vocoder.config import load_config
 
 bench_app = typer.Typer(help="Speed and quality benchmarks.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -63,6 +59,12 @@ def generation(
 ) -> None:
     """Naive vs Fast-WaveNet (fused CPU kernel or CUDA graphs, and plain PyTorch) generation speed at batch 1 and
     --batch-sizes, and the Parallel WaveNet student's."""
+    import torch
+
+    from vocoder.benchmark import GenerationBenchSettings, bench_generation, plot_generation
+    from vocoder.benchmark_student import bench_student
+    from vocoder.config import load_config
+
     if threads:
         torch.set_num_threads(threads)
     settings = GenerationBenchSettings(
@@ -94,6 +96,9 @@ def training(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
 ) -> None:
     """Teacher training throughput: samples per second through forward, backward and an optimizer step."""
+    import torch
+
+    from vocoder.config import load_config
     from vocoder.train.benchmark import bench_training
 
     if threads:

@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 
 from vocoder.cli.app import app
-from vocoder.models.bundle import bundle_model
-from vocoder.models.checkpoint import bundled_models_dir
 
 
 @app.command()
@@ -21,6 +19,9 @@ def bundle(
     notes: Path | None = typer.Option(None, help="a markdown file with notes for the card"),
 ) -> None:
     """Bundle a trained model: model.safetensors, config.yaml and README.md (model card)."""
+    from vocoder.models.bundle import bundle_model
+    from vocoder.models.checkpoint import bundled_models_dir
+
     target = bundle_model(
         model, name, models_dir or bundled_models_dir(), data, evaluation, notes.read_text() if notes else ""
     )

@@ -6,12 +6,9 @@ from pathlib import Path
 
 import typer
 
-from vocoder.audio import load_wav
 from vocoder.cli.app import app
 from vocoder.cli.common import config_of, output_paths
 from vocoder.errors import VocoderError
-from vocoder.features.acoustic import extract_features
-from vocoder.features.featurefile import save_features, validate_features
 
 
 @app.command()
@@ -23,6 +20,10 @@ def extract(
     speaker: str | None = typer.Option(None, help="speaker name stored in the feature files"),
 ) -> None:
     """Extract conditioning features (log-mel, F0) from audio files, one .npz per file."""
+    from vocoder.audio import load_wav
+    from vocoder.features.acoustic import extract_features
+    from vocoder.features.featurefile import save_features, validate_features
+
     cfg = config_of(model, config)
     if cfg.speakers and speaker is None:
         typer.secho(

@@ -6,14 +6,10 @@ import time
 from pathlib import Path
 
 import typer
-from tqdm import tqdm
 
-import vocoder
-from vocoder.audio import AUDIO_FORMATS, save_wav
 from vocoder.cli.app import app
 from vocoder.cli.common import DEFAULT_MODEL, output_paths
 from vocoder.errors import VocoderError
-from vocoder.generate import Sampling
 
 AUDIO_SUFFIX = {"pcm16": ".wav", "float": ".wav", "flac": ".flac"}
 
@@ -36,9 +32,15 @@ def synthesize(
     batch_size: int = typer.Option(1, min=1, help="utterances generated together"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     precision: str = typer.Option("fp32", help="CPU kernel weights: fp32 (exact), fp16 or int8 (faster)"),
-    audio_format: str = typer.Option("pcm16", "--format", help=f"one of {sorted(AUDIO_FORMATS)}"),
+    audio_format: str = typer.Option("pcm16", "--format", help=f"one of {sorted(AUDIO_SUFFIX)}"),
 ) -> None:
     """Generate waveforms from feature files, with a progress bar in samples per second."""
+    from tqdm import tqdm
+
+    import vocoder
+    from vocoder.audio import AUDIO_FORMATS, save_wav
+    from vocoder.generate import Sampling
+
     if audio_format not in AUDIO_FORMATS:
         raise VocoderError(f"--format: expected one of {sorted(AUDIO_FORMATS)}, found {audio_format!r}")
     sampling = Sampling(strategy, temperature, top_k, top_p, seed)  # type: ignore[arg-type]

@@ -27,12 +27,11 @@ import pyloudnorm
 from scipy import signal
 
 from vocoder.audio import load_wav, save_wav
+from vocoder.constants import DEFAULT_GOLD_PER_KIND
 from vocoder.errors import VocoderError
 from vocoder.eval.pairing import Pairing, pair_files
 
 PEAK_CEILING_DBFS = -1.0
-DEFAULT_GOLD_PER_KIND = 2
-"""Natural references and low anchors per playlist, unless fewer utterances are tested (a gold item never repeats)."""
 ANCHOR_CUTOFF_HZ = 1000.0
 ANCHOR_SNR_DB = 5.0
 ANCHOR_BITS = 6
