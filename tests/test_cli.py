@@ -12,9 +12,10 @@ import soundfile
 import yaml
 
 import vocoder
-from tests.conftest import TINY, tone
+from tests.conftest import TINY, tiny_config, tone
 from vocoder.audio import save_wav
-from vocoder.features.featurefile import read_features
+from vocoder.features.acoustic import extract_features
+from vocoder.features.featurefile import read_features, save_features
 
 VOCODER = [sys.executable, "-m", "vocoder.cli"]
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -111,6 +112,31 @@ def test_bad_inputs_fail_with_one_clear_line(tiny_model_file: Path, tmp_path: Pa
         "bob",
     )
     assert strategy.returncode == 2 and "strategy: expected one of" in strategy.stderr
+    top_k = run("synthesize", str(tmp_path / "f" / "good.npz"), "--out", str(tmp_path / "o"), "--top-k", "1000000000")
+    assert top_k.returncode == 2  # the limit of the service and the API (vocoder.constants.TOP_K_MAX), not a hang
+    assert top_k.stderr.strip() == "error: top_k: expected an integer from 1 to 65536, found 1000000000"
+
+
+def test_a_student_names_the_settings_it_ignores(tmp_path: Path) -> None:
+    from tests.test_student import STUDENT
+    from vocoder.models.checkpoint import save_model
+    from vocoder.models.student import StudentWaveNet
+
+    config = tiny_config(student=STUDENT)
+    student = save_model(tmp_path / "student.safetensors", StudentWaveNet(config), config, "student", {})
+    features = tmp_path / "a.npz"
+    save_features(features, extract_features(tone(0.05), config, speaker="bob"))
+    args = ["synthesize", str(features), "--model", str(student), "--seed", "1"]
+    plain = run(*args, "--out", str(tmp_path / "plain.wav"))
+    assert plain.returncode == 0 and "note:" not in plain.stderr, plain.stderr
+    shaped = run(*args, "--out", str(tmp_path / "shaped.wav"), "--temperature", "0.5", "--top-k", "4")
+    assert shaped.returncode == 0, shaped.stderr
+    (note,) = (line for line in shaped.stderr.splitlines() if line.startswith("note:"))
+    assert note == (
+        "note: student (student) ignores --temperature, --top-k: a student draws the whole waveform in one pass "
+        "from noise that only the seed fixes"
+    )
+    assert (tmp_path / "plain.wav").read_bytes() == (tmp_path / "shaped.wav").read_bytes()
 
 
 @pytest.mark.slow
