@@ -64,6 +64,20 @@ def test_copy_synthesis_takes_two_commands(tiny_model_file: Path, tmp_path: Path
     assert rate == 16000 and len(audio) == 1600 and np.abs(audio).max() > 0
 
 
+def test_extract_notes_resampling_and_mixing_down(tiny_model_file: Path, tmp_path: Path) -> None:
+    stereo = tmp_path / "stereo.wav"
+    soundfile.write(str(stereo), np.stack([tone(0.1, sample_rate=44100)] * 2, axis=1), 44100)
+    mono = tmp_path / "mono.wav"
+    save_wav(mono, tone(0.1), 16000)
+    result = run(
+        "extract", str(stereo), str(mono), "--out", str(tmp_path / "feats"), "--model", str(tiny_model_file),
+        "--speaker", "bob",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {stereo}: 2 channels mixed down to mono; resampled from 44100 Hz to the model's 16000 Hz"]
+
+
 def test_bundled_name_is_the_default_model(tiny_model_file: Path, tmp_path: Path) -> None:
     wav = tmp_path / "a.wav"
     save_wav(wav, tone(0.05), 16000)
