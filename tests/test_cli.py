@@ -190,6 +190,12 @@ def test_bench_generation_prints_json(tmp_path: Path) -> None:
     ):
         assert key in report
     assert report["receptive_field"] == 16 and report["fast_samples_per_s"] > 0
+    progress = [line for line in result.stderr.splitlines() if line.startswith("[")]  # stderr: stdout stays the report
+    names = ["naive", "fast", "fast_torch", "fast_torch_batch4", "fast_batch4", "fast_batch16"]
+    names += ["student", "student_torch"]
+    assert [line.split("]")[0] for line in progress] == [f"[{k}/8" for k in range(1, 9)], result.stderr
+    assert [line.split(" ")[1] for line in progress] == [f"{name}:" for name in names]
+    assert not any(line.startswith("[") for line in result.stdout.splitlines())
     bad = run("bench", "generation", "--config", str(config), "--batch-sizes", "8,x")
     assert bad.returncode == 2 and "--batch-sizes" in bad.stderr
     precision = run("bench", "generation", "--config", str(config), "--precision", "fp8")

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from vocoder.benchmark import rate_summary
+from vocoder.benchmark import FigureCallback, rate_summary
 from vocoder.config import Config, StudentConfig
 from vocoder.generate import Sampling, TorchStudent, student_generator
 from vocoder.models.student import StudentWaveNet
@@ -26,10 +26,12 @@ def bench_student(
     repeats: int = 3,
     device: str = "cpu",
     seed: int = 0,
+    progress: FigureCallback | None = None,
 ) -> dict[str, object]:
     """Batch-1 samples per second for a `seconds`-long utterance (median, min, max of `repeats` runs after a
     warm-up) of the generator users get and of the PyTorch forward, and the speed-up over `fast_samples_per_s`
-    when given. The two are timed alternately, so load on a shared machine falls on both alike."""
+    when given. The two are timed alternately, so load on a shared machine falls on both alike. `progress` hears
+    of both figures at the end."""
     torch.manual_seed(seed)
     student_config = config if config.student is not None else config.model_copy(update={"student": StudentConfig()})
     model = StudentWaveNet(student_config).eval().to(device)
@@ -58,6 +60,9 @@ def bench_student(
     for _ in range(repeats):
         for name, generator in generators.items():
             rates[name].append(synthesize(generator))
+    if progress is not None:  # the two are timed alternately: both figures are ready together
+        for name, values in rates.items():
+            progress(name, values)
     report: dict[str, object] = {"student_generator": generators["student"].name, **rate_summary(rates)}
     median = statistics.median(rates["student"])
     report.update(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from pathlib import Path
 
 import typer
@@ -30,6 +32,26 @@ def _print_report(report: dict[str, object]) -> None:
     width = max(map(len, facts), default=0)
     for key in facts:
         typer.echo(f"{key:<{width}}  {report[key]}")
+
+
+STUDENT_FIGURES = 2
+"""The student's figures after the teacher's: the generator users get and the PyTorch forward."""
+
+
+class _Progress:
+    """One line on stderr per measured figure (stdout stays the report, and --json's last line parseable)."""
+
+    def __init__(self, total: int, repeats: int) -> None:
+        self.total, self.done, self.started = total, 0, time.monotonic()
+        typer.echo(f"timing {total} figures, {repeats} runs each; the naive one takes longest", err=True)
+
+    def __call__(self, name: str, rates: list[float]) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.started
+        typer.echo(
+            f"[{self.done}/{self.total}] {name}: {statistics.median(rates):,.1f} samples/s ({elapsed:.0f} s elapsed)",
+            err=True,
+        )
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -61,7 +83,7 @@ def generation(
     --batch-sizes, and the Parallel WaveNet student's."""
     import torch
 
-    from vocoder.benchmark import GenerationBenchSettings, bench_generation, plot_generation
+    from vocoder.benchmark import GenerationBenchSettings, bench_generation, figure_count, plot_generation
     from vocoder.benchmark_student import bench_student
     from vocoder.config import load_config
 
@@ -77,8 +99,10 @@ def generation(
         precision=precision,  # type: ignore[arg-type]
     )
     loaded = load_config(config)
-    report = bench_generation(loaded, settings)
-    report.update(bench_student(loaded, report["fast_samples_per_s"], student_seconds, repeats, device))  # type: ignore[arg-type]
+    progress = _Progress(figure_count(settings) + STUDENT_FIGURES, repeats)
+    report = bench_generation(loaded, settings, progress)
+    fast_rate = report["fast_samples_per_s"]
+    report.update(bench_student(loaded, fast_rate, student_seconds, repeats, device, progress=progress))  # type: ignore[arg-type]
     _print_report(report)
     if plot is not None:
         plot_generation(report, plot)
