@@ -69,6 +69,7 @@ def test_export_writes_a_blinded_self_contained_package(tmp_path: Path) -> None:
     page = (package / "index.html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # no network resources
     assert "<link" not in page and "<script src" not in page
+    assert "Playlist number, 1 to 2 " in page and 'id="playlist" min="1" max="2"' in page  # the valid range, shown
     for name in ("lowpass", "mulaw", "utt0", "reference", "anchor"):
         assert name not in page and not any(name in p.name for p in (package / "audio").iterdir())
     assert key["listeners"] == 2 and key["items_per_listener"] == 3

@@ -274,7 +274,8 @@ def _build(
     page_config = {"package_id": package_id, "audio_dir": "audio", "playlists": playlists}
     template = resources.files("vocoder").joinpath("data/mos_page.html").read_text(encoding="utf-8")
     embedded = json.dumps(page_config, separators=(",", ":")).replace("</", "<\\/")
-    (package / "index.html").write_text(template.replace("__MOS_CONFIG__", embedded), encoding="utf-8")
+    page = template.replace("__MOS_CONFIG__", embedded).replace("__MOS_PLAYLISTS__", str(len(playlists)))
+    (package / "index.html").write_text(page, encoding="utf-8")
     return {
         "package_id": package_id,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
