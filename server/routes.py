@@ -57,8 +57,8 @@ router = APIRouter()
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=error_responses(401))
 
 AUDIO_RESPONSE = {
-    "description": "the waveform; headers X-Model, X-Sample-Rate, X-Audio-Samples, X-Audio-Duration and (unless "
-    "streamed) X-Synthesis-Time",
+    "description": "the waveform; headers X-Model, X-Sample-Rate, X-Audio-Samples, X-Audio-Duration, (unless "
+    "streamed) X-Synthesis-Time, and X-Ignored-Settings when the model ignores some of the settings given",
     "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in set(MEDIA_TYPES.values())},
 }
 
@@ -345,6 +345,9 @@ async def _deliver(
         "X-Audio-Duration": f"{features.n_samples / model.sample_rate:.4f}",
         **(notes or {}),
     }
+    ignored, _ = model.ignored_settings(sampling)
+    if ignored:  # a student has no distribution to reshape; argmax takes the raw mode: said, not silently accepted
+        headers["X-Ignored-Settings"] = ", ".join(ignored)
     remaining = settings.timeout - (time.monotonic() - arrived)
     if params.stream:
         return await _stream(state, model, features, params, method, sampling, headers, remaining)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vocoder.audio import AUDIO_FORMATS
+from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.frontend.festival import MAX_SPEED, MIN_SPEED, VOICES
 
 AudioFormat = Literal["pcm16", "float", "flac"]
@@ -32,8 +33,10 @@ class SynthesisParams(BaseModel):
         "queues) or naive (the reference); a student: student. Default: fast for a teacher, student for a student",
     )
     strategy: Literal["sample", "argmax", "mean"] = "sample"
-    temperature: float = Field(1.0, ge=1e-3, le=1e3, allow_inf_nan=False, description="divides the logits")
-    top_k: int | None = Field(None, ge=1, le=1 << 16, description="sample among the k most likely classes")
+    temperature: float = Field(
+        1.0, ge=TEMPERATURE_MIN, le=TEMPERATURE_MAX, allow_inf_nan=False, description="divides the logits"
+    )
+    top_k: int | None = Field(None, ge=1, le=TOP_K_MAX, description="sample among the k most likely classes")
     top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="nucleus mass")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="reproducible sampling (the CLI's audio)")
     speaker: str | None = Field(None, max_length=NAME_LENGTH, description="overrides the features' speaker")

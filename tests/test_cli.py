@@ -12,9 +12,10 @@ import soundfile
 import yaml
 
 import vocoder
-from tests.conftest import TINY, tone
+from tests.conftest import TINY, tiny_config, tone
 from vocoder.audio import save_wav
-from vocoder.features.featurefile import read_features
+from vocoder.features.acoustic import extract_features
+from vocoder.features.featurefile import read_features, save_features
 
 VOCODER = [sys.executable, "-m", "vocoder.cli"]
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -61,6 +62,20 @@ def test_copy_synthesis_takes_two_commands(tiny_model_file: Path, tmp_path: Path
     assert "sample/s" in synthesized.stderr and "samples/s" in synthesized.stdout
     audio, rate = soundfile.read(str(tmp_path / "out" / "a.wav"))
     assert rate == 16000 and len(audio) == 1600 and np.abs(audio).max() > 0
+
+
+def test_extract_notes_resampling_and_mixing_down(tiny_model_file: Path, tmp_path: Path) -> None:
+    stereo = tmp_path / "stereo.wav"
+    soundfile.write(str(stereo), np.stack([tone(0.1, sample_rate=44100)] * 2, axis=1), 44100)
+    mono = tmp_path / "mono.wav"
+    save_wav(mono, tone(0.1), 16000)
+    result = run(
+        "extract", str(stereo), str(mono), "--out", str(tmp_path / "feats"), "--model", str(tiny_model_file),
+        "--speaker", "bob",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {stereo}: 2 channels mixed down to mono; resampled from 44100 Hz to the model's 16000 Hz"]
 
 
 def test_bundled_name_is_the_default_model(tiny_model_file: Path, tmp_path: Path) -> None:
@@ -111,6 +126,31 @@ def test_bad_inputs_fail_with_one_clear_line(tiny_model_file: Path, tmp_path: Pa
         "bob",
     )
     assert strategy.returncode == 2 and "strategy: expected one of" in strategy.stderr
+    top_k = run("synthesize", str(tmp_path / "f" / "good.npz"), "--out", str(tmp_path / "o"), "--top-k", "1000000000")
+    assert top_k.returncode == 2  # the limit of the service and the API (vocoder.constants.TOP_K_MAX), not a hang
+    assert top_k.stderr.strip() == "error: top_k: expected an integer from 1 to 65536, found 1000000000"
+
+
+def test_a_student_names_the_settings_it_ignores(tmp_path: Path) -> None:
+    from tests.test_student import STUDENT
+    from vocoder.models.checkpoint import save_model
+    from vocoder.models.student import StudentWaveNet
+
+    config = tiny_config(student=STUDENT)
+    student = save_model(tmp_path / "student.safetensors", StudentWaveNet(config), config, "student", {})
+    features = tmp_path / "a.npz"
+    save_features(features, extract_features(tone(0.05), config, speaker="bob"))
+    args = ["synthesize", str(features), "--model", str(student), "--seed", "1"]
+    plain = run(*args, "--out", str(tmp_path / "plain.wav"))
+    assert plain.returncode == 0 and "note:" not in plain.stderr, plain.stderr
+    shaped = run(*args, "--out", str(tmp_path / "shaped.wav"), "--temperature", "0.5", "--top-k", "4")
+    assert shaped.returncode == 0, shaped.stderr
+    (note,) = (line for line in shaped.stderr.splitlines() if line.startswith("note:"))
+    assert note == (
+        "note: student (student) ignores --temperature, --top-k: a student draws the whole waveform in one pass "
+        "from noise that only the seed fixes"
+    )
+    assert (tmp_path / "plain.wav").read_bytes() == (tmp_path / "shaped.wav").read_bytes()
 
 
 @pytest.mark.slow
@@ -150,6 +190,12 @@ def test_bench_generation_prints_json(tmp_path: Path) -> None:
     ):
         assert key in report
     assert report["receptive_field"] == 16 and report["fast_samples_per_s"] > 0
+    progress = [line for line in result.stderr.splitlines() if line.startswith("[")]  # stderr: stdout stays the report
+    names = ["naive", "fast", "fast_torch", "fast_torch_batch4", "fast_batch4", "fast_batch16"]
+    names += ["student", "student_torch"]
+    assert [line.split("]")[0] for line in progress] == [f"[{k}/8" for k in range(1, 9)], result.stderr
+    assert [line.split(" ")[1] for line in progress] == [f"{name}:" for name in names]
+    assert not any(line.startswith("[") for line in result.stdout.splitlines())
     bad = run("bench", "generation", "--config", str(config), "--batch-sizes", "8,x")
     assert bad.returncode == 2 and "--batch-sizes" in bad.stderr
     precision = run("bench", "generation", "--config", str(config), "--precision", "fp8")
@@ -181,3 +227,34 @@ def test_a_missing_gpu_is_one_line_and_a_failure(command: list[str], tmp_path: P
 def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"vocoder {vocoder.__version__}"
+
+
+HEAVY_LIBRARIES = ("torch", "scipy", "librosa", "matplotlib", "soundfile")  # typer itself loads pydantic
+HELP_PAGES = [[], ["synthesize"], ["extract"], ["bench", "generation"], ["mos", "export"], ["serve"], ["train"]]
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """`vocoder --help` answers in a fraction of a second because command modules import the library when a
+    command runs: the help of the app and of its commands loads none of torch, scipy, librosa or matplotlib."""
+    script = (
+        "import sys\nfrom vocoder.cli import main\n"
+        f"for args in {HELP_PAGES!r}:\n"
+        "    sys.argv = ['vocoder', *args, '--help']\n"
+        "    try:\n        main()\n    except SystemExit as stop:\n        assert stop.code == 0, (args, stop.code)\n"
+        f"print(sorted(name for name in {HEAVY_LIBRARIES!r} if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_help_shows_no_value_type_beside_a_flag() -> None:
+    from typer.testing import CliRunner
+
+    from vocoder.cli import app
+
+    for args in [*HELP_PAGES, ["frontend"], ["evaluate"]]:
+        page = CliRunner().invoke(app, [*args, "--help"], terminal_width=200).output
+        assert "--version" in page or args, page
+        assert "<bool>" not in page, (args, page)
+    assert "<int" in CliRunner().invoke(app, ["synthesize", "--help"], terminal_width=200).output  # others keep theirs

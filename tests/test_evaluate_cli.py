@@ -87,3 +87,25 @@ def test_bad_system_arguments_are_errors(
     )
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_empty_cell_of_the_summary_has_a_footnote_saying_why() -> None:
+    """A student that is mostly unvoiced has no frame voiced in both signals: its log-F0 cell is "–", and the
+    summary says why under the table (and why the reference row has only DNSMOS)."""
+    import math
+
+    from vocoder.eval.evaluate import METRICS, EvaluationResult, summary_markdown
+    from vocoder.eval.pairing import Pairing
+
+    row = dict.fromkeys(METRICS, 1.0)
+    unvoiced = {**row, "f0_rmse_cents": math.nan}
+    result = EvaluationResult(
+        scores={"teacher": {"a": row, "b": row}, "student": {"a": unvoiced, "b": unvoiced}}, reference_dnsmos={"a": row}
+    )
+    pairing = Pairing(reference={"a": Path("a.wav"), "b": Path("b.wav")}, systems={}, missing={})
+    summary = summary_markdown(result, pairing, 16000, with_dnsmos=True)
+    student = next(line for line in summary.splitlines() if line.startswith("| student"))
+    assert student.split(" | ")[3] == "–"
+    assert "– log-F0 RMSE (cents) of student: no file has a frame that Harvest finds voiced in both" in summary
+    assert "– The reference row has only DNSMOS" in summary
+    assert "of teacher" not in summary

@@ -16,6 +16,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from tests.eval_synthetic import write_corpus
+from tests.test_eval_metrics import reference_two_way_ci
 from vocoder.cli.app import app
 from vocoder.eval.mos_analyze import RATING_COLUMNS, RatingsError
 from vocoder.eval.mos_export import export_package
@@ -106,12 +107,14 @@ def test_analysis_matches_scipy_on_a_simulated_panel(
     # Independent recomputation from the raw files of the accepted listeners.
     scores: dict[str, list[int]] = defaultdict(list)
     per_listener: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    rated: dict[str, list[tuple[str, str]]] = defaultdict(list)  # (listener, utterance) of each test rating
     for path in files[:6]:
         for row in csv.DictReader(path.open()):
             stimulus = key["stimuli"][row["stimulus_id"]]
             if stimulus["kind"] == "test":
                 scores[stimulus["system"]].append(int(row["score"]))
                 per_listener[stimulus["system"]][row["listener"]].append(int(row["score"]))
+                rated[stimulus["system"]].append((row["listener"], stimulus["utterance"]))
     summary = {row["system"]: row for row in csv.DictReader((tmp_path / "report" / "summary.csv").open())}
     for system, values in scores.items():
         data = np.array(values, dtype=float)
@@ -121,6 +124,18 @@ def test_analysis_matches_scipy_on_a_simulated_panel(
         assert float(row["mos"]) == pytest.approx(data.mean())
         assert (float(row["t_low"]), float(row["t_high"])) == pytest.approx((low, high))
         assert float(row["boot_low"]) < data.mean() < float(row["boot_high"])
+    # The bootstrap interval is the written-out resampling under the analysis' seed (0; systems in key order,
+    # one generator for all), not only some bracket around the mean.
+    rng = np.random.default_rng(0)
+    for system in (name for name in key["systems"] if name in scores):
+        listeners, utterances = (list(column) for column in zip(*rated[system], strict=True))
+        expected = reference_two_way_ci(listeners, utterances, np.array(scores[system], float), rng, 500)
+        row = summary[system]
+        assert (float(row["boot_low"]), float(row["boot_high"])) == pytest.approx(expected, rel=1e-12)
+        # The honest listeners share no offset: listener resampling adds little to the rating noise, so the
+        # two-way interval is about as wide as the t-interval (measured 1.0x to 1.2x), bounded at 0.8x to 1.5x.
+        t_width = float(row["t_high"]) - float(row["t_low"])
+        assert 0.8 * t_width < expected[1] - expected[0] < 1.5 * t_width, (system, expected, t_width)
     assert float(summary["natural reference (gold)"]["mos"]) == 5.0
 
     pairwise = list(csv.DictReader((tmp_path / "report" / "pairwise.csv").open()))

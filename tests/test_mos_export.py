@@ -69,6 +69,7 @@ def test_export_writes_a_blinded_self_contained_package(tmp_path: Path) -> None:
     page = (package / "index.html").read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # no network resources
     assert "<link" not in page and "<script src" not in page
+    assert "Playlist number, 1 to 2 " in page and 'id="playlist" min="1" max="2"' in page  # the valid range, shown
     for name in ("lowpass", "mulaw", "utt0", "reference", "anchor"):
         assert name not in page and not any(name in p.name for p in (package / "audio").iterdir())
     assert key["listeners"] == 2 and key["items_per_listener"] == 3
@@ -124,3 +125,38 @@ def test_export_of_a_single_utterance_fits_the_gold_items_to_it(tmp_path: Path) 
     assert kinds == {"test": 1, "gold_reference": 1, "gold_anchor": 1}
     with pytest.raises(MosExportError, match="--gold-per-kind 2: at most 1"):
         export_package(dirs["reference"], systems, tmp_path / "pkg2", gold_per_kind=2)
+
+
+def _trial_cells(key: dict) -> list[list[tuple[str, str, str]]]:
+    """Each playlist's trials as (kind, system, utterance), in the order listeners hear them."""
+    stimuli = key["stimuli"]
+    return [
+        [(stimuli[s]["kind"], stimuli[s]["system"], stimuli[s]["utterance"]) for s in playlist["trials"]]
+        for playlist in key["playlists"]
+    ]
+
+
+def test_export_order_is_shuffled_and_the_seed_reproduces_it(tmp_path: Path) -> None:
+    """Blinding: stimulus names and trial order come from the seed; the same seed gives the same package (ids,
+    order, audio), another seed the same cells in another order under other names."""
+    dirs = write_corpus(tmp_path, count=4)
+    systems = [("lowpass", dirs["lowpass"]), ("mulaw", dirs["mulaw"])]
+    keys = {
+        name: export_package(dirs["reference"], systems, tmp_path / name, listeners=4, seed=seed)
+        for name, seed in (("a", 1), ("again", 1), ("b", 2))
+    }
+    same = ("stimuli", "playlists", "package_id")
+    assert {k: keys["a"][k] for k in same} == {k: keys["again"][k] for k in same}
+    for stimulus_id in keys["a"]["stimuli"]:
+        audio = f"audio/{stimulus_id}.wav"
+        assert (tmp_path / "a" / audio).read_bytes() == (tmp_path / "again" / audio).read_bytes()
+    assert not set(keys["a"]["stimuli"]) & set(keys["b"]["stimuli"])  # names owe nothing to the content
+    orders_a, orders_b = _trial_cells(keys["a"]), _trial_cells(keys["b"])
+    for a, b in zip(orders_a, orders_b, strict=True):
+        assert sorted(c for c in a if c[0] == "test") == sorted(c for c in b if c[0] == "test")  # same cells
+    assert orders_a != orders_b  # heard in another order
+    # Shuffled: the test items are not heard in the order the Latin square lists them (grouped by design).
+    cells = latin_square_cells([f"utt{i}" for i in range(4)], ["lowpass", "mulaw"], 4, keys["a"]["items_per_listener"])
+    heard = [[(system, utterance) for kind, system, utterance in order if kind == "test"] for order in orders_a]
+    assert sorted(map(sorted, heard)) == sorted(map(sorted, cells))
+    assert heard != cells

@@ -55,3 +55,36 @@ def test_a_student_streams_the_same_audio(client: TestClient) -> None:
     streamed = client.post(SYNTHESIZE, params={**params, "stream": True}, files=upload(npz_bytes(30)))
     assert streamed.status_code == 200 and whole.status_code == 200
     assert streamed.content[44:] == whole.content[44:]
+
+
+def test_settings_a_model_ignores_are_named_in_a_header_and_the_audio_is_unchanged(client: TestClient) -> None:
+    """A student draws from noise that only the seed fixes: strategy, temperature, top_k and top_p change nothing,
+    and the answer says which of those given it ignored (as the CLI's note does) rather than accept them silently."""
+    plain = client.post(SYNTHESIZE, params={"model": "student", "seed": 3}, files=upload(npz_bytes(6)))
+    assert "x-ignored-settings" not in plain.headers
+    shaped = {"strategy": "mean", "temperature": 0.5, "top_k": 5, "top_p": 0.9}
+    for stream in (False, True):
+        answer = client.post(
+            SYNTHESIZE, params={"model": "student", "seed": 3, "stream": stream, **shaped}, files=upload(npz_bytes(6))
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-ignored-settings"] == "strategy, temperature, top_k, top_p"
+        assert answer.content[44:] == plain.content[44:]
+    argmax = {"model": "teacher", "strategy": "argmax", "temperature": 0.5, "speaker": "alice"}
+    answer = client.post(SYNTHESIZE, params=argmax, files=upload(npz_bytes(6)))
+    assert answer.headers["x-ignored-settings"] == "temperature"
+    sampled = client.post(SYNTHESIZE, params={**argmax, "strategy": "sample"}, files=upload(npz_bytes(6)))
+    assert "x-ignored-settings" not in sampled.headers
+
+
+def test_top_k_has_one_limit_in_the_schema_and_the_api(client: TestClient) -> None:
+    from vocoder.constants import TOP_K_MAX
+    from vocoder.generate import Sampling, SamplingError
+
+    answer = client.post(SYNTHESIZE, params={"model": "teacher", "top_k": TOP_K_MAX + 1}, files=upload(npz_bytes(6)))
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "top_k"
+    largest = client.post(SYNTHESIZE, params={"model": "teacher", "top_k": TOP_K_MAX}, files=upload(npz_bytes(6)))
+    assert largest.status_code == 200
+    Sampling(top_k=TOP_K_MAX)
+    with pytest.raises(SamplingError, match=f"top_k: expected an integer from 1 to {TOP_K_MAX}"):
+        Sampling(top_k=TOP_K_MAX + 1)

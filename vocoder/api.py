@@ -90,6 +90,14 @@ class Vocoder:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def ignored_settings(self, sampling: Sampling) -> tuple[tuple[str, ...], str]:
+        """The settings of `sampling` (not at their defaults) that make no difference with this model, and why;
+        the CLI prints them in a note and the service names them in a header, rather than accept them silently."""
+        if self.kind == STUDENT_KIND:
+            reason = "a student draws the whole waveform in one pass from noise that only the seed fixes"
+            return sampling.reshaping(), reason
+        return sampling.unused_by_strategy(), "argmax takes the most likely class of the unshaped distribution"
+
     def features(self, features: Features | str | Path, speaker: str | None = None) -> Features:
         """Read (if a path) and validate features against this model; `speaker` overrides the file's."""
         loaded = features if isinstance(features, Features) else read_features(features)

@@ -71,8 +71,20 @@ def device_name(device: torch.device) -> str:
         return platform.processor() or platform.machine()
 
 
-def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[str, object]:
-    """Samples per second (aggregate over the batch) for each generator; medians plus the min and max."""
+FigureCallback = Callable[[str, list[float]], None]
+"""Called with a figure's name and its timed rates as soon as it is measured (a benchmark's progress)."""
+
+
+def figure_count(settings: GenerationBenchSettings) -> int:
+    """Figures `bench_generation` measures: naive, fast, fast-torch, fast-torch at the smallest batch, each batch."""
+    return 4 + len(settings.batch_sizes)
+
+
+def bench_generation(
+    config: Config, settings: GenerationBenchSettings, progress: FigureCallback | None = None
+) -> dict[str, object]:
+    """Samples per second (aggregate over the batch) for each generator; medians plus the min and max. `progress`
+    hears of each figure as it is measured."""
     torch.manual_seed(settings.seed)
     device = torch.device(settings.device)
     model = WaveNet(config).eval().to(device)
@@ -96,29 +108,27 @@ def bench_generation(config: Config, settings: GenerationBenchSettings) -> dict[
     torch_batch = min(settings.batch_sizes)  # the plain loop is timed at the smallest batch only: it is slow
     for generator, size in [(fast_torch, 1), (fast, 1), *((fast, size) for size in settings.batch_sizes)]:
         generator.generate(*inputs(size, 64)[:2], sampling, inputs(size, 64)[2])  # warm-up: kernels, graph capture
-    rates = {
-        "naive": _timed_rates(
-            lambda: generate_naive(model, *naive_in[:2], sampling, naive_in[2], prime=prime),
-            settings.naive_steps,
-            settings.repeats,
-        ),
-        "fast": _timed_rates(
-            lambda: fast.generate(*fast_in[:2], sampling, fast_in[2]), settings.fast_steps, settings.repeats
-        ),
-        "fast_torch": _timed_rates(
-            lambda: fast_torch.generate(*fast_in[:2], sampling, fast_in[2]), settings.fast_steps, settings.repeats
-        ),
-        f"fast_torch_batch{torch_batch}": _timed_rates(
-            lambda: fast_torch.generate(*batch_in[torch_batch][:2], sampling, batch_in[torch_batch][2]),
-            batch_steps[torch_batch] * torch_batch,
-            settings.repeats,
-        ),
-    }
+    rates: dict[str, list[float]] = {}
+
+    def timed(name: str, run: Callable[[], None], samples: int) -> None:
+        rates[name] = _timed_rates(run, samples, settings.repeats)
+        if progress is not None:
+            progress(name, rates[name])
+
+    naive = lambda: generate_naive(model, *naive_in[:2], sampling, naive_in[2], prime=prime)  # noqa: E731
+    timed("naive", naive, settings.naive_steps)
+    timed("fast", lambda: fast.generate(*fast_in[:2], sampling, fast_in[2]), settings.fast_steps)
+    timed("fast_torch", lambda: fast_torch.generate(*fast_in[:2], sampling, fast_in[2]), settings.fast_steps)
+    timed(
+        f"fast_torch_batch{torch_batch}",
+        lambda: fast_torch.generate(*batch_in[torch_batch][:2], sampling, batch_in[torch_batch][2]),
+        batch_steps[torch_batch] * torch_batch,
+    )
     for size, batch in batch_in.items():
-        rates[f"fast_batch{size}"] = _timed_rates(
+        timed(
+            f"fast_batch{size}",
             lambda batch=batch: fast.generate(*batch[:2], sampling, batch[2]),
             batch_steps[size] * size,
-            settings.repeats,
         )
     report: dict[str, object] = rate_summary(rates)
     report["speedup_fast_vs_naive"] = round(statistics.median(rates["fast"]) / statistics.median(rates["naive"]), 2)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from vocoder.api import STUDENT_KIND, Vocoder
-from vocoder.benchmark import rate_summary
+from vocoder.benchmark import FigureCallback, rate_summary
 from vocoder.config import Config, StudentConfig
 from vocoder.generate import Sampling, TorchStudent, student_generator
 from vocoder.models.student import StudentWaveNet
@@ -31,11 +31,12 @@ def bench_student(
     device: str = "cpu",
     seed: int = 0,
     onnx: bool = False,
+    progress: FigureCallback | None = None,
 ) -> dict[str, object]:
     """Batch-1 samples per second for a `seconds`-long utterance (median, min, max of `repeats` runs after a
     warm-up) of the generator users get and of the PyTorch forward (with `onnx`, also of the ONNX export run by
     onnxruntime), and the speed-up over `fast_samples_per_s` when given. They are timed alternately, so load on a
-    shared machine falls on all alike."""
+    shared machine falls on all alike. `progress` hears of every figure at the end."""
     torch.manual_seed(seed)
     student_config = config if config.student is not None else config.model_copy(update={"student": StudentConfig()})
     model = StudentWaveNet(student_config).eval().to(device)
@@ -69,6 +70,9 @@ def bench_student(
         for _ in range(repeats):
             for name, generator in generators.items():
                 rates[name].append(synthesize(generator))
+    if progress is not None:  # timed alternately: every figure is ready at once
+        for name, values in rates.items():
+            progress(name, values)
     report: dict[str, object] = {"student_generator": generators["student"].name, **rate_summary(rates)}
     median = statistics.median(rates["student"])
     report.update(

@@ -1,8 +1,18 @@
 """The `vocoder` Typer application that every command module registers on."""
 
 import typer
+from typer.core import TyperOption
 
 from vocoder import __version__
+
+
+def _flag_type(self: TyperOption, ctx: typer.Context) -> str | None:
+    """No value type beside a flag: typer's help showed `--version <bool>`, as if the flag took a value."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="vocoder",

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from pathlib import Path
 
-import torch
 import typer
 
-from vocoder.benchmark import GenerationBenchSettings, bench_generation, plot_generation
-from vocoder.benchmark_memory import EXAMPLE, ROOT, MemoryBenchSettings, bench_memory, machine, memory_table
-from vocoder.benchmark_student import bench_student
 from vocoder.cli.app import app
-from vocoder.config import load_config
 
 bench_app = typer.Typer(help="Speed and quality benchmarks.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -35,6 +32,27 @@ def _print_report(report: dict[str, object]) -> None:
     width = max(map(len, facts), default=0)
     for key in facts:
         typer.echo(f"{key:<{width}}  {report[key]}")
+
+
+STUDENT_FIGURES = 2
+"""The student's figures after the teacher's: the generator users get and the PyTorch forward (one more with
+--onnx: the export run by onnxruntime)."""
+
+
+class _Progress:
+    """One line on stderr per measured figure (stdout stays the report, and --json's last line parseable)."""
+
+    def __init__(self, total: int, repeats: int) -> None:
+        self.total, self.done, self.started = total, 0, time.monotonic()
+        typer.echo(f"timing {total} figures, {repeats} runs each; the naive one takes longest", err=True)
+
+    def __call__(self, name: str, rates: list[float]) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.started
+        typer.echo(
+            f"[{self.done}/{self.total}] {name}: {statistics.median(rates):,.1f} samples/s ({elapsed:.0f} s elapsed)",
+            err=True,
+        )
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -65,6 +83,12 @@ def generation(
 ) -> None:
     """Naive vs Fast-WaveNet (fused CPU kernel or CUDA graphs, and plain PyTorch) generation speed at batch 1 and
     --batch-sizes, and the Parallel WaveNet student's (fused C++ forward, PyTorch, with --onnx onnxruntime)."""
+    import torch
+
+    from vocoder.benchmark import GenerationBenchSettings, bench_generation, figure_count, plot_generation
+    from vocoder.benchmark_student import bench_student
+    from vocoder.config import load_config
+
     if threads:
         torch.set_num_threads(threads)
     settings = GenerationBenchSettings(
@@ -77,9 +101,11 @@ def generation(
         precision=precision,  # type: ignore[arg-type]
     )
     loaded = load_config(config)
-    report = bench_generation(loaded, settings)
+    progress = _Progress(figure_count(settings) + STUDENT_FIGURES + onnx, repeats)
+    report = bench_generation(loaded, settings, progress)
     fast_rate = report["fast_samples_per_s"]
-    report.update(bench_student(loaded, fast_rate, student_seconds, repeats, device, onnx=onnx))  # type: ignore[arg-type]
+    student = bench_student(loaded, fast_rate, student_seconds, repeats, device, onnx=onnx, progress=progress)  # type: ignore[arg-type]
+    report.update(student)
     _print_report(report)
     if plot is not None:
         plot_generation(report, plot)
@@ -104,15 +130,25 @@ def memory(
     compare: list[Path] = typer.Option(
         [], "--compare", help="another checkout to measure in the same run (e.g. `git archive main` unpacked)"
     ),
-    example: Path = typer.Option(EXAMPLE, help="feature file tiled to each length"),
+    example: Path | None = typer.Option(
+        None, help="feature file tiled to each length (default: examples/slt_0004_mel.npz)"
+    ),
     chunk_samples: int = typer.Option(1024, min=1, help="samples per streamed chunk"),
     stream_seconds: float = typer.Option(1.0, min=0.0, help="audio streamed after the first chunk before the peak"),
     student_whole: bool = typer.Option(True, help="also synthesize whole utterances with students"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
 ) -> None:
     """Peak RSS and seconds to the first streamed chunk for each utterance length, one fresh process each."""
+    from vocoder.benchmark_memory import EXAMPLE, ROOT, MemoryBenchSettings, bench_memory, machine, memory_table
+
     settings = MemoryBenchSettings(
-        tuple(model), _seconds(seconds), (ROOT, *compare), example, chunk_samples, stream_seconds, student_whole
+        tuple(model),
+        _seconds(seconds),
+        (ROOT, *compare),
+        example or EXAMPLE,
+        chunk_samples,
+        stream_seconds,
+        student_whole,
     )
     rows = bench_memory(settings)
     typer.echo(memory_table(rows))
@@ -132,6 +168,9 @@ def training(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
 ) -> None:
     """Teacher training throughput: samples per second through forward, backward and an optimizer step."""
+    import torch
+
+    from vocoder.config import load_config
     from vocoder.train.benchmark import bench_training
 
     if threads:

@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 
 from vocoder.cli.app import app
-from vocoder.models.bundle import bundle_model
-from vocoder.models.checkpoint import bundled_models_dir
 
 
 @app.command()
@@ -24,6 +22,9 @@ def bundle(
     ),
 ) -> None:
     """Bundle a trained model: model.safetensors, config.yaml and README.md (model card)."""
+    from vocoder.models.bundle import bundle_model
+    from vocoder.models.checkpoint import bundled_models_dir
+
     target = bundle_model(
         model,
         name,

@@ -1,18 +1,26 @@
-"""Helpers shared by command modules: resolving a model or a config, and output paths."""
+"""Helpers shared by command modules: resolving a model or a config, and output paths.
+
+Like every command module, it imports the library (torch, pydantic) only when a command runs: `vocoder --help`
+stays fast."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vocoder.config import Config, load_config
 from vocoder.errors import VocoderError
-from vocoder.models.checkpoint import bundled_model_names, read_model_header, resolve_model_path
+
+if TYPE_CHECKING:
+    from vocoder.config import Config
 
 DEFAULT_MODEL = "teacher"
 
 
 def config_of(model: str | None, config: str | None) -> Config:
     """The config of `--model` (read from the model file's header) or of `--config`; one of the two."""
+    from vocoder.config import load_config
+    from vocoder.models.checkpoint import read_model_header, resolve_model_path
+
     if model and config:
         raise VocoderError("pass either --model or --config, not both")
     if config:
@@ -23,6 +31,8 @@ def config_of(model: str | None, config: str | None) -> Config:
 def linguistic_model() -> str:
     """The one bundled model that reads linguistic features: the default of the commands and routes that make
     them from text."""
+    from vocoder.models.checkpoint import bundled_model_names, read_model_header, resolve_model_path
+
     names = [
         name
         for name in bundled_model_names()

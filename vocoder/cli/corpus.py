@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from vocoder.cli.app import app
-from vocoder.config import load_config
 
 corpus_app = typer.Typer(
     help="Corpora: build the embedded demo corpus; install and preprocess real recorded speech.", no_args_is_help=True
@@ -45,6 +44,7 @@ def real(
 ) -> None:
     """Real recorded speech from Debian packages as feature caches, each with a fixed held-out split: festvox-ru
     and ktuberling to train on, asterisk-en (never trained on) to evaluate."""
+    from vocoder.config import load_config
     from vocoder.corpus.real import build_real_corpus
 
     names = [name.strip() for name in sources.split(",") if name.strip()]
@@ -68,6 +68,7 @@ def preprocess(
     jobs: int | None = typer.Option(None, "--jobs", help="worker processes (default: all cores)"),
 ) -> None:
     """Resample, trim, normalise and extract features for every utterance into a feature cache."""
+    from vocoder.config import load_config
     from vocoder.corpus.preprocess import preprocess as run
 
     report = run(layout, corpus_dir, out, load_config(config), jobs)

@@ -9,7 +9,6 @@ import typer
 
 from vocoder.cli.app import app
 from vocoder.cli.train import run_and_report
-from vocoder.config import load_config
 
 
 @app.command()
@@ -27,6 +26,7 @@ def distill(
     init: str | None = typer.Option(None, help="fine-tune: start from this student model's weights (name or path)"),
 ) -> None:
     """Train a student by probability density distillation plus spectral losses (docs/STUDENT.md)."""
+    from vocoder.config import load_config
     from vocoder.train.distill import DistillTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

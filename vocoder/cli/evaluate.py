@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 
 from vocoder.cli.app import app
-from vocoder.eval.evaluate import run_evaluation
-from vocoder.eval.pairing import parse_system
 
 
 @app.command()
@@ -21,6 +19,9 @@ def evaluate(
     spectrograms: bool = typer.Option(True, "--spectrograms/--no-spectrograms", help="Write spectrogram PNGs."),
 ) -> None:
     """Pair files by name and write MCD, F0, PESQ, STOI, MR-STFT and DNSMOS per file and per system."""
+    from vocoder.eval.evaluate import run_evaluation
+    from vocoder.eval.pairing import parse_system
+
     systems = [parse_system(spec) for spec in system]
     result = run_evaluation(reference, systems, out, sample_rate, dnsmos, spectrograms, progress=True)
     for name, names in result.missing.items():

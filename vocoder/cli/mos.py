@@ -7,9 +7,7 @@ from pathlib import Path
 import typer
 
 from vocoder.cli.app import app
-from vocoder.eval.mos_export import DEFAULT_GOLD_PER_KIND, PEAK_CEILING_DBFS, default_key_path, export_package
-from vocoder.eval.mos_report import analyze_and_report
-from vocoder.eval.pairing import parse_system
+from vocoder.constants import DEFAULT_GOLD_PER_KIND
 
 mos_app = typer.Typer(
     help="MOS listening test (ITU-T P.800 ACR): export a test package, analyse ratings.", no_args_is_help=True
@@ -40,6 +38,9 @@ def export(
     familiarisation: int = typer.Option(3, "--familiarisation", help="Unrated examples shown before the test."),
 ) -> None:
     """Write a self-contained, blinded test package and its key (kept outside the package)."""
+    from vocoder.eval.mos_export import PEAK_CEILING_DBFS, default_key_path, export_package
+    from vocoder.eval.pairing import parse_system
+
     systems = [parse_system(spec) for spec in system]
     key_path = key or default_key_path(out)
     written = export_package(
@@ -78,6 +79,8 @@ def analyze(
     bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Bootstrap replicates."),
 ) -> None:
     """Screen listeners, then report MOS with intervals and Holm-corrected pairwise tests."""
+    from vocoder.eval.mos_report import analyze_and_report
+
     result = analyze_and_report(test, key, [*ratings, *(more_ratings or [])], out, bootstrap)
     rejected = sum(1 for s in result.screening if s.reasons)
     typer.echo(f"wrote {out / 'report.md'} and report.html ({rejected} listener(s) excluded by screening)")

@@ -6,14 +6,11 @@ import time
 from pathlib import Path
 
 import typer
-from tqdm import tqdm
 
-import vocoder
-from vocoder.audio import AUDIO_FORMATS, save_wav
 from vocoder.cli.app import app
 from vocoder.cli.common import DEFAULT_MODEL, output_paths
+from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.errors import VocoderError
-from vocoder.generate import Sampling
 
 AUDIO_SUFFIX = {"pcm16": ".wav", "float": ".wav", "flac": ".flac"}
 
@@ -28,22 +25,34 @@ def synthesize(
         help="fast (Fast WaveNet), fast-torch or naive for a teacher; student for a student (default: fast / student)",
     ),
     strategy: str = typer.Option("sample", help="sample | argmax | mean"),
-    temperature: float = typer.Option(1.0, help="divides the logits before sampling"),
-    top_k: int | None = typer.Option(None, help="sample among the k most likely classes"),
+    temperature: float = typer.Option(
+        1.0, help=f"divides the logits before sampling ({TEMPERATURE_MIN:g} to {TEMPERATURE_MAX:g})"
+    ),
+    top_k: int | None = typer.Option(None, help=f"sample among the k most likely classes (1 to {TOP_K_MAX:,})"),
     top_p: float | None = typer.Option(None, help="sample within the smallest set of mass >= p"),
     seed: int | None = typer.Option(None, help="makes sampling reproducible"),
     speaker: str | None = typer.Option(None, help="overrides the feature files' speaker"),
     batch_size: int = typer.Option(1, min=1, help="utterances generated together"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     precision: str = typer.Option("fp32", help="CPU kernel weights: fp32 (exact), fp16 or int8 (faster)"),
-    audio_format: str = typer.Option("pcm16", "--format", help=f"one of {sorted(AUDIO_FORMATS)}"),
+    audio_format: str = typer.Option("pcm16", "--format", help=f"one of {sorted(AUDIO_SUFFIX)}"),
 ) -> None:
     """Generate waveforms from feature files, with a progress bar in samples per second."""
+    from tqdm import tqdm
+
+    import vocoder
+    from vocoder.audio import AUDIO_FORMATS, save_wav
+    from vocoder.generate import Sampling
+
     if audio_format not in AUDIO_FORMATS:
         raise VocoderError(f"--format: expected one of {sorted(AUDIO_FORMATS)}, found {audio_format!r}")
     sampling = Sampling(strategy, temperature, top_k, top_p, seed)  # type: ignore[arg-type]
     targets = output_paths(inputs, out, AUDIO_SUFFIX[audio_format])
     loaded = vocoder.load(model, device, precision)  # type: ignore[arg-type]
+    ignored, reason = loaded.ignored_settings(sampling)
+    if ignored:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in ignored)
+        typer.secho(f"note: {loaded.name} ({loaded.kind}) ignores {flags}: {reason}", err=True)
     features = [loaded.features(path, speaker) for path in inputs]  # validate everything before generating
     batches = [features[start : start + batch_size] for start in range(0, len(features), batch_size)]
     # A batch generates up to its longest utterance in every row: that is the work the bar counts.

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from vocoder.cli.app import app
-from vocoder.config import load_config
 
 if TYPE_CHECKING:  # imported when a command runs: `vocoder --help` stays fast
     from vocoder.train.trainer import Trainer
@@ -32,6 +31,7 @@ def train(
     ),
 ) -> None:
     """Train a teacher WaveNet. Multi-GPU: `torchrun --nproc_per_node N -m vocoder.cli train ...`."""
+    from vocoder.config import load_config
     from vocoder.train.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -31,6 +31,13 @@ METRICS: dict[str, tuple[str, bool]] = {
     "dnsmos_sig": ("DNSMOS SIG*", True),
     "dnsmos_bak": ("DNSMOS BAK*", True),
 }
+NO_VALUE_REASONS = {
+    "f0_rmse_cents": "no file has a frame that Harvest finds voiced in both the reference and the system, so there "
+    "is no pitch to compare (the V/UV error column says how much of the voicing differs)",
+    "pesq_wb": "PESQ found no speech in any file, or every file is too short for it",
+}
+"""Why a system's cell can be empty ("–"): said in a footnote, not left for the reader to guess."""
+NO_VALUE_OTHERWISE = "no file gave a value"
 
 
 @dataclass
@@ -155,8 +162,12 @@ def summary_markdown(result: EvaluationResult, pairing: Pairing, sample_rate: in
         "| system | files | " + " | ".join(heading) + " |",
         "|---|---|" + "---|" * len(shown),
     ]
+    empty: dict[str, list[str]] = {}  # metric -> systems without a value
     for name, scores in result.scores.items():
         cells = [_cell([row[m] for row in scores.values()]) for m in shown]
+        for metric, cell in zip(shown, cells, strict=True):
+            if cell == "–":
+                empty.setdefault(metric, []).append(name)
         lines.append(f"| {name} | {len(scores)} | " + " | ".join(cells) + " |")
     if with_dnsmos and result.reference_dnsmos:
         cells = [
@@ -164,6 +175,11 @@ def summary_markdown(result: EvaluationResult, pairing: Pairing, sample_rate: in
         ]
         lines.append(f"| reference | {len(result.reference_dnsmos)} | " + " | ".join(cells) + " |")
     lines += ["", "Metric definitions: docs/EVALUATION.md."]
+    for metric, names in empty.items():
+        reason = NO_VALUE_REASONS.get(metric, NO_VALUE_OTHERWISE)
+        lines.append(f"\n– {METRICS[metric][0]} of {', '.join(names)}: {reason}.")
+    if with_dnsmos and result.reference_dnsmos:
+        lines.append("\n– The reference row has only DNSMOS: the other metrics compare a system with the reference.")
     if with_dnsmos:
         lines.append(
             "\n\\* DNSMOS is a learned, non-intrusive estimate: indicative only, not a substitute for a listening test."

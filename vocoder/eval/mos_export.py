@@ -27,12 +27,11 @@ import pyloudnorm
 from scipy import signal
 
 from vocoder.audio import load_wav, save_wav
+from vocoder.constants import DEFAULT_GOLD_PER_KIND
 from vocoder.errors import VocoderError
 from vocoder.eval.pairing import Pairing, pair_files
 
 PEAK_CEILING_DBFS = -1.0
-DEFAULT_GOLD_PER_KIND = 2
-"""Natural references and low anchors per playlist, unless fewer utterances are tested (a gold item never repeats)."""
 ANCHOR_CUTOFF_HZ = 1000.0
 ANCHOR_SNR_DB = 5.0
 ANCHOR_BITS = 6
@@ -275,7 +274,8 @@ def _build(
     page_config = {"package_id": package_id, "audio_dir": "audio", "playlists": playlists}
     template = resources.files("vocoder").joinpath("data/mos_page.html").read_text(encoding="utf-8")
     embedded = json.dumps(page_config, separators=(",", ":")).replace("</", "<\\/")
-    (package / "index.html").write_text(template.replace("__MOS_CONFIG__", embedded), encoding="utf-8")
+    page = template.replace("__MOS_CONFIG__", embedded).replace("__MOS_PLAYLISTS__", str(len(playlists)))
+    (package / "index.html").write_text(page, encoding="utf-8")
     return {
         "package_id": package_id,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

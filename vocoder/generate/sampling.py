@@ -14,10 +14,13 @@ from typing import Literal
 import torch
 
 from vocoder.audio import mu_law_bin_centres, mu_law_encode
+from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.errors import VocoderError
 
 StrategyName = Literal["sample", "argmax", "mean"]
 STRATEGIES: tuple[str, ...] = ("sample", "argmax", "mean")
+RESHAPING = ("strategy", "temperature", "top_k", "top_p")
+"""Every setting but the seed: how a teacher turns its logits into a sample."""
 
 
 @lru_cache(maxsize=8)
@@ -44,12 +47,22 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise SamplingError(f"strategy: expected one of {list(STRATEGIES)}, found {self.strategy!r}")
-        if not self.temperature > 0:
-            raise SamplingError(f"temperature: expected a positive number, found {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise SamplingError(f"top_k: expected an integer >= 1, found {self.top_k}")
+        if not TEMPERATURE_MIN <= self.temperature <= TEMPERATURE_MAX:
+            expected = f"a number from {TEMPERATURE_MIN:g} to {TEMPERATURE_MAX:g}"
+            raise SamplingError(f"temperature: expected {expected}, found {self.temperature}")
+        if self.top_k is not None and not 1 <= self.top_k <= TOP_K_MAX:
+            raise SamplingError(f"top_k: expected an integer from 1 to {TOP_K_MAX}, found {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise SamplingError(f"top_p: expected a number in (0, 1], found {self.top_p}")
+
+    def reshaping(self) -> tuple[str, ...]:
+        """The settings other than the seed that differ from their defaults, in the order of the fields."""
+        default = Sampling()
+        return tuple(name for name in RESHAPING if getattr(self, name) != getattr(default, name))
+
+    def unused_by_strategy(self) -> tuple[str, ...]:
+        """Reshaping settings that the strategy itself ignores: argmax takes the mode of the raw logits."""
+        return tuple(name for name in self.reshaping() if name != "strategy") if self.strategy == "argmax" else ()
 
     def uniforms(self, batch: int, steps: int) -> torch.Tensor:
         """The `[batch, steps]` uniform draws of a whole generation, reproducible from the seed."""
