@@ -13,8 +13,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from server.errors import ApiError
-from server.inference import QueueFull
 from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.features.linguistic import (
@@ -26,6 +24,8 @@ from vocoder.features.linguistic import (
 )
 from vocoder.frontend.features import VOICED_QUESTION, check_linguistic_config, utterance_features
 from vocoder.frontend.festival import FestivalError, FestivalTimeout, festival_binary, run_festival, to_festival_text
+from vocoder_server.errors import ApiError
+from vocoder_server.inference import QueueFull
 
 SOURCE = "request"
 SECONDS_PER_LETTER = 0.04

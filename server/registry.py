@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 import vocoder
-from server.errors import ApiError
 from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.generate.cpu_kernel import Precision
 from vocoder.models.checkpoint import WEIGHTS_NAME
+from vocoder_server.errors import ApiError
 
 log = logging.getLogger("server")
 

@@ -10,12 +10,15 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from server.auth import require_api_key
-from server.encoding import MEDIA_TYPES, STREAMABLE, encode_audio, encode_chunk, wav_header
-from server.errors import ApiError, client_closed
-from server.inference import Job, QueueFull
-from server.linguistic import check_text_frames, require_linguistic
-from server.schemas import (
+from vocoder.api import KIND_METHODS, Vocoder
+from vocoder.features.featurefile import Features
+from vocoder.generate import Sampling
+from vocoder_server.auth import require_api_key
+from vocoder_server.encoding import MEDIA_TYPES, STREAMABLE, encode_audio, encode_chunk, wav_header
+from vocoder_server.errors import ApiError, client_closed
+from vocoder_server.inference import Job, QueueFull
+from vocoder_server.linguistic import check_text_frames, require_linguistic
+from vocoder_server.schemas import (
     ConditioningInfo,
     FeaturesBody,
     Health,
@@ -26,11 +29,8 @@ from server.schemas import (
     TtsBody,
     error_responses,
 )
-from server.state import ServiceState, get_state
-from server.uploads import UPLOAD_FIELD, features_from_request, media_type, read_body, tts_body
-from vocoder.api import KIND_METHODS, Vocoder
-from vocoder.features.featurefile import Features
-from vocoder.generate import Sampling
+from vocoder_server.state import ServiceState, get_state
+from vocoder_server.uploads import UPLOAD_FIELD, features_from_request, media_type, read_body, tts_body
 
 STREAMING_METHODS = ("fast", "student")
 """Methods that yield audio as they go (a student yields its one-pass waveform in chunks)."""

@@ -19,12 +19,12 @@ import soundfile
 from fastapi.testclient import TestClient
 
 import vocoder
-from server import Settings, create_app
-from server.inference import Job, QueueFull, _Abandoned
-from server.state import ServiceState
 from tests.test_server_support import HOP, build_models_dir, json_body, npz_bytes, upload, wait_ready
 from vocoder.features.featurefile import read_features
 from vocoder.generate import Sampling
+from vocoder_server import Settings, create_app
+from vocoder_server.inference import Job, QueueFull, _Abandoned
+from vocoder_server.state import ServiceState
 
 SYNTHESIZE = "/v1/synthesize"
 
@@ -512,7 +512,7 @@ def test_tts_body_too_large_is_413_and_slow_text_analysis_is_504(
 ) -> None:
     """Both happen before Festival runs: the body is refused unread past the cap; the analysis is held past the
     timeout by the test (so no Festival is needed here)."""
-    import server.routes
+    import vocoder_server.routes
 
     with running(models_dir, max_upload_bytes=4096) as client:
         big = {"text": "word " * 2000, "voice": "slt"}
@@ -525,7 +525,7 @@ def test_tts_body_too_large_is_413_and_slow_text_analysis_is_504(
             release.wait(60)
             raise AssertionError("text analysis should have been given up")
 
-        monkeypatch.setattr(server.routes, "features_from_text", held)
+        monkeypatch.setattr(vocoder_server.routes, "features_from_text", held)
         with_timeout(client, 0.5)
         try:
             response = client.post("/v1/tts", json={"text": "Yes.", "voice": "slt"})

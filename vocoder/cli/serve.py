@@ -36,9 +36,9 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from server import Settings, create_app
-    from server.protocol import with_header_timeout
     from vocoder.api import resolve_device
+    from vocoder_server import Settings, create_app
+    from vocoder_server.protocol import with_header_timeout
 
     flags: dict[str, Any] = {
         "host": host,
