@@ -63,6 +63,8 @@ class Registry:
     def load_all(self, warmup: bool = True) -> None:
         """Blocking: load (and warm up) every model; a file that fails is recorded, not fatal to the others."""
         paths = sorted(self.models_dir.glob(f"*/{WEIGHTS_NAME}")) if self.models_dir.is_dir() else []
+        if not paths:  # /readyz names no server path; the operator's log does
+            log.error("no */%s under %s (--models, VOCODER_MODELS_DIR)", WEIGHTS_NAME, self.models_dir.absolute())
         for path in paths:
             name = path.parent.name
             began = time.perf_counter()

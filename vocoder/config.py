@@ -15,10 +15,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vocoder.errors import VocoderError
+from vocoder.paths import recipes_dir
 
 ConditioningArray = Literal["mel", "lf0", "vuv", "linguistic"]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = recipes_dir()
+"""The shipped recipes: configs/ of the checkout, `vocoder/recipes/` of an installed wheel."""
 
 
 class ConfigError(VocoderError):

@@ -8,7 +8,7 @@ import typer
 
 from vocoder.cli.app import app
 from vocoder.models.bundle import bundle_model
-from vocoder.models.checkpoint import bundled_models_dir
+from vocoder.paths import bundled_models_dir
 
 
 @app.command()
