@@ -30,8 +30,8 @@ from vocoder_server.inference import QueueFull
 SOURCE = "request"
 SECONDS_PER_LETTER = 0.04
 SECONDS_PER_DIGIT = 0.1
-"""Lower bounds on what Festival makes of a character (measured: 0.055 s per letter for a run of capitals, 0.3 s
-per digit read one by one), so a text refused by its estimate would have been refused after the analysis too."""
+"""Lower bounds on what Festival makes of a character (below the measured figures of docs/BENCHMARKS.md), so a
+text refused by its estimate would have been refused after the analysis too."""
 
 
 def require_linguistic(model: Vocoder) -> None:

@@ -184,8 +184,8 @@ class TrainConfig(_Strict):
 class StudentConfig(_Strict):
     """The Parallel WaveNet student (a stack of IAF flows over logistic noise) and its distillation loss weights.
 
-    Small by default: four short flows of narrow layers synthesize a 10 s utterance in well under a second on two
-    CPU cores. The paper's student is four flows of 10, 10, 10 and 30 layers of 64 channels.
+    Small by default: four short flows of narrow layers, sized for synthesis many times faster than real time on
+    two CPU cores (docs/BENCHMARKS.md). The paper's student is four flows of 10, 10, 10 and 30 layers of 64 channels.
     """
 
     flows: list[int] = Field(default_factory=lambda: [4, 4, 4, 6], min_length=1, description="layers per flow")
