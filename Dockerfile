@@ -1,4 +1,4 @@
-# The synthesis service: `vocoder serve` on port 8000 with the models under models/ (docs/SERVICE.md).
+# The synthesis service: `vocoder serve` on port 8000 with the bundled models under models/ (docs/SERVICE.md).
 #
 #   docker build -t wavenet-service .
 #   docker run --rm -p 8000:8000 wavenet-service
@@ -10,7 +10,8 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # Build stage: a compiler for any dependency without a wheel, then the project installed as `make install` does
-# (a virtual environment in .venv, pip >= 24, an editable install of the project), less the test extra.
+# (a virtual environment in .venv, pip >= 24, an editable install of the project), less the test extra. The
+# editable install maps server/ to the import name vocoder_server and finds configs/ and models/ beside vocoder/.
 FROM ${BASE_IMAGE} AS build
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN apt-get update \
@@ -21,6 +22,7 @@ WORKDIR /app
 RUN python3 -m venv .venv && .venv/bin/pip install --quiet --upgrade "pip>=24"
 COPY pyproject.toml README* ./
 COPY configs configs
+COPY models models
 COPY vocoder vocoder
 COPY server server
 RUN .venv/bin/pip install --quiet --extra-index-url "${TORCH_INDEX_URL}" -e .
@@ -28,7 +30,8 @@ RUN .venv/bin/pip install --quiet --extra-index-url "${TORCH_INDEX_URL}" -e .
 # Runtime stage: the Debian packages of the Makefile's APT_PACKAGES that the service uses (Festival and its
 # voices for the text front end, sox, espeak-ng; not chromium, which only the browser tests need), and g++: the
 # fused Fast-WaveNet CPU kernel is compiled for the CPU it runs on (-march=native) at the first model load and
-# cached in VOCODER_KERNEL_BUILD; without a compiler the service falls back to the slower PyTorch loop.
+# cached in the user's cache directory (~/.cache/wavenet-service/kernels; mount a volume there to keep builds across
+# containers); without a compiler the service falls back to the slower PyTorch loop.
 FROM ${BASE_IMAGE}
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -37,13 +40,9 @@ RUN apt-get update \
     && useradd --system --uid 10001 --create-home --shell /usr/sbin/nologin vocoder
 WORKDIR /app
 COPY --from=build /app /app
-COPY models models
 COPY examples examples
-RUN mkdir -p /app/build/kernels && chown vocoder /app/build/kernels
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    VOCODER_MODELS_DIR=/app/models \
-    VOCODER_KERNEL_BUILD=/app/build/kernels \
     VOCODER_PORT=8000
 USER vocoder
 EXPOSE 8000

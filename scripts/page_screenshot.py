@@ -17,9 +17,9 @@ import httpx
 import uvicorn
 from playwright.sync_api import sync_playwright
 
-from server import Settings, create_app
 from vocoder.frontend.festival import run_festival
 from vocoder.models.checkpoint import bundled_models_dir
+from vocoder_server import Settings, create_app
 
 CHROMIUM = "/usr/bin/chromium"
 TEXT = "The service speaks any sentence you type."

@@ -10,16 +10,16 @@ from contextlib import asynccontextmanager
 import torch
 from fastapi import FastAPI
 
-from server.errors import install_error_handlers
-from server.inference import InferenceEngine
-from server.linguistic import TextAnalysis
-from server.metrics import Metrics
-from server.registry import Registry
-from server.routes import router
-from server.settings import Settings
-from server.state import ServiceState
-from server.uploads import JSON_PARSER
 from vocoder import __version__
+from vocoder_server.errors import install_error_handlers
+from vocoder_server.inference import InferenceEngine
+from vocoder_server.linguistic import TextAnalysis
+from vocoder_server.metrics import Metrics
+from vocoder_server.registry import Registry
+from vocoder_server.routes import router
+from vocoder_server.settings import Settings
+from vocoder_server.state import ServiceState
+from vocoder_server.uploads import JSON_PARSER
 
 log = logging.getLogger("server")
 

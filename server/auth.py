@@ -7,8 +7,8 @@ import secrets
 from fastapi import Depends, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from server.errors import ApiError
-from server.state import ServiceState, get_state
+from vocoder_server.errors import ApiError
+from vocoder_server.state import ServiceState, get_state
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 bearer = HTTPBearer(auto_error=False)

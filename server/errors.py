@@ -13,9 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.inference import ShuttingDown
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import FeatureFileError
+from vocoder_server.inference import ShuttingDown
 
 log = logging.getLogger("server")
 

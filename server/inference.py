@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from server.metrics import Metrics
 from vocoder.api import Method, Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.generate import Sampling
+from vocoder_server.metrics import Metrics
 
 log = logging.getLogger("server")
 

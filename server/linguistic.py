@@ -13,8 +13,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from server.errors import ApiError
-from server.inference import QueueFull, ShuttingDown
 from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.features.linguistic import (
@@ -26,12 +24,14 @@ from vocoder.features.linguistic import (
 )
 from vocoder.frontend.features import VOICED_QUESTION, check_linguistic_config, utterance_features
 from vocoder.frontend.festival import FestivalError, FestivalTimeout, festival_binary, run_festival, to_festival_text
+from vocoder_server.errors import ApiError
+from vocoder_server.inference import QueueFull, ShuttingDown
 
 SOURCE = "request"
 SECONDS_PER_LETTER = 0.04
 SECONDS_PER_DIGIT = 0.1
-"""Lower bounds on what Festival makes of a character (measured: 0.055 s per letter for a run of capitals, 0.3 s
-per digit read one by one), so a text refused by its estimate would have been refused after the analysis too."""
+"""Lower bounds on what Festival makes of a character (below the measured figures of docs/BENCHMARKS.md), so a
+text refused by its estimate would have been refused after the analysis too."""
 
 
 def require_linguistic(model: Vocoder) -> None:

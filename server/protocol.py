@@ -3,7 +3,7 @@
 uvicorn closes a connection idle between requests (`timeout_keep_alive`), but any byte resets that timer, so a
 client trickling a header byte by byte, or connecting and sending nothing, holds a connection for ever. Here each
 request's headers must be complete within `header_timeout` seconds of the connection (or of the previous
-response); the body has its own deadline in the application (`server.uploads.read_body`).
+response); the body has its own deadline in the application (`vocoder_server.uploads.read_body`).
 """
 
 from __future__ import annotations

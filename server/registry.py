@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 import vocoder
-from server.errors import ApiError
 from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.generate.cpu_kernel import Precision
 from vocoder.models.checkpoint import WEIGHTS_NAME
+from vocoder_server.errors import ApiError
 
 log = logging.getLogger("server")
 
@@ -63,6 +63,8 @@ class Registry:
     def load_all(self, warmup: bool = True) -> None:
         """Blocking: load (and warm up) every model; a file that fails is recorded, not fatal to the others."""
         paths = sorted(self.models_dir.glob(f"*/{WEIGHTS_NAME}")) if self.models_dir.is_dir() else []
+        if not paths:  # /readyz names no server path; the operator's log does
+            log.error("no */%s under %s (--models, VOCODER_MODELS_DIR)", WEIGHTS_NAME, self.models_dir.absolute())
         for path in paths:
             name = path.parent.name
             began = time.perf_counter()

@@ -12,12 +12,16 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from server.auth import require_api_key
-from server.encoding import MEDIA_TYPES, RAW_PCM, STREAMABLE, encode_audio, encode_chunk, wav_header
-from server.errors import ApiError, client_closed
-from server.inference import Job, QueueFull
-from server.linguistic import check_text_frames, require_linguistic
-from server.schemas import (
+from vocoder.api import KIND_METHODS, Vocoder
+from vocoder.features.featurefile import Features
+from vocoder.frontend.festival import VOICES
+from vocoder.generate import Sampling
+from vocoder_server.auth import require_api_key
+from vocoder_server.encoding import MEDIA_TYPES, RAW_PCM, STREAMABLE, encode_audio, encode_chunk, wav_header
+from vocoder_server.errors import ApiError, client_closed
+from vocoder_server.inference import Job, QueueFull
+from vocoder_server.linguistic import check_text_frames, require_linguistic
+from vocoder_server.schemas import (
     OPENAI_MODELS,
     ConditioningInfo,
     FeaturesBody,
@@ -33,9 +37,9 @@ from server.schemas import (
     VoiceList,
     error_responses,
 )
-from server.settings import Settings
-from server.state import ServiceState, get_state
-from server.uploads import (
+from vocoder_server.settings import Settings
+from vocoder_server.state import ServiceState, get_state
+from vocoder_server.uploads import (
     AUDIO_FIELD,
     UPLOAD_FIELD,
     features_from_audio,
@@ -45,10 +49,6 @@ from server.uploads import (
     speech_body,
     tts_body,
 )
-from vocoder.api import KIND_METHODS, Vocoder
-from vocoder.features.featurefile import Features
-from vocoder.frontend.festival import VOICES
-from vocoder.generate import Sampling
 
 STREAMING_METHODS = ("fast", "student")
 """Methods that yield audio as they go (a student yields its one-pass waveform in chunks)."""

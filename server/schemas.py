@@ -15,7 +15,7 @@ assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defi
 
 NAME_LENGTH = 100
 TEXT_LENGTH = 500
-"""Characters of one /v1/tts text: about 30 s of speech and 4 s of Festival on one core."""
+"""Characters of one /v1/tts text (how much speech and Festival time that is: docs/BENCHMARKS.md)."""
 VoiceName = Literal[tuple(VOICES)]  # type: ignore[valid-type]
 
 

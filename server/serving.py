@@ -16,9 +16,9 @@ import time
 import uvicorn
 from fastapi import FastAPI
 
-from server.protocol import with_header_timeout
-from server.settings import Settings
-from server.state import ServiceState
+from vocoder_server.protocol import with_header_timeout
+from vocoder_server.settings import Settings
+from vocoder_server.state import ServiceState
 
 GRACE_POLL_SECONDS = 0.05
 

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vocoder.generate.cpu_kernel import Precision
-from vocoder.models.checkpoint import bundled_models_dir
+from vocoder.paths import bundled_models_dir
 
 
 class Settings(BaseSettings):

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from server.inference import InferenceEngine
-from server.linguistic import TextAnalysis
-from server.metrics import Metrics
-from server.registry import Registry
-from server.settings import Settings
+from vocoder_server.inference import InferenceEngine
+from vocoder_server.linguistic import TextAnalysis
+from vocoder_server.metrics import Metrics
+from vocoder_server.registry import Registry
+from vocoder_server.settings import Settings
 
 
 @dataclass

@@ -31,13 +31,13 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
-from server.errors import ApiError, client_closed
-from server.linguistic import features_from_labels
-from server.schemas import FeaturesBody, SpeechBody, TtsBody
 from vocoder.api import Vocoder
 from vocoder.audio import AudioFileError, decode_audio
 from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import Features, read_features
+from vocoder_server.errors import ApiError, client_closed
+from vocoder_server.linguistic import features_from_labels
+from vocoder_server.schemas import FeaturesBody, SpeechBody, TtsBody
 
 Body = TypeVar("Body", bound=BaseModel)
 UPLOAD_FIELD = "features"

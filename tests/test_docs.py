@@ -69,8 +69,8 @@ def check_curl(command: str, served: dict[str, object], query: set[str]) -> None
 
 
 def test_every_shell_command_of_the_docs_is_checked() -> None:
-    from server import Settings, create_app
-    from server.schemas import SynthesisParams
+    from vocoder_server import Settings, create_app
+    from vocoder_server.schemas import SynthesisParams
 
     served = create_app(Settings()).openapi()["paths"]
     query = set(SynthesisParams.model_fields)

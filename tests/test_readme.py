@@ -93,7 +93,7 @@ def test_the_slow_blocks_parse() -> None:
 
 
 def test_serve_help_and_the_readme_list_every_route() -> None:
-    from server import Settings, create_app
+    from vocoder_server import Settings, create_app
 
     served = create_app(Settings()).openapi()["paths"]
     help_text = " ".join(CliRunner().invoke(app, ["serve", "--help"]).output.split())

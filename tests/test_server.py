@@ -19,12 +19,12 @@ import soundfile
 from fastapi.testclient import TestClient
 
 import vocoder
-from server import Settings, create_app
-from server.inference import Job, ShuttingDown
-from server.state import ServiceState
 from tests.test_server_support import HOP, build_models_dir, json_body, npz_bytes, upload, wait_ready
 from vocoder.features.featurefile import read_features
 from vocoder.generate import Sampling
+from vocoder_server import Settings, create_app
+from vocoder_server.inference import Job, ShuttingDown
+from vocoder_server.state import ServiceState
 
 SYNTHESIZE = "/v1/synthesize"
 

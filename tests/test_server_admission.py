@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.errors import CLIENT_CLOSED, ApiError
-from server.inference import Job
-from server.routes import _unless_gone
 from tests.test_server import running, state_of
 from tests.test_server_support import build_models_dir, npz_bytes, upload
 from vocoder.features.featurefile import read_features
 from vocoder.generate import Sampling
+from vocoder_server.errors import CLIENT_CLOSED, ApiError
+from vocoder_server.inference import Job
+from vocoder_server.routes import _unless_gone
 
 SYNTHESIZE = "/v1/synthesize"
 

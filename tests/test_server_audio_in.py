@@ -12,13 +12,13 @@ import soundfile
 from fastapi.testclient import TestClient
 
 import vocoder
-from server import Settings, create_app
 from tests.conftest import tiny_config, tone
 from tests.test_server_support import HOP, build_models_dir, npz_bytes, wait_ready
 from vocoder.features.acoustic import extract_features, frame_count
 from vocoder.features.linguistic import linguistic_dim
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
+from vocoder_server import Settings, create_app
 
 VOCODE = "/v1/vocode"
 

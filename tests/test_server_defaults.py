@@ -4,7 +4,7 @@ configured default."""
 from pathlib import Path
 from types import SimpleNamespace
 
-from server.registry import Registry
+from vocoder_server.registry import Registry
 
 
 def fake_model(*conditioning: str) -> SimpleNamespace:

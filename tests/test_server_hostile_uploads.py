@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.requests import ClientDisconnect
 
-from server import Settings, create_app
-from server.errors import CLIENT_CLOSED, ApiError
-from server.uploads import read_body
 from tests.test_server import _npy_claiming
 from tests.test_server_support import build_models_dir, npz_bytes, upload, wait_ready
+from vocoder_server import Settings, create_app
+from vocoder_server.errors import CLIENT_CLOSED, ApiError
+from vocoder_server.uploads import read_body
 
 SYNTHESIZE = "/v1/synthesize"
 

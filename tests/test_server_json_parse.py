@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-import server.uploads as uploads
+import vocoder_server.uploads as uploads
 from tests.test_server import SYNTHESIZE, error_of, running
 from tests.test_server_support import build_models_dir
 

@@ -12,13 +12,13 @@ import soundfile
 import torch
 from fastapi.testclient import TestClient
 
-from server import Settings, create_app
 from tests.conftest import tiny_config
 from tests.test_server_support import HOP, build_models_dir, npz_bytes, upload, wait_ready
 from vocoder.features.linguistic import format_labels, linguistic_dim
 from vocoder.frontend.festival import run_festival
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
+from vocoder_server import Settings, create_app
 
 pytestmark = pytest.mark.skipif(shutil.which("festival") is None, reason="needs Festival (make install)")
 

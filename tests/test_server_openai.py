@@ -14,12 +14,12 @@ import soundfile
 import torch
 from openai import AuthenticationError, OpenAI, UnprocessableEntityError
 
-from server import Settings, create_app
 from tests.conftest import tiny_config
 from tests.test_server_support import HOP, build_models_dir, serving, wait_ready
 from vocoder.features.linguistic import linguistic_dim
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
+from vocoder_server import Settings, create_app
 
 pytestmark = pytest.mark.skipif(shutil.which("festival") is None, reason="needs Festival (make install)")
 

@@ -14,13 +14,13 @@ import soundfile
 import torch
 from playwright.sync_api import Page, sync_playwright
 
-from server import Settings, create_app
 from tests.conftest import HEAVY, tiny_config, tone
 from tests.test_mos_browser import ARGS, CHROMIUM
 from tests.test_server_support import build_models_dir, serving, wait_ready
 from vocoder.features.linguistic import linguistic_dim
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
+from vocoder_server import Settings, create_app
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs the system Chromium at /usr/bin/chromium"),

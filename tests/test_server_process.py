@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from server import Settings, create_app
-from server.inference import InferenceEngine
 from tests.test_server_support import HOP, build_models_dir, free_port, npz_bytes, serving, upload, wait_ready
+from vocoder_server import Settings, create_app
+from vocoder_server.inference import InferenceEngine
 
 SYNTHESIZE = "/v1/synthesize"
 

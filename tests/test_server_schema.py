@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from server import Settings, create_app
 from tests.test_server_support import build_models_dir, wait_ready
+from vocoder_server import Settings, create_app
 
 EXAMPLES = 100
 ROUTES = {"POST /v1/synthesize", "POST /v1/vocode", "POST /v1/audio/speech", "GET /v1/voices", "GET /"}

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server import Settings, create_app
-from server.linguistic import TextAnalysis
 from tests.test_server import SYNTHESIZE, blocked_teacher, error_of, running, state_of, wait_for
 from tests.test_server_support import build_models_dir, npz_bytes, upload, wait_ready
+from vocoder_server import Settings, create_app
+from vocoder_server.linguistic import TextAnalysis
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_stopping_the_engine_ends_running_and_queued_requests_with_503(models_di
 def test_text_analysis_after_its_stop_is_shutting_down() -> None:
     import asyncio
 
-    from server.inference import ShuttingDown
+    from vocoder_server.inference import ShuttingDown
 
     analysis = TextAnalysis(workers=1, max_queue=1)
     analysis.stop()
@@ -62,7 +62,7 @@ def test_text_analysis_after_its_stop_is_shutting_down() -> None:
 def test_uvicorn_told_to_exit_mid_job_answers_503_and_exits(models_dir: Path) -> None:
     """The served process's exit (SIGTERM or ^C: uvicorn's `should_exit`) ends a running job with a 503 after
     `shutdown_grace` seconds instead of waiting for its generation, and the server exits."""
-    from server.serving import ServiceServer, service_config
+    from vocoder_server.serving import ServiceServer, service_config
 
     settings = Settings(models_dir=models_dir, device="cpu", port=0, timeout=300.0, shutdown_grace=0.2)
     app = create_app(settings)

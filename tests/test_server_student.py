@@ -8,14 +8,14 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from server.app import create_app
-from server.settings import Settings
 from tests.conftest import tiny_config
 from tests.test_server_support import npz_bytes, upload, wait_ready
 from tests.test_student import STUDENT
 from vocoder.models.checkpoint import save_model
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
+from vocoder_server.app import create_app
+from vocoder_server.settings import Settings
 
 SYNTHESIZE = "/v1/synthesize"
 

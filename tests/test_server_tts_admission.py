@@ -14,14 +14,14 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-import server.linguistic
-from server import Settings, create_app
+import vocoder_server.linguistic
 from tests.conftest import tiny_config
 from tests.test_server_support import build_models_dir, npz_bytes, upload, wait_ready
 from vocoder.features.linguistic import linguistic_dim
 from vocoder.frontend.festival import FestivalTimeout, run_festival
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
+from vocoder_server import Settings, create_app
 
 TTS = "/v1/tts"
 
@@ -52,10 +52,10 @@ def festival_blocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threadin
     def blocked(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         release.wait(30)
-        raise server.linguistic.FestivalError("stand-in")
+        raise vocoder_server.linguistic.FestivalError("stand-in")
 
-    monkeypatch.setattr(server.linguistic, "run_festival", blocked)
-    monkeypatch.setattr(server.linguistic, "festival_binary", lambda: "festival")
+    monkeypatch.setattr(vocoder_server.linguistic, "run_festival", blocked)
+    monkeypatch.setattr(vocoder_server.linguistic, "festival_binary", lambda: "festival")
     yield entered, release
     release.set()
 

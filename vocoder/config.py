@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vocoder.errors import VocoderError
+from vocoder.paths import recipes_dir
 
 ConditioningArray = Literal["mel", "lf0", "vuv", "linguistic"]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = recipes_dir()
+"""The shipped recipes: configs/ of the checkout, `vocoder/recipes/` of an installed wheel."""
 
 
 class ConfigError(VocoderError):
@@ -182,8 +184,8 @@ class TrainConfig(_Strict):
 class StudentConfig(_Strict):
     """The Parallel WaveNet student (a stack of IAF flows over logistic noise) and its distillation loss weights.
 
-    Small by default: four short flows of narrow layers synthesize a 10 s utterance in well under a second on two
-    CPU cores. The paper's student is four flows of 10, 10, 10 and 30 layers of 64 channels.
+    Small by default: four short flows of narrow layers, sized for synthesis many times faster than real time on
+    two CPU cores (docs/BENCHMARKS.md). The paper's student is four flows of 10, 10, 10 and 30 layers of 64 channels.
     """
 
     flows: list[int] = Field(default_factory=lambda: [4, 4, 4, 6], min_length=1, description="layers per flow")
@@ -265,39 +267,113 @@ class Config(_Strict):
         return self.speakers.index(speaker)
 
 
-def _describe(error: ValidationError) -> str:
+Origins = dict[tuple[str, ...], Path]
+"""Which file of a recipe and its bases set each key (a path of nested keys) of the merged mapping."""
+
+BASE_KEY = "base"
+
+
+def _origin(location: tuple[str, ...], origins: Origins) -> Path | None:
+    """The file that set the key at `location`, or the nearest mapping above it, if a base did."""
+    for end in range(len(location), 0, -1):
+        if location[:end] in origins:
+            return origins[location[:end]]
+    return None
+
+
+def _describe(error: ValidationError, origins: Origins) -> str:
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {key}: {item['msg']}")
+        location = tuple(str(part) for part in item["loc"])
+        where = _origin(location, origins)
+        lines.append(f"  {'.'.join(location) or '(top level)'}: {item['msg']}" + (f" (from {where})" if where else ""))
     return "\n".join(lines)
 
 
-def config_from_dict(data: object, source: str) -> Config:
-    """Validate a parsed mapping; `source` names where it came from in any error."""
+def config_from_dict(data: object, source: str, origins: Origins | None = None) -> Config:
+    """Validate a parsed mapping; `source` names where it came from in any error, `origins` the bases' keys."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, found {type(data).__name__}")
     try:
         return Config.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"{source}: invalid config\n{_describe(error)}") from None
+        raise ConfigError(f"{source}: invalid config\n{_describe(error, origins or {})}") from None
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A path to a YAML file, or the name of a recipe under configs/ (e.g. 'seed_size')."""
+    """A path to a YAML file, or the name of a shipped recipe (e.g. 'seed_size')."""
     path = Path(name_or_path)
     if path.is_file():
         return path
     bundled = CONFIG_DIR / f"{name_or_path}.yaml"
     if bundled.is_file():
         return bundled
-    raise ConfigError(f"{name_or_path}: no such config file, and no recipe of that name in {CONFIG_DIR}")
+    raise ConfigError(
+        f"{name_or_path}: no such config file, and no recipe of that name; looked for {path.absolute()} and {bundled}"
+    )
 
 
-def load_config(name_or_path: str | Path) -> Config:
-    path = resolve_config_path(name_or_path)
+def overlay(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`changes` over `base`: mappings merge key by key; any other value, a list included, replaces the base's."""
+    merged = dict(base)
+    for key, value in changes.items():
+        both_mappings = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = overlay(merged[key], value) if both_mappings else value
+    return merged
+
+
+def _keys(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key of a nested mapping, as a path."""
+    keys = []
+    for key, value in data.items():
+        keys.append((*prefix, str(key)))
+        if isinstance(value, dict):
+            keys.extend(_keys(value, (*prefix, str(key))))
+    return keys
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return config_from_dict(data, str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def _base_path(name: object, path: Path) -> Path:
+    """The file `base: name` of `path` means: a YAML file beside it, else a shipped recipe."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{path}: {BASE_KEY}: expected the name of a recipe, found {name!r}")
+    file_name = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
+    candidates = list(dict.fromkeys([path.parent / file_name, CONFIG_DIR / file_name]))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{path}: {BASE_KEY}: no recipe {name!r}; looked for {' and '.join(map(str, candidates))}")
+
+
+def _merged(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Origins]:
+    """A recipe's mapping over its base's (recursively), and which file set each key; `chain`: the recipes
+    that have this one as their base, nearest last."""
+    data = _read_mapping(path)
+    if BASE_KEY not in data:
+        return data, dict.fromkeys(_keys(data), path)
+    base_path = _base_path(data.pop(BASE_KEY), path)
+    if "name" not in data:  # it would silently take its base's name, which model files and cards then carry
+        raise ConfigError(f"{path}: name: missing; a recipe with a base must name itself")
+    chain = (*chain, path.resolve())
+    if base_path.resolve() in chain:
+        cycle = " -> ".join(p.name for p in (*chain, base_path.resolve()))
+        raise ConfigError(f"{path}: {BASE_KEY}: recipes that are each other's base ({cycle})")
+    base, origins = _merged(base_path, chain)
+    return overlay(base, data), origins | dict.fromkeys(_keys(data), path)
+
+
+def load_config(name_or_path: str | Path) -> Config:
+    """A recipe by path or shipped name. A recipe may name a `base:` recipe and state only how it differs from it;
+    an error names the file that set the wrong key."""
+    path = resolve_config_path(name_or_path)
+    data, origins = _merged(path)
+    return config_from_dict(data, str(path), {key: file for key, file in origins.items() if file != path})

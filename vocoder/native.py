@@ -1,7 +1,8 @@
 """Compiled CPU kernels: C++ sources under `vocoder/*/csrc/`, built on first use with torch's cpp_extension.
 
-Each build is cached per machine (`-O3 -march=native`, under `build/kernels/`, about a minute the first time);
-callers that cannot get one fall back to plain PyTorch and log why.
+Each build is cached per machine (`-O3 -march=native`, in `vocoder.paths.kernel_cache_dir()`: the user cache
+directory or $VOCODER_KERNEL_BUILD; about a minute the first time); callers that cannot get one fall back to plain
+PyTorch and log why.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from types import ModuleType
 
 import torch
 
-BUILD_ROOT = Path(os.environ.get("VOCODER_KERNEL_BUILD", Path(__file__).resolve().parents[1] / "build" / "kernels"))
-"""Where compiled extensions are cached (git-ignored); the environment variable overrides it."""
-
+from vocoder.paths import kernel_cache_dir
 
 MARCH = os.environ.get("VOCODER_KERNEL_MARCH", "native")
 """The `-march` of x86-64 builds; the test suite also builds with `x86-64-v2` (no AVX2, no AVX-512) to run the
@@ -39,6 +38,19 @@ def _machine_tag() -> str:
     return hashlib.sha1("\n".join([platform.machine(), *lines[:2]]).encode()).hexdigest()[:10]
 
 
+def _module_name(source: Path) -> str:
+    """The extension's name: its source, the `-march` of the build and the CPU it was built for."""
+    march = "" if MARCH == "native" else f"{MARCH.replace('-', '_')}_"
+    return f"{source.stem}_{march}{_machine_tag()}"
+
+
+def build_directory(source: Path) -> Path:
+    """The cache folder of one build, one per source location as well: the checkouts and installs that share the
+    user cache directory would otherwise rebuild each other's builds (torch rebuilds when a source path changes)."""
+    location = hashlib.sha1(str(source.resolve().parent).encode()).hexdigest()[:8]
+    return kernel_cache_dir() / _module_name(source) / location
+
+
 @cache
 def _build(source: Path) -> tuple[ModuleType | None, str]:
     """Compile (or load the cached build of) one source once per process: (module, "") or (None, why not)."""
@@ -47,9 +59,8 @@ def _build(source: Path) -> tuple[ModuleType | None, str]:
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         from torch.utils import cpp_extension
 
-        march = "" if MARCH == "native" else f"{MARCH.replace('-', '_')}_"
-        name = f"{source.stem}_{march}{_machine_tag()}"
-        directory = BUILD_ROOT / name
+        name = _module_name(source)
+        directory = build_directory(source)
         directory.mkdir(parents=True, exist_ok=True)
         native = [f"-march={MARCH}"] if platform.machine() in ("x86_64", "AMD64") else []
         module = cpp_extension.load(

@@ -23,7 +23,7 @@ def bundle(
 ) -> None:
     """Bundle a trained model: model.safetensors, config.yaml and README.md (model card)."""
     from vocoder.models.bundle import bundle_model
-    from vocoder.models.checkpoint import bundled_models_dir
+    from vocoder.paths import bundled_models_dir
 
     target = bundle_model(
         model,

@@ -37,9 +37,9 @@ def serve(
     /metrics."""
     from pydantic import ValidationError
 
-    from server import Settings, create_app
-    from server.serving import ServiceServer, service_config
     from vocoder.api import resolve_device
+    from vocoder_server import Settings, create_app
+    from vocoder_server.serving import ServiceServer, service_config
 
     flags: dict[str, Any] = {
         "host": host,

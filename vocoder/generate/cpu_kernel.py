@@ -10,21 +10,20 @@ more threads may split every step across two threads (each owns half of every la
 layer), which gives bitwise the same samples. The extra threads belong to the generator: made once, parked between
 calls (asleep after 2 ms), joined when it is dropped. `torch.set_num_threads(1)` keeps it on one core.
 
-The extension is compiled once per machine (`-O3 -march=native`, cached under `build/kernels/`, about a minute);
+The extension is compiled once per machine (`-O3 -march=native`, cached by `vocoder.native`, about a minute);
 where it cannot be built or cannot run (no compiler, a non-float32 model, CUDA tensors given to a CPU model),
 `fast_generator` falls back to `FastWaveNet` and logs a warning. A model on a GPU gets `CudaGraphWaveNet`.
 
 `precision="fp16"` stores the matrix weights in half precision (products and sums stay float32): half the memory
-traffic per sample; the largest logit error is within 1e-3 of the largest |logit| on the same inputs (measured
-about 2e-4, tested), so samples are no longer identical to the reference.
+traffic per sample; the largest logit error is within 1e-3 of the largest |logit| on the same inputs (tested), so
+samples are no longer identical to the reference. Measured errors and speeds: docs/BENCHMARKS.md.
 
 `precision="int8"` stores the matrix weights as int8 with one scale per output channel and quantises the input of
 every product to int8 (one scale per vector, per step), so one AVX-512 VNNI instruction does 64 multiply-adds:
 a quarter of fp32's weight bytes (the seed-size teacher's 1.24 MB; half of it per thread when split, which fits in
-each core's L2) and about 2x fp16's speed (the local-conditioning matrix, read once per 8 steps, stays fp16). The
-largest logit error is within 5e-2 of the largest |logit| on the same inputs (measured 5e-3 to 1.3e-2 on random
-models, 1.1e-2 on the bundled teacher, up to 3.2e-2 on the bundled tts-teacher; tested), so int8 trades accuracy
-for speed. Built for a CPU without VNNI, int8 runs a slow portable product (with a warning).
+each core's L2) and faster than fp16 (the local-conditioning matrix, read once per 8 steps, stays fp16). The
+largest logit error is within 5e-2 of the largest |logit| on the same inputs (tested), so int8 trades accuracy for
+speed. Built for a CPU without VNNI, int8 runs a slow portable product (with a warning).
 """
 
 from __future__ import annotations
@@ -65,10 +64,11 @@ the single-thread probe did (then it probes again). On an idle machine splitting
 partner makes it lose several times over."""
 SPLIT_WARMUP_SAMPLES = 256
 """The first split steps after the partner thread slept or after torch's last parallel op (its OpenMP threads spin
-for milliseconds on the partner's core) run up to 2x slower, so the probe does not time them..."""
+for milliseconds on the partner's core) run slower, so the probe does not time them..."""
 SPLIT_GIVE_UP = 2.5
-"""...unless they run this many times slower than the single-thread probe (measured 1.3x idle, 7x next to one busy
-process): then the machine is busy, and the probe picks one thread without timing more split steps."""
+"""...unless they run this many times slower than the single-thread probe (between the ratios measured on an idle
+and on a busy machine: docs/BENCHMARKS.md): then the machine is busy, and the probe picks one thread without timing
+more split steps."""
 PROBE_EVERY_S = 30.0
 PROBE_PLAN = ((False, PROBE_SAMPLES, True), (True, SPLIT_WARMUP_SAMPLES, False), (True, PROBE_SAMPLES, True))
 """The probe's blocks: (split?, samples, timed?)."""

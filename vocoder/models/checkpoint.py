@@ -1,7 +1,8 @@
 """Model files: safetensors weights with the full config and training metadata in the header. No pickle.
 
 A model is addressed by a path (a `.safetensors` file or a directory holding `model.safetensors`) or by the name
-of a bundled model under `models/` (override the folder with VOCODER_MODELS_DIR).
+of a bundled model (`vocoder.paths.bundled_models_dir()`: models/ of the checkout, or of the installed package, or
+$VOCODER_MODELS_DIR).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from torch import nn
 
 from vocoder.config import Config, ConfigError, config_from_dict
 from vocoder.errors import VocoderError
+from vocoder.paths import bundled_models_dir, models_dir_origin
 
 FORMAT = "wavenet-service"
 FORMAT_VERSION = "1"
@@ -29,11 +30,6 @@ WEIGHTS_NAME = "model.safetensors"
 
 class CheckpointError(VocoderError):
     """A model file that cannot be loaded; the message names the file and what is wrong."""
-
-
-def bundled_models_dir() -> Path:
-    override = os.environ.get("VOCODER_MODELS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "models"
 
 
 def bundled_model_names() -> list[str]:
@@ -52,7 +48,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         return bundled
     names = ", ".join(bundled_model_names()) or "none"
     raise CheckpointError(
-        f"{name_or_path}: no such model file or directory, and no bundled model of that name (bundled: {names})"
+        f"{name_or_path}: no such model file or directory, and no bundled model of that name (bundled: {names}); "
+        f"looked for {path.absolute()}, {(path / WEIGHTS_NAME).absolute()} and {bundled} ({models_dir_origin()})"
     )
 
 

@@ -318,8 +318,8 @@ bool spin_until(const F& done, std::chrono::microseconds budget) {
 }
 
 // The helper threads of one Generator, made once and reused by every call: a thread made per call starts on
-// the caller's core, and the first ~128 steps of each split block ran at 2.5x the steady time while the scheduler
-// moved it. Between calls a helper spins for kSpin (the next block of a stream follows within microseconds), then
+// the caller's core, and the first steps of each split block ran much slower than the steady state while the
+// scheduler moved it (docs/BENCHMARKS.md). Between calls a helper spins for kSpin (the next block of a stream follows within microseconds), then
 // sleeps on a condition variable, so an idle service burns no core. The destructor wakes and joins them.
 class Workers {
  public:
