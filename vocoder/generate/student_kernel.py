@@ -32,7 +32,9 @@ SOURCE = Path(__file__).parent / "csrc" / "student_forward.cpp"
 
 
 CHUNK_RECEPTIVE_FIELDS = 32
-"""A full chunk of synthesis is this many receptive fields long, so the context recomputed in front of it costs 1/32."""
+"""A full chunk of synthesis is this many receptive fields long, so the context recomputed in front of it costs 1/32,
+and at least CHUNK_MIN_SAMPLES, so a short receptive field does not make the calls' fixed costs dominate."""
+CHUNK_MIN_SAMPLES = 1 << 15
 FIRST_CHUNK_SAMPLES = 2048
 """The first chunk's length; each next one is twice the last, up to the full length: a stream starts after a short
 chunk, and only the first few chunks pay the context at a higher rate."""
@@ -45,7 +47,7 @@ class TorchStudent:
 
     def __init__(self, model: StudentWaveNet) -> None:
         self.model = model
-        self.chunk_samples = max(FIRST_CHUNK_SAMPLES, CHUNK_RECEPTIVE_FIELDS * model.receptive_field)
+        self.chunk_samples = max(CHUNK_MIN_SAMPLES, CHUNK_RECEPTIVE_FIELDS * model.receptive_field)
 
     def one_pass(self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor) -> torch.Tensor:
         """A waveform `[B, T]` in [-1, 1] from `local [B, C', T]` and `uniforms [B, T]` in one forward pass."""
@@ -65,7 +67,8 @@ class TorchStudent:
         while start < steps:
             stop = min(steps, start + size)
             first = max(0, start - context)
-            waveform = self.one_pass(local.block(first, stop), speaker_ids, uniforms[:, first:stop])
+            block = local.block(first, stop).contiguous()  # a strided block sends convolutions down a slow path
+            waveform = self.one_pass(block, speaker_ids, uniforms[:, first:stop])
             yield start, waveform[:, start - first :]
             start, size = stop, min(2 * size, self.chunk_samples)
 
