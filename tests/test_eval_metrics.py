@@ -113,14 +113,19 @@ def reference_two_way_ci(
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def test_two_way_bootstrap_equals_its_definition_and_its_width_is_the_panels() -> None:
-    """Not only a bracket around the mean: the interval equals the written-out resampling under the same seed,
-    and its width is what the listener panel's spread predicts (the listener effect dominates here)."""
+def listener_panel() -> tuple[list[str], list[str], np.ndarray]:
+    """8 listeners x 10 utterances whose scores carry a strong listener offset (sd 1.0) and little noise (0.2)."""
     rng = np.random.default_rng(5)
     listeners = [f"L{i}" for i in range(8) for _ in range(10)]
     utterances = [f"u{j}" for _ in range(8) for j in range(10)]
     offsets = np.repeat(rng.normal(0, 1.0, 8), 10)
-    scores = 3.0 + offsets + rng.normal(0, 0.2, 80)
+    return listeners, utterances, 3.0 + offsets + rng.normal(0, 0.2, 80)
+
+
+def test_two_way_bootstrap_equals_its_definition_and_its_width_is_the_panels() -> None:
+    """Not only a bracket around the mean: the interval equals the written-out resampling under the same seed,
+    and its width is what the listener panel's spread predicts (the listener effect dominates here)."""
+    listeners, utterances, scores = listener_panel()
     low, high = two_way_bootstrap_ci(listeners, utterances, scores, np.random.default_rng(0), repeats=1000)
     expected = reference_two_way_ci(listeners, utterances, scores, np.random.default_rng(0), 1000)
     assert (low, high) == pytest.approx(expected, rel=1e-12)
@@ -132,11 +137,7 @@ def test_two_way_bootstrap_equals_its_definition_and_its_width_is_the_panels() -
 
 
 def test_two_way_bootstrap_widens_with_listener_effects() -> None:
-    rng = np.random.default_rng(5)
-    listeners = [f"L{i}" for i in range(8) for _ in range(10)]
-    utterances = [f"u{j}" for _ in range(8) for j in range(10)]
-    offsets = np.repeat(rng.normal(0, 1.0, 8), 10)
-    scores = 3.0 + offsets + rng.normal(0, 0.2, 80)
+    listeners, utterances, scores = listener_panel()
     low, high = two_way_bootstrap_ci(listeners, utterances, scores, np.random.default_rng(0), repeats=1000)
     naive = mean_ci(scores)
     assert low < scores.mean() < high
