@@ -161,13 +161,13 @@ def test_long_leading_pause_is_trimmed_in_audio_and_labels_alike(
 
 def _bad_folder(demo_corpus: Path, root: Path) -> Path:
     """A folder corpus of one good file, and a corrupt, a silent and a too-short one."""
-    folder = root / "folder" / "kal"
-    folder.mkdir(parents=True)
-    shutil.copy(demo_corpus / "wav" / "kal_0001.wav", folder / "good.wav")
-    (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
-    save_wav(folder / "silent.wav", np.zeros(16000, np.float32), 16000)
-    save_wav(folder / "short.wav", tone(0.1), 16000)
-    return root / "folder"
+    speaker = root / "folder" / "kal"
+    speaker.mkdir(parents=True)
+    (speaker / "good.wav").write_bytes((demo_corpus / "wav" / "kal_0001.wav").read_bytes())
+    (speaker / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    for name, wav in {"silent": np.zeros(16000, np.float32), "short": tone(0.1)}.items():
+        save_wav(speaker / f"{name}.wav", wav, 16000)
+    return speaker.parent
 
 
 def test_bad_files_are_skipped_alike_by_worker_processes(demo_corpus: Path, tmp_path: Path) -> None:
