@@ -258,3 +258,53 @@ def test_help_shows_no_value_type_beside_a_flag() -> None:
         assert "--version" in page or args, page
         assert "<bool>" not in page, (args, page)
     assert "<int" in CliRunner().invoke(app, ["synthesize", "--help"], terminal_width=200).output  # others keep theirs
+
+
+EXIT_2 = {
+    "train": ["train", "--config", "no_such_recipe", "--data", "{tmp}/feats", "--out", "{tmp}/run"],
+    "distill": [
+        "distill",
+        "--teacher",
+        "teacher",
+        "--config",
+        "{tmp}/missing.yaml",
+        "--data",
+        "{tmp}/f",
+        "--out",
+        "{tmp}/r",
+    ],
+    "preprocess": ["preprocess", "{tmp}", "--layout", "no-such-layout", "--out", "{tmp}/cache"],
+    "mos": [
+        "mos",
+        "analyze",
+        "--test",
+        "{tmp}/pkg",
+        "--key",
+        "{tmp}/pkg.key.json",
+        "--ratings",
+        "{tmp}/r.csv",
+        "--out",
+        "{tmp}/o",
+    ],
+    "bundle": ["bundle", "{tmp}/no-such-run/model", "--name", "x", "--models-dir", "{tmp}/models"],
+    "frontend": ["frontend", "Hello.", "--out", "{tmp}/tts", "--config", "seed_size"],
+    "corpus": ["corpus", "real", "--out", "{tmp}/real", "--sources", "no-such-source", "--no-install"],
+}
+"""A bad input to each command that reaches the library (past click's own checks), so the exit status is main()'s."""
+
+
+@pytest.mark.parametrize("command", sorted(EXIT_2))
+def test_each_command_ends_bad_input_with_one_line_and_exit_status_2(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the real entry point (`main()`, as the console script runs it): a VocoderError is one `error:`
+    line on stderr and exit status 2, for every command, not a traceback and not click's usage status."""
+    from vocoder.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["vocoder", *(arg.format(tmp=tmp_path) for arg in EXIT_2[command])])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Usage:" not in err, err

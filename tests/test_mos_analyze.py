@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from tests.eval_synthetic import write_corpus
 from tests.test_eval_metrics import reference_two_way_ci
 from vocoder.cli.app import app
-from vocoder.eval.mos_analyze import RATING_COLUMNS, RatingsError
+from vocoder.eval.mos_analyze import RATING_COLUMNS, RatingsError, analyze
 from vocoder.eval.mos_export import export_package
 from vocoder.eval.mos_report import analyze_and_report
 
@@ -195,6 +195,7 @@ def _corrupt(path: Path, line: int, column: str, value: str) -> None:
         ("stimulus_id", "deadbeef0000", "'deadbeef0000' is not a rated item"),
         ("package", "0000ffff", "not this test's"),
         ("plays", "0", "plays 0 is outside"),
+        ("listener", "  ", "listener is empty"),
     ],
 )
 def test_malformed_ratings_name_file_and_line(
@@ -228,3 +229,39 @@ def test_when_every_listener_fails_the_screening_report_is_still_written(
         analyze_and_report(package, key_path, files[6:], tmp_path / "report")
     assert "| wild |" in (tmp_path / "report" / "screening.md").read_text()
     assert not (tmp_path / "report" / "report.md").exists()
+
+
+def test_a_repeated_rating_keeps_the_first_and_is_counted(
+    panel: tuple[Path, Path, dict, list[Path]], tmp_path: Path
+) -> None:
+    """A listener who rated a stimulus twice (a restarted session, a file sent twice) counts once: the first."""
+    package, key_path, _, files = panel
+    lines = files[0].read_text().splitlines(keepends=True)
+    again = tmp_path / "again.csv"
+    rerated = lines[1].split(",")
+    rerated[RATING_COLUMNS.index("score")] = "1" if rerated[RATING_COLUMNS.index("score")] != "1" else "5"
+    again.write_text(lines[0] + ",".join(rerated) + "".join(lines[2:4]))
+    base = analyze(package, key_path, files[:6], bootstrap=100)
+    doubled = analyze(package, key_path, [*files[:6], again, files[0]], bootstrap=100)
+    assert base.repeats == 0 and doubled.repeats == 3 + len(lines) - 1  # again.csv's 3 rows, then all of files[0]
+    assert doubled.trials == base.trials
+    assert [(s.system, s.mos, s.ratings) for s in doubled.summaries] == [
+        (s.system, s.mos, s.ratings) for s in base.summaries
+    ]
+
+
+def test_an_unreadable_or_foreign_key_is_one_clear_error(
+    panel: tuple[Path, Path, dict, list[Path]], tmp_path: Path
+) -> None:
+    package, _, _, files = panel
+    missing = tmp_path / "missing.key.json"
+    with pytest.raises(RatingsError, match=r"missing.key.json: cannot read the key: \[Errno 2\]"):
+        analyze(package, missing, files)
+    garbled = tmp_path / "garbled.key.json"
+    garbled.write_text('{"package_id": "1234"')
+    with pytest.raises(RatingsError, match="garbled.key.json: cannot read the key: Expecting"):
+        analyze(package, garbled, files)
+    listed = tmp_path / "listed.key.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(RatingsError, match="listed.key.json: not a MOS key"):
+        analyze(package, listed, files)

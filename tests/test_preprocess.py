@@ -157,3 +157,54 @@ def test_long_leading_pause_is_trimmed_in_audio_and_labels_alike(
         int(np.argmax(f.linguistic[:, questions.index("C-Silence")] == 0)) for f in (plain_features, padded_features)
     ]
     assert abs((first_phone[1] - first_phone[0]) * 200 - shift) <= 200  # labels moved with the audio
+
+
+def _bad_folder(demo_corpus: Path, root: Path) -> Path:
+    """A folder corpus of one good file, and a corrupt, a silent and a too-short one."""
+    speaker = root / "folder" / "kal"
+    speaker.mkdir(parents=True)
+    (speaker / "good.wav").write_bytes((demo_corpus / "wav" / "kal_0001.wav").read_bytes())
+    (speaker / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    for name, wav in {"silent": np.zeros(16000, np.float32), "short": tone(0.1)}.items():
+        save_wav(speaker / f"{name}.wav", wav, 16000)
+    return speaker.parent
+
+
+def test_bad_files_are_skipped_alike_by_worker_processes(demo_corpus: Path, tmp_path: Path) -> None:
+    """With jobs > 1 a bad file's failure comes back from a worker process as its skip reason, the same as in
+    one process, and the good file is cached."""
+    corpus = _bad_folder(demo_corpus, tmp_path)
+    config = load_config("seed_size")
+    one = preprocess("folder", corpus, tmp_path / "one", config, jobs=1, progress=False)
+    two = preprocess("folder", corpus, tmp_path / "two", config, jobs=2, progress=False)
+    assert [entry["id"] for entry in two["skipped"]] == ["kal_corrupt", "kal_short", "kal_silent"]
+    assert two["skipped"] == one["skipped"]
+    assert two["written"] == 1 and [row["id"] for row in _manifest(tmp_path / "two")] == ["kal_good"]
+    assert json.loads((tmp_path / "two" / "report.json").read_text())["skipped"] == two["skipped"]
+
+
+def test_an_utterance_longer_than_max_frames_is_skipped_as_too_long(demo_corpus: Path, tmp_path: Path) -> None:
+    corpus = _bad_folder(demo_corpus, tmp_path)
+    config = load_config("seed_size")
+    short = config.model_copy(update={"features": config.features.model_copy(update={"max_frames": 50})})
+    report = preprocess("folder", corpus, tmp_path / "cache", short, jobs=1, progress=False)
+    reasons = {entry["id"]: entry["reason"] for entry in report["skipped"]}
+    assert reasons["kal_good"].startswith("too long: ") and "features.max_frames is 50" in reasons["kal_good"]
+    frames = int(reasons["kal_good"].split()[2])
+    assert frames > 50
+    assert report["written"] == 0
+
+
+def test_a_corpus_whose_every_file_is_skipped_says_so(demo_corpus: Path, tmp_path: Path) -> None:
+    """Nothing usable: the run still ends with a report (every file and its reason) and an empty manifest, and the
+    CLI's summary line says 0 written and how many were skipped."""
+    corpus = _bad_folder(demo_corpus, tmp_path)
+    (corpus / "kal" / "good.wav").unlink()
+    out = tmp_path / "cache"
+    args = ["preprocess", str(corpus), "--layout", "folder", "--out", str(out), "--config", "seed_size", "--jobs", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert '"written": 0' in result.output and "skipped 3" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["utterances"] == 3 and report["written"] == 0 and len(report["skipped"]) == 3
+    assert (out / "manifest.jsonl").read_text() == ""

@@ -58,6 +58,10 @@ def test_tts_streams_speech_of_the_text(client: TestClient) -> None:
         audio = b"".join(response.iter_bytes())
     wav, rate = soundfile.read(io.BytesIO(audio), dtype="float32")
     assert rate == 16000 and len(wav) == frames_of(response) * HOP and len(wav) > 0.3 * rate
+    # Not only as long: the same samples as the whole answer (same text, voice and seed), header and all.
+    whole = client.post("/v1/tts", params={**params, "stream": "false"}, json={"text": TEXT, "voice": "kal"})
+    assert whole.status_code == 200
+    assert audio[:44] == whole.content[:44] and audio[44:] == whole.content[44:]
 
 
 def test_label_upload_matches_the_text_it_came_from(client: TestClient, labels: bytes) -> None:

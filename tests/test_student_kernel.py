@@ -20,10 +20,12 @@ from vocoder.generate import student_kernel as student_kernel_module
 from vocoder.models.student import StudentWaveNet
 from vocoder.native import KernelUnavailable
 
-MAX_ABS_ERROR = 1e-4
-"""Stated bound on max |kernel waveform - PyTorch waveform| (measured: about 3e-7, float32 rounding)."""
-RELATIVE_ERROR = 1e-5
-"""Stated bound on ||kernel - PyTorch|| / ||PyTorch|| over a waveform."""
+MAX_ABS_ERROR = 3e-6
+"""Stated bound on max |kernel waveform - PyTorch waveform|: about 4x the largest measured over these tests (1.3e-7
+to 7.2e-7, float32 rounding of a different summation order); it was 1e-4, 140x, which let a real bug through."""
+RELATIVE_ERROR = 3e-6
+"""Stated bound on ||kernel - PyTorch|| / ||PyTorch|| over a waveform: about 4x the largest measured (1.3e-7 to
+7.2e-7)."""
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 TINY_STUDENT = {
