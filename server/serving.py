@@ -10,8 +10,10 @@ the lifespan ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -37,6 +39,17 @@ def service_config(app: FastAPI, settings: Settings, log_level: str = "info") ->
 
 class ServiceServer(uvicorn.Server):
     """`uvicorn.Server` whose shutdown ends the service's jobs after a grace period instead of waiting for them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """As uvicorn's, except that a stop asked for by SIGINT or SIGTERM ends with exit status 0.
+
+        uvicorn re-raises the signal after its graceful shutdown, so the process would end as if killed (status 130
+        or 143) although every job was ended; a supervisor reads that as a crash.
+        """
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.app
