@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(state.engine.stop)
             await loading
             await parser
+            await asyncio.to_thread(JSON_PARSER.stop)  # its process must not outlive the service
 
     app = FastAPI(
         title="wavenet-service",

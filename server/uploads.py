@@ -255,10 +255,11 @@ class JsonParser:
         raise ApiError(status, code, message, field)
 
     def stop(self) -> None:
+        """End the process and wait for it (a parse under way finishes first); the next body starts a new one."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 JSON_PARSER = JsonParser()

@@ -31,7 +31,9 @@ def test_vocoder_serve_answers_on_loopback(tmp_path: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "vocoder.cli", "serve", "--port", str(port), "--models", str(models)]
     env = {**os.environ, "VOCODER_API_KEY": "k", "VOCODER_DEVICE": "cpu", "VOCODER_TORCH_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": "k"}, timeout=30) as client:
 
@@ -66,6 +68,24 @@ def test_vocoder_serve_answers_on_loopback(tmp_path: Path) -> None:
             output, _ = process.communicate()
     assert process.returncode == 0, output
     assert f"127.0.0.1:{port}" in output
+    # Nothing it started (the JSON parser's processes) outlives it; they see the end of its pipes and exit.
+    deadline = time.monotonic() + 20
+    while _running_in_group(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running_in_group(process.pid), "processes started by vocoder serve are still running"
+
+
+def _running_in_group(group: int) -> list[int]:
+    """Processes of process group `group` that are still running (zombies, which no init may reap here, excluded)."""
+    running = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended while we looked
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            running.append(int(stat.parent.name))
+    return running
 
 
 def test_vocoder_serve_refuses_bad_settings_in_one_line() -> None:
