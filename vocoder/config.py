@@ -181,6 +181,36 @@ class TrainConfig(_Strict):
         return self
 
 
+class DiscriminatorConfig(_Strict):
+    """The waveform discriminator of the student's adversarial term: HiFi-GAN's multi-period discriminator, small.
+
+    Each period p views the waveform as p interleaved sequences of samples p apart and convolves along them, so it
+    judges exactly what a pitch-periodic (voiced) waveform has and a whispered one lacks."""
+
+    periods: list[int] = Field(default_factory=lambda: [2, 3, 5, 7, 11], min_length=1, description="one view each")
+    channels: list[int] = Field(
+        default_factory=lambda: [16, 32, 64, 128], min_length=1, description="width of each strided conv of a view"
+    )
+    kernel_size: int = Field(5, ge=1, description="taps along time of every conv")
+    stride: int = Field(3, ge=1, description="stride along time of the strided convs")
+    learning_rate: float = Field(2e-4, gt=0, description="the discriminator's own AdamW, at a constant rate")
+    betas: tuple[float, float] = (0.8, 0.99)
+
+    @field_validator("periods")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if any(period < 1 for period in value) or len(set(value)) != len(value):
+            raise ValueError(f"periods must be distinct positive integers, got {value}")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(width < 1 for width in value):
+            raise ValueError(f"channels must be positive, got {value}")
+        return value
+
+
 class StudentConfig(_Strict):
     """The Parallel WaveNet student (a stack of IAF flows over logistic noise) and its distillation loss weights.
 
@@ -216,6 +246,19 @@ class StudentConfig(_Strict):
         min_length=1,
         description="(n_fft, hop, window) of each STFT resolution; the first also gives the power loss",
     )
+    adversarial_weight: float = Field(
+        0.0,
+        ge=0,
+        description="least-squares GAN loss of the student's sample against `discriminator` (Yamamoto et al., "
+        "2019); 0: off, no discriminator is built",
+    )
+    feature_matching_weight: float = Field(
+        0.0, ge=0, description="L1 between the discriminator's features of the real and the student's audio"
+    )
+    adversarial_start_step: int = Field(
+        0, ge=0, description="the step at which the discriminator and the adversarial terms join (a warmed-up student)"
+    )
+    discriminator: DiscriminatorConfig | None = Field(None, description="required when adversarial_weight > 0")
 
     @model_validator(mode="after")
     def _consistent(self) -> StudentConfig:
@@ -226,7 +269,17 @@ class StudentConfig(_Strict):
         for n_fft, hop, window in self.stft_resolutions:
             if not 0 < hop <= window <= n_fft:
                 raise ValueError(f"stft_resolutions: need 0 < hop <= window <= n_fft, got {(n_fft, hop, window)}")
+        if self.adversarial and self.discriminator is None:
+            raise ValueError(
+                f"adversarial_weight ({self.adversarial_weight}) or feature_matching_weight "
+                f"({self.feature_matching_weight}) needs student.discriminator settings (periods, channels, ...)"
+            )
         return self
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether a discriminator trains beside the student (either of its terms weighted)."""
+        return self.adversarial_weight > 0 or self.feature_matching_weight > 0
 
     def dilations(self, layers: int) -> list[int]:
         return [2 ** (i % self.dilation_cycle) for i in range(layers)]
@@ -256,6 +309,12 @@ class Config(_Strict):
             raise ValueError(f"features.fmax ({fmax}) exceeds the Nyquist frequency {self.audio.sample_rate / 2}")
         if len(set(self.speakers)) != len(self.speakers):
             raise ValueError(f"speakers lists a name twice: {self.speakers}")
+        student = self.student
+        if student is not None and student.adversarial and student.adversarial_start_step >= self.train.max_steps:
+            raise ValueError(
+                f"student.adversarial_start_step ({student.adversarial_start_step}) must be below train.max_steps "
+                f"({self.train.max_steps}): the discriminator would never join"
+            )
         if self.train.augments and "mel" not in self.features.conditioning:
             raise ValueError(
                 "train.gain_db and train.tilt change the audio's level and spectrum, which only mel conditioning "

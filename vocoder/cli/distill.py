@@ -24,11 +24,16 @@ def distill(
     max_steps: int | None = typer.Option(None, min=1, help="stop at this step (default: train.max_steps)"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     init: str | None = typer.Option(None, help="fine-tune: start from this student model's weights (name or path)"),
+    resume_from: Path | None = typer.Option(
+        None, help="continue a saved distillation state (a checkpoint, a bundled training/state.pt) in a new --out"
+    ),
 ) -> None:
     """Train a student by probability density distillation plus spectral losses (docs/STUDENT.md)."""
     from vocoder.config import load_config
     from vocoder.train.distill import DistillTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    trainer = DistillTrainer(teacher, load_config(config), data, out, device, resume, max_steps, init, restart)
+    trainer = DistillTrainer(
+        teacher, load_config(config), data, out, device, resume, max_steps, init, restart, resume_from
+    )
     run_and_report(trainer, "student")

@@ -11,7 +11,13 @@ the student as the model and this loss per segment:
 3. loss = kl_weight * KL - contrastive_weight * KL under the wrong conditioning + power_weight * power loss
    + stft_weight * multi-resolution STFT loss, each averaged over the segment's loss samples
    (`vocoder.train.distill_losses`). The real audio is the mu-law decoded segment; the wrong conditioning is the
-   segment's own rotated by half its length (other phones at every sample), which the same sample should not fit.
+   segment's own rotated by half its length (other phones at every sample), which the same sample should not fit;
+4. with `student.adversarial_weight` (or `feature_matching_weight`), from `adversarial_start_step` on, plus the
+   least-squares GAN and feature-matching losses of the sample against a multi-period discriminator that takes its
+   own step first (`vocoder.train.adversary`). It judges the loss samples in the model's signal domain (pre-emphasised
+   when `audio.preemphasis` is set), as the teacher's density does: the student's sample, and the real segment drawn
+   uniformly within each of its mu-law bins, which is a sample of the density the teacher's categorical stands for
+   (`adversarial_signals`); validation losses leave these terms out, so they compare across steps and runs.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from vocoder.models.checkpoint import (
 )
 from vocoder.models.student import StudentOutput, StudentWaveNet, logistic_noise
 from vocoder.models.wavenet import WaveNet
+from vocoder.train.adversary import Adversary
 from vocoder.train.data import Batch
 from vocoder.train.distill_losses import (
     density_distillation,
@@ -107,6 +114,7 @@ class DistillTrainer(Trainer):
         max_steps: int | None = None,
         init: str | Path | None = None,
         restart: bool = False,
+        resume_from: Path | None = None,
     ) -> None:
         if config.student is None:
             raise VocoderError(f"config {config.name!r} has no 'student' section to distill")
@@ -121,7 +129,16 @@ class DistillTrainer(Trainer):
         self.teacher = load_teacher(teacher_path, config)
         self.teacher_identity = file_identity(teacher_path)
         self.edges = mu_law_bin_edges(config.audio.mu)
-        super().__init__(config, data_dir, run_dir, device, resume, max_steps, init, restart)
+        self.adversary: Adversary | None = None
+        super().__init__(config, data_dir, run_dir, device, resume, max_steps, init, restart, resume_from)
+        if self.adversary is not None:
+            self.adversary.distribute(self.dist)
+            log.info(
+                "discriminator: periods %s, %d parameters, joins at step %d",
+                self.config.student.discriminator.periods,
+                self.adversary.discriminator.parameter_count(),
+                self.adversary.start_step,
+            )
 
     def run_metadata(self) -> dict[str, Any]:
         return {**super().run_metadata(), "teacher": self.teacher_identity}
@@ -136,6 +153,11 @@ class DistillTrainer(Trainer):
                 f"(sha256 {self.teacher_identity['sha256'][:12]}); pass that teacher or use another --out"
             )
         super()._restore(state)
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state, f"{self.store.directory} (training state)")
+
+    def auxiliary_state(self) -> dict[str, Any]:
+        return {} if self.adversary is None else self.adversary.state_dict()
 
     def load_initial_weights(self, weights: dict[str, torch.Tensor], source: Path) -> None:
         """`--init` may grow a student: flows beyond the file's (appended after its own, which must match) start as
@@ -151,21 +173,54 @@ class DistillTrainer(Trainer):
             log.info("%s: %d flows appended to its %d, starting as the identity", source, len(grown), kept)
 
     def build_model(self) -> torch.nn.Module:
-        """The student; the teacher and the bin edges move to the training device with it."""
+        """The student; the teacher and the bin edges move to the training device with it, and the discriminator
+        is built there when the config trains one."""
         self.teacher.to(self.dist.device)
         self.edges = self.edges.to(self.dist.device)
-        return StudentWaveNet(self.config)
+        student = StudentWaveNet(self.config)
+        if self.config.student.adversarial:
+            self.adversary = Adversary(self.config.student, self.dist.device)
+        return student
 
     def context_receptive_field(self) -> int:
         """The teacher scores every loss sample over its full receptive field of the student's output, and each
         flow sees a full receptive field of its input."""
         return max(self.teacher.receptive_field, self.model.flow_receptive_field)
 
-    def compute_loss(self, network: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def student_sample(self, network: torch.nn.Module, batch: Batch) -> StudentOutput:
+        """The student's sample of the batch's segments, from fresh logistic noise."""
         core = network.module if isinstance(network, DistributedDataParallel) else network
         local = core.upsample(batch.frames)[:, :, self.margin_samples : -self.margin_samples]
         z = logistic_noise(torch.rand(batch.targets.shape, device=local.device, dtype=local.dtype))
-        return self.objective(network(z, local, batch.speaker_ids), batch)
+        return network(z, local, batch.speaker_ids)
+
+    def compute_loss(self, network: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training objective; once the discriminator has joined, it takes its step here, on this sample."""
+        output = self.student_sample(network, batch)
+        total, parts = self.objective(output, batch)
+        if self.adversary is not None and self.adversary.active(self.step):
+            generated, real = self.adversarial_signals(output.waveform, batch)
+            with torch.autocast(self.dist.device.type, enabled=False):
+                parts |= self.adversary.train_discriminator(generated, real)
+                term, adversarial_parts = self.adversary.student_loss(generated, real)
+            total = total + term
+            parts |= adversarial_parts
+        return total, parts
+
+    def adversarial_signals(self, waveform: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(generated, real) `[B, loss samples]` float32 for the discriminator, zero where the mask is.
+
+        Both in the model's signal domain: the student's sample, and the real segment (its mu-law ids, pre-emphasised
+        audio when `audio.preemphasis` is set) spread uniformly over each id's bin, the density the KL gives the
+        teacher. The mu-law decoded values alone sit on 256 levels that no student sample does, a difference a
+        discriminator could learn instead of the sound."""
+        samples = self.config.train.segment_frames * self.config.features.hop_length
+        mask = batch.mask[:, -samples:]
+        ids = batch.targets[:, -samples:]
+        low, high = self.edges[ids], self.edges[ids + 1]
+        within = torch.rand(ids.shape, device=ids.device, dtype=low.dtype)
+        real = (low + within * (high - low)).float() * mask
+        return waveform[:, -samples:].float() * mask, real
 
     def objective(self, output: StudentOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """The weighted distillation loss of one student sample, and its parts (in nats per sample for KL)."""
@@ -209,11 +264,12 @@ class DistillTrainer(Trainer):
         return total, parts
 
     def validation_loss(self, batch: Batch) -> float:
-        """The loss under the same noise at every validation, so validation losses compare across steps."""
+        """The loss under the same noise at every validation, so validation losses compare across steps; without
+        the adversarial terms, which depend on a discriminator that changes from step to step."""
         devices = [self.dist.device] if self.dist.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.config.train.seed)
-            return self.compute_loss(self.ema, batch)[0].item()
+            return self.objective(self.student_sample(self.ema, batch), batch)[0].item()
 
     def synthesize_sample(self, conditioning: torch.Tensor, speaker: torch.Tensor | None) -> np.ndarray:
         local = self.ema.upsample(conditioning)

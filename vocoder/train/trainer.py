@@ -160,6 +160,11 @@ class Trainer:
         """Facts about the run recorded in every checkpoint and exported model file (a student names its teacher)."""
         return {} if self.initialised_from is None else {"initialised_from": self.initialised_from}
 
+    def auxiliary_state(self) -> dict[str, Any]:
+        """Training state kept beside the model's in every checkpoint (a student's discriminator and its optimizer);
+        a subclass restores it in `_restore`."""
+        return {}
+
     def synthesize_sample(self, conditioning: torch.Tensor, speaker: torch.Tensor | None) -> np.ndarray:
         """The EMA model's waveform, in its signal domain, for frame-rate `conditioning [1, frames, C]` (the
         validation utterance)."""
@@ -370,6 +375,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            **self.auxiliary_state(),
             "step": self.step,
             "epoch": self.epoch,
             "position": self.position,
