@@ -20,8 +20,8 @@ import torch
 
 from vocoder.config import load_config
 from vocoder.generate import KernelWaveNet, Sampling
-from vocoder.generate.cpu_kernel import PRECISIONS
 from vocoder.models.wavenet import WaveNet
+from vocoder.vocabulary import PRECISIONS
 
 MODES = {"1t": False, "split": True, "auto": None}
 

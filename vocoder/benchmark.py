@@ -20,8 +20,8 @@ import torch
 
 from vocoder.config import Config
 from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
-from vocoder.generate.cpu_kernel import Precision
 from vocoder.models.wavenet import WaveNet
+from vocoder.vocabulary import Precision
 
 
 @dataclass(frozen=True)

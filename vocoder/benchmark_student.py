@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 
-from vocoder.api import STUDENT_KIND, Vocoder
+from vocoder.api import Vocoder
 from vocoder.benchmark import FigureCallback, rate_summary
 from vocoder.config import Config, StudentConfig
 from vocoder.generate import Sampling, TorchStudent, student_generator
 from vocoder.models.student import StudentWaveNet
 from vocoder.onnx_export import OnnxStudent, export_student
+from vocoder.vocabulary import STUDENT
 
 
 def bench_student(
@@ -49,7 +50,7 @@ def bench_student(
     generators = {"student": student_generator(model), "student_torch": TorchStudent(model)}
     scratch = tempfile.TemporaryDirectory(prefix="student-onnx-")
     if onnx:
-        export_student(Vocoder(model, "random", kind=STUDENT_KIND), Path(scratch.name))
+        export_student(Vocoder(model, "random", kind=STUDENT), Path(scratch.name))
         generators["student_onnx"] = OnnxStudent(Path(scratch.name), torch.get_num_threads())
 
     def synthesize(generator: TorchStudent) -> float:

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from vocoder.cli.app import app
+from vocoder.vocabulary import SPLITS
 
 bench_app = typer.Typer(help="Speed and quality benchmarks.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -204,8 +205,8 @@ def quality(
     from vocoder.api import load
     from vocoder.eval.quality import QualitySettings, bench_quality, summary_table
 
-    if split not in ("train", "valid", "test"):
-        raise typer.BadParameter(f"expected train, valid or test, found {split!r}", param_hint="--split")
+    if split not in SPLITS:
+        raise typer.BadParameter(f"expected one of {list(SPLITS)}, found {split!r}", param_hint="--split")
     settings = QualitySettings(split, limit, seed, griffin_lim_iterations, dnsmos, spectrograms)
     vocoders = []
     for entry in model:

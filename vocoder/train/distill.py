@@ -46,6 +46,7 @@ from vocoder.train.distill_losses import (
     student_entropy,
 )
 from vocoder.train.trainer import Trainer
+from vocoder.vocabulary import STUDENT, TEACHER
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def load_teacher(name_or_path: str | Path, config: Config) -> WaveNet:
     are checked against the file's before anything is allocated or any weight is read."""
     path = resolve_model_path(name_or_path)
     teacher_config, kind, _ = read_model_header(path)
-    if kind != "teacher":
+    if kind != TEACHER:
         raise VocoderError(f"{path}: --teacher must be a teacher model, found kind {kind!r}")
     for section in TEACHER_SECTIONS:
         if getattr(teacher_config, section) != getattr(config, section):
@@ -93,7 +94,7 @@ def teacher_inputs(teacher: WaveNet, waveform: torch.Tensor, mu: int, pathwise: 
 class DistillTrainer(Trainer):
     """Trains a `StudentWaveNet` (the config's `student` section) against a frozen teacher."""
 
-    model_kind = "student"
+    model_kind = STUDENT
     frozen_sections = (*Trainer.frozen_sections, "student")
 
     def __init__(

@@ -30,7 +30,8 @@ from vocoder.models.checkpoint import file_identity, load_weights, read_model_fi
 from vocoder.models.wavenet import WaveNet, shift_right
 from vocoder.train.checkpoints import CheckpointStore, is_better_export, is_newer_export, load_training_state
 from vocoder.train.data import Batch, SegmentSampler, TrainingCorpus, TrainingDataError
-from vocoder.train.distributed import DistributedContext
+from vocoder.train.distributed import DistributedContext, autocast_dtype
+from vocoder.vocabulary import TEACHER, ModelKind
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Trainer:
     """The training loop shared by the teacher and the student (`vocoder.train.distill`); subclasses override the
     hooks below (model, loss, validation loss, sample synthesis) and keep the loop, checkpoints, EMA and DDP."""
 
-    model_kind = "teacher"
+    model_kind: ModelKind = TEACHER
     frozen_sections: tuple[str, ...] = ("audio", "features", "model", "speakers")
 
     def __init__(
@@ -199,9 +200,7 @@ class Trainer:
             return self.corpus
 
     def _amp_dtype(self) -> torch.dtype | None:
-        if self.dist.device.type != "cuda" or self.config.train.amp == "none":
-            return None
-        return torch.bfloat16 if self.config.train.amp == "bf16" else torch.float16
+        return autocast_dtype(self.dist.device, self.config.train.amp)
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.initialised_from = state.get("run", {}).get("initialised_from")
