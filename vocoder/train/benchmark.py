@@ -13,9 +13,9 @@ import torch
 
 from vocoder import benchmark
 from vocoder.config import Config
+from vocoder.losses.teacher import masked_cross_entropy
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.data import Batch
-from vocoder.train.trainer import masked_cross_entropy
 
 
 def _synchronize(device: torch.device) -> None:

@@ -10,8 +10,9 @@ the student as the model and this loss per segment:
    teacher's inputs by a straight-through relaxation of its embedding (`teacher_inputs`);
 3. loss = kl_weight * KL - contrastive_weight * KL under the wrong conditioning + power_weight * power loss
    + stft_weight * multi-resolution STFT loss, each averaged over the segment's loss samples
-   (`vocoder.train.distill_losses`). The real audio is the mu-law decoded segment; the wrong conditioning is the
-   segment's own rotated by half its length (other phones at every sample), which the same sample should not fit.
+   (`vocoder.losses.distillation`, `vocoder.losses.spectral`). The real audio is the mu-law decoded segment; the
+   wrong conditioning is the segment's own rotated by half its length (other phones at every sample), which the same
+   sample should not fit.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from vocoder.audio import mu_law_decode, mu_law_encode, mu_law_position
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.generate import Sampling
+from vocoder.losses.distillation import density_distillation, mu_law_bin_edges, student_entropy
+from vocoder.losses.spectral import multi_resolution_stft_loss, power_loss
 from vocoder.models.checkpoint import (
     build_model,
     file_identity,
@@ -38,13 +41,6 @@ from vocoder.models.checkpoint import (
 from vocoder.models.student import StudentOutput, StudentWaveNet, logistic_noise
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.data import Batch
-from vocoder.train.distill_losses import (
-    density_distillation,
-    mu_law_bin_edges,
-    multi_resolution_stft_loss,
-    power_loss,
-    student_entropy,
-)
 from vocoder.train.trainer import Trainer
 from vocoder.vocabulary import STUDENT, TEACHER
 
