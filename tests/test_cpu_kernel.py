@@ -21,7 +21,7 @@ import torch
 
 from tests.conftest import tiny_config
 from vocoder import native
-from vocoder.benchmark import plot_generation
+from vocoder.bench.generation import plot_generation
 from vocoder.generate import FastWaveNet, Sampling, cpu_kernel, generate_naive
 from vocoder.generate.cpu_kernel import KernelWaveNet, fast_generator
 from vocoder.models.wavenet import WaveNet, shift_right

@@ -21,7 +21,7 @@ import vocoder
 from tests.conftest import HEAVY, TINY, merge, tiny_config, tone
 from tests.test_student import STUDENT
 from tests.test_train import build_cache
-from vocoder.benchmark_student import bench_student
+from vocoder.bench.student import bench_student
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features
