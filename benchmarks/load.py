@@ -42,6 +42,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from vocoder.vocabulary import MATRIX_ARRAYS
+
 HOSTILE_KINDS = ("naive", "tts", "json", "slowloris", "aborted_upload")
 
 
@@ -162,7 +164,7 @@ def feature_file(model: dict[str, Any], seconds: float) -> bytes:
         "hop_length": np.array(model["hop_length"], dtype=np.int32),
     }
     for item in model["conditioning"]:
-        shape = (frames, item["dim"]) if item["name"] in ("mel", "linguistic") else (frames,)
+        shape = (frames, item["dim"]) if item["name"] in MATRIX_ARRAYS else (frames,)
         payload[item["name"]] = rng.standard_normal(shape).astype(np.float32)
     if model["speakers"]:
         payload["speaker"] = np.array(model["speakers"][0])

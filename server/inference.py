@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vocoder.api import Method, Vocoder
+from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.generate import Sampling
+from vocoder.vocabulary import Method
 from vocoder_server.metrics import Metrics
 
 log = logging.getLogger("server")
@@ -81,7 +82,7 @@ class Job:
         return longer <= MAX_PADDING_RATIO * shorter
 
 
-COST_CLASSES: dict[str, str] = {
+COST_CLASSES: dict[Method, str] = {
     "student": "parallel",
     "fast": "autoregressive",
     "fast-torch": "autoregressive",

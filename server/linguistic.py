@@ -1,29 +1,21 @@
 """Linguistic input for models conditioned on it: an uploaded HTS `.lab` file, or text through Festival.
 
-Both build the arrays the text front end (`vocoder.frontend`) builds: per-frame question answers and positions,
-and vuv from the voiced-phone question. Only text brings F0 (Festival's intonation targets): a label file has
-none, so a model that reads lf0 needs a feature file or text.
+Both are the text front end's (`vocoder.frontend.features`: `label_features`, `analyse_text`); this module maps
+their errors and the service's limits to HTTP answers. Only text brings F0 (Festival's intonation targets): a label
+file has none, so a model that reads lf0 needs a feature file or text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
-from vocoder.features.linguistic import (
-    LabelFileError,
-    label_samples,
-    linguistic_features,
-    load_question_set,
-    parse_labels,
-)
-from vocoder.frontend.features import VOICED_QUESTION, check_linguistic_config, utterance_features
-from vocoder.frontend.festival import FestivalError, FestivalTimeout, festival_binary, run_festival, to_festival_text
+from vocoder.features.linguistic import LabelFileError, label_samples, parse_labels
+from vocoder.frontend.features import analyse_text, check_linguistic_config, label_features
+from vocoder.frontend.festival import FestivalError, FestivalTimeout, festival_binary, to_festival_text
 from vocoder_server.errors import ApiError
 from vocoder_server.inference import QueueFull, ShuttingDown
 
@@ -60,10 +52,7 @@ def features_from_labels(data: bytes, model: Vocoder, max_frames: int) -> Featur
     frames = -(-label_samples(segments, rate) // hop)
     if frames > max_frames:
         raise ApiError(422, "invalid_features", f"frames: at most {max_frames} frames, found {frames}", "frames")
-    questions = load_question_set()
-    linguistic = linguistic_features(segments, rate, hop, questions)
-    vuv = linguistic[:, questions.index(VOICED_QUESTION)].copy()
-    return Features(rate, hop, linguistic=linguistic, vuv=vuv, source=SOURCE)
+    return label_features(segments, model.config, None, SOURCE)
 
 
 def check_text_frames(text: str, model: Vocoder, max_frames: int, speed: float = 1.0) -> None:
@@ -90,15 +79,13 @@ def features_from_text(
         festival_binary()
     except FestivalError as error:
         raise ApiError(501, "frontend_unavailable", str(error)) from None
-    with tempfile.TemporaryDirectory(prefix="festival-") as scratch:
-        try:
-            [utterance] = run_festival([text], voice, Path(scratch), timeout=timeout, speed=speed)
-        except FestivalTimeout:  # the text's own cost, like its length: the client's to shorten
-            message = f"text: Festival's analysis took longer than {timeout:g} s; send a shorter text"
-            raise ApiError(422, "text_too_long", message, "text") from None
-        except FestivalError as error:
-            raise ApiError(422, "frontend_failed", f"text: {error}", "text") from None
-    return utterance_features(utterance, model.config, speaker, SOURCE)
+    try:
+        return analyse_text(text, voice, model.config, speaker, SOURCE, timeout, speed)
+    except FestivalTimeout:  # the text's own cost, like its length: the client's to shorten
+        message = f"text: Festival's analysis took longer than {timeout:g} s; send a shorter text"
+        raise ApiError(422, "text_too_long", message, "text") from None
+    except FestivalError as error:
+        raise ApiError(422, "frontend_failed", f"text: {error}", "text") from None
 
 
 class TextAnalysis:

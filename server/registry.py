@@ -17,8 +17,8 @@ import numpy as np
 import vocoder
 from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
-from vocoder.generate.cpu_kernel import Precision
 from vocoder.models.checkpoint import WEIGHTS_NAME
+from vocoder.vocabulary import MATRIX_ARRAYS, Precision
 from vocoder_server.errors import ApiError
 
 log = logging.getLogger("server")
@@ -30,7 +30,7 @@ def silent_features(model: Vocoder, frames: int) -> Features:
     """All-zero conditioning of every array the model reads: a valid input of a given length."""
     dims = model.config.features.array_dims()
     arrays = {
-        name: np.zeros((frames, width) if name in ("mel", "linguistic") else frames, dtype=np.float32)
+        name: np.zeros((frames, width) if name in MATRIX_ARRAYS else frames, dtype=np.float32)
         for name, width in dims.items()
     }
     speaker = model.config.speakers[0] if model.config.speakers else None

@@ -12,10 +12,11 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from vocoder.api import KIND_METHODS, Vocoder
+from vocoder.api import Vocoder
 from vocoder.features.featurefile import Features
 from vocoder.frontend.festival import VOICES
 from vocoder.generate import Sampling
+from vocoder.vocabulary import KIND_METHODS, Method
 from vocoder_server.auth import require_api_key
 from vocoder_server.encoding import MEDIA_TYPES, RAW_PCM, STREAMABLE, encode_audio, encode_chunk, wav_header
 from vocoder_server.errors import ApiError, client_closed
@@ -50,7 +51,7 @@ from vocoder_server.uploads import (
     tts_body,
 )
 
-STREAMING_METHODS = ("fast", "student")
+STREAMING_METHODS: tuple[Method, ...] = ("fast", "student")
 """Methods that yield audio as they go (a student yields its one-pass waveform in chunks)."""
 
 router = APIRouter()
@@ -337,7 +338,13 @@ async def _deliver(
         raise ApiError(422, "invalid_parameter", f"method: a {model.kind} model takes one of {allowed}", "method")
     if method == "naive":
         _admit_naive(features, settings.naive_max_frames)
-    sampling = Sampling(params.strategy, params.temperature, params.top_k, params.top_p, params.seed)
+    sampling = Sampling(
+        strategy=params.strategy,
+        temperature=params.temperature,
+        top_k=params.top_k,
+        top_p=params.top_p,
+        seed=params.seed,
+    )
     headers = {
         "X-Model": model.name,
         "X-Sample-Rate": str(model.sample_rate),

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vocoder.audio import AUDIO_FORMATS
 from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.frontend.festival import MAX_SPEED, MIN_SPEED, VOICES
+from vocoder.vocabulary import Method, Strategy
 
 AudioFormat = Literal["pcm16", "float", "flac"]
 assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
@@ -27,12 +28,12 @@ class SynthesisParams(BaseModel):
     model: str | None = Field(
         None, max_length=NAME_LENGTH, description="a served model (GET /v1/models); default: the only or default one"
     )
-    method: Literal["fast", "fast-torch", "naive", "student"] | None = Field(
+    method: Method | None = Field(
         None,
         description="a teacher: fast (Fast-WaveNet queues, fused kernel where it runs), fast-torch (plain PyTorch "
         "queues) or naive (the reference); a student: student. Default: fast for a teacher, student for a student",
     )
-    strategy: Literal["sample", "argmax", "mean"] = "sample"
+    strategy: Strategy = "sample"
     temperature: float = Field(
         1.0, ge=TEMPERATURE_MIN, le=TEMPERATURE_MAX, allow_inf_nan=False, description="divides the logits"
     )

@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from vocoder.generate.cpu_kernel import Precision
 from vocoder.paths import bundled_models_dir
+from vocoder.vocabulary import Precision
 
 
 class Settings(BaseSettings):

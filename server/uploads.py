@@ -35,6 +35,7 @@ from vocoder.api import Vocoder
 from vocoder.audio import AudioFileError, decode_audio
 from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import Features, read_features
+from vocoder.vocabulary import CONDITIONING_ARRAYS, MATRIX_ARRAYS
 from vocoder_server.errors import ApiError, client_closed
 from vocoder_server.linguistic import features_from_labels
 from vocoder_server.schemas import FeaturesBody, SpeechBody, TtsBody
@@ -194,7 +195,7 @@ def check_json_counts(body: bytes, model: Vocoder, max_frames: int) -> None:
     Parsed, every number becomes a Python object of about 32 bytes (a body of `[0]` rows, 60 times its size);
     counting brackets and commas first bounds the parse by the frame cap, whatever the body's size."""
     dims = model.config.features.array_dims()
-    matrices = sum(1 for name in dims if name in ("mel", "linguistic")) or 1
+    matrices = sum(1 for name in dims if name in MATRIX_ARRAYS) or 1
     rows_allowed = matrices * max_frames + JSON_SLACK
     numbers_allowed = max_frames * (sum(dims.values()) + 2) + JSON_SLACK
     rows, numbers = body.count(b"["), body.count(b",") + 1
@@ -268,7 +269,7 @@ JSON_PARSER = JsonParser()
 def features_from_json(body: bytes) -> Features:
     parsed = _parse(FeaturesBody, body)
     arrays = {}
-    for name in ("mel", "lf0", "vuv", "linguistic"):
+    for name in CONDITIONING_ARRAYS:
         values = getattr(parsed, name)
         if values is None:
             continue

@@ -212,6 +212,20 @@ def test_bench_training_prints_json(tmp_path: Path) -> None:
     assert report["train_samples_per_s"] > 0 and report["segment_samples"] == (1 + 4) * 40
 
 
+@pytest.mark.slow
+def test_bench_kernel_prints_json(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    args = ("--config", str(config), "--precisions", "fp32,fp16", "--modes", "1t", "--steps", "200", "--repeats", "2")
+    result = run("bench", "kernel", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert list(report["rates"]) == ["fp32/1t", "fp16/1t"] and report["steps"] == 200
+    assert all(0 < figures["min"] <= figures["median"] <= figures["max"] for figures in report["rates"].values())
+    bad = run("bench", "kernel", "--config", str(config), "--modes", "1t,both")
+    assert bad.returncode == 2 and "--modes" in bad.stderr and "'both'" in bad.stderr
+
+
 @pytest.mark.parametrize(
     "command",
     [["synthesize", "{examples}/slt_0004_mel.npz", "--out", "{tmp}/x.wav"], ["serve"]],

@@ -16,11 +16,11 @@ from torch.nn import functional as F
 import vocoder
 from tests.conftest import tiny_config
 from tests.test_student_kernel import inputs, random_student
+from vocoder.bench.memory_probe import tiled
 from vocoder.errors import VocoderError
 from vocoder.generate import CudaGraphWaveNet, FastWaveNet, KernelStudent, KernelWaveNet, Sampling, TorchStudent
 from vocoder.generate.cpu_kernel import BLOCK_SAMPLES
 from vocoder.generate.student_kernel import FIRST_CHUNK_SAMPLES
-from vocoder.memory_probe import tiled
 from vocoder.models.conditioning import Conditioning, UpsampledConditioning
 from vocoder.models.layers import ConditioningUpsampler
 from vocoder.models.wavenet import WaveNet

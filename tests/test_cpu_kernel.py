@@ -21,11 +21,12 @@ import torch
 
 from tests.conftest import tiny_config
 from vocoder import native
-from vocoder.benchmark import plot_generation
+from vocoder.bench.generation import plot_generation
 from vocoder.generate import FastWaveNet, Sampling, cpu_kernel, generate_naive
 from vocoder.generate.cpu_kernel import KernelWaveNet, fast_generator
 from vocoder.models.wavenet import WaveNet, shift_right
 from vocoder.native import load_extension
+from vocoder.vocabulary import PRECISIONS
 
 STEPS = 1000
 FP16_RELATIVE_TOLERANCE = 1e-3
@@ -124,7 +125,7 @@ def test_one_utterance_split_across_two_threads_equals_naive(split: bool) -> Non
     assert steps.splits and all(flag == split for flag in steps.splits)
 
 
-@pytest.mark.parametrize("precision", cpu_kernel.PRECISIONS)
+@pytest.mark.parametrize("precision", PRECISIONS)
 def test_split_and_single_thread_are_bitwise_equal(precision: str) -> None:
     model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=1, steps=600, gate_channels=64)
     sampling = Sampling(seed=2)

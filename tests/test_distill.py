@@ -21,17 +21,17 @@ import vocoder
 from tests.conftest import HEAVY, TINY, merge, tiny_config, tone
 from tests.test_student import STUDENT
 from tests.test_train import build_cache
-from vocoder.benchmark_student import bench_student
+from vocoder.bench.student import bench_student
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import save_features
 from vocoder.generate import Sampling
+from vocoder.losses.distillation import density_distillation
 from vocoder.models.checkpoint import save_model
 from vocoder.models.student import logistic_noise
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.distill import DistillTrainer, teacher_inputs
-from vocoder.train.distill_losses import density_distillation
 
 TRAIN = {
     "batch_size": 2,

@@ -13,8 +13,8 @@ import torch
 import vocoder
 from tests.conftest import tiny_config
 from tests.test_train import build_cache
+from vocoder.bench.quality import CEILING, GRIFFIN_LIM, QualitySettings, bench_quality, held_out, mu_law_ceiling
 from vocoder.errors import VocoderError
-from vocoder.eval.quality import CEILING, GRIFFIN_LIM, QualitySettings, bench_quality, held_out, mu_law_ceiling
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
 

@@ -12,16 +12,11 @@ from tests.conftest import tiny_config
 from vocoder.audio import mu_law_encode, mu_law_position
 from vocoder.config import Config
 from vocoder.errors import VocoderError
+from vocoder.losses.distillation import density_distillation, logistic_bin_probabilities, mu_law_bin_edges
+from vocoder.losses.spectral import multi_resolution_stft_loss, power_loss
 from vocoder.models.student import StudentWaveNet, logistic_noise
 from vocoder.models.wavenet import WaveNet, shift_right
 from vocoder.train.distill import teacher_inputs
-from vocoder.train.distill_losses import (
-    density_distillation,
-    logistic_bin_probabilities,
-    mu_law_bin_edges,
-    multi_resolution_stft_loss,
-    power_loss,
-)
 
 STUDENT = {
     "flows": [2, 3],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,18 +22,11 @@ from vocoder.generate import (
     generate_naive,
     student_generator,
 )
-from vocoder.generate.cpu_kernel import Precision, check_precision
 from vocoder.models.checkpoint import build_model, read_model_header, resolve_model_path
 from vocoder.models.conditioning import Conditioning
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
-
-Method = Literal["fast", "fast-torch", "naive", "student"]
-"""fast: the best available Fast-WaveNet (the fused CPU kernel where it runs); fast-torch: the plain PyTorch one."""
-TEACHER_KIND = "teacher"
-STUDENT_KIND = "student"
-KIND_METHODS: dict[str, tuple[str, ...]] = {TEACHER_KIND: ("fast", "fast-torch", "naive"), STUDENT_KIND: ("student",)}
-"""What each kind of model file can do: a teacher generates sample by sample, a student in one parallel pass."""
+from vocoder.vocabulary import KIND_METHODS, STUDENT, TEACHER, Method, ModelKind, Precision, Strategy, check_precision
 
 
 def default_device() -> torch.device:
@@ -61,17 +54,17 @@ class Vocoder:
         model: WaveNet | StudentWaveNet,
         name: str,
         metadata: dict[str, Any] | None = None,
-        kind: str = TEACHER_KIND,
+        kind: ModelKind = TEACHER,
         precision: Precision = "fp32",
     ) -> None:
         self.model = model.eval()
         self.name = name
         self.metadata = metadata or {}
         self.kind = kind
-        self._fast = fast_generator(self.model, precision) if kind == TEACHER_KIND else None
+        self._fast = fast_generator(self.model, precision) if kind == TEACHER else None
         # The fused kernel and the CUDA graphs keep the plain PyTorch loop as their fallback: fast-torch is that one.
         self._fast_torch: FastWaveNet | None = getattr(self._fast, "fallback", self._fast)
-        self._student = student_generator(self.model) if kind == STUDENT_KIND else None
+        self._student = student_generator(self.model) if kind == STUDENT else None
 
     @property
     def config(self) -> Config:
@@ -93,7 +86,7 @@ class Vocoder:
     def ignored_settings(self, sampling: Sampling) -> tuple[tuple[str, ...], str]:
         """The settings of `sampling` (not at their defaults) that make no difference with this model, and why;
         the CLI prints them in a note and the service names them in a header, rather than accept them silently."""
-        if self.kind == STUDENT_KIND:
+        if self.kind == STUDENT:
             reason = "a student draws the whole waveform in one pass from noise that only the seed fixes"
             return sampling.reshaping(), reason
         return sampling.unused_by_strategy(), "argmax takes the most likely class of the unshaped distribution"
@@ -112,7 +105,7 @@ class Vocoder:
         self,
         features: Features | str | Path,
         method: Method | None = None,
-        strategy: str = "sample",
+        strategy: Strategy = "sample",
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
@@ -121,7 +114,7 @@ class Vocoder:
         progress: ProgressCallback | None = None,
     ) -> np.ndarray:
         """One utterance -> float32 waveform of `frames * hop` samples at `self.sample_rate`."""
-        sampling = Sampling(strategy, temperature, top_k, top_p, seed)  # type: ignore[arg-type]
+        sampling = Sampling(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         return self.synthesize_batch([features], method, sampling, speaker, progress)[0]
 
     def synthesize_batch(
@@ -226,7 +219,7 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None, pre
     config, kind, metadata = read_model_header(path)
     if kind not in KIND_METHODS:
         raise VocoderError(f"{path}: model kind {kind!r} is not supported here (expected one of {list(KIND_METHODS)})")
-    model = build_model(path, config, WaveNet if kind == TEACHER_KIND else StudentWaveNet)
+    model = build_model(path, config, WaveNet if kind == TEACHER else StudentWaveNet)
     model.to(target)
     name = path.parent.name if path.name == "model.safetensors" else path.stem
     return Vocoder(model, name, metadata, kind, precision)

@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vocoder.errors import VocoderError
 from vocoder.paths import recipes_dir
-
-ConditioningArray = Literal["mel", "lf0", "vuv", "linguistic"]
+from vocoder.vocabulary import AmpDtype, ConditioningArray
 
 CONFIG_DIR = recipes_dir()
 """The shipped recipes: configs/ of the checkout, `vocoder/recipes/` of an installed wheel."""
@@ -144,7 +143,7 @@ class TrainConfig(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = Field(1.0, gt=0, description="maximum global gradient norm")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights, used for synthesis")
-    amp: Literal["none", "bf16", "fp16"] = Field("bf16", description="autocast dtype on CUDA (CPU runs fp32)")
+    amp: AmpDtype = Field("bf16", description="autocast dtype on CUDA (CPU runs fp32)")
     log_every: int = Field(25, gt=0)
     valid_every: int = Field(500, gt=0)
     checkpoint_every: int = Field(500, gt=0)

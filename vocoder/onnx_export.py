@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vocoder.api import STUDENT_KIND, Vocoder
+from vocoder.api import Vocoder
 from vocoder.errors import VocoderError
 from vocoder.models.student import StudentWaveNet
+from vocoder.vocabulary import STUDENT
 
 STUDENT_FILE = "student.onnx"
 UPSAMPLER_FILE = "upsampler.onnx"
@@ -55,7 +56,7 @@ class _Upsampler(nn.Module):
 
 def export_student(vocoder: Vocoder, out: Path) -> dict[str, object]:
     """Write `upsampler.onnx`, `student.onnx` and `export.json` of a student into `out`; returns the manifest."""
-    if vocoder.kind != STUDENT_KIND:
+    if vocoder.kind != STUDENT:
         raise VocoderError(
             f"--model {vocoder.name}: a {vocoder.kind} cannot be exported to ONNX: its generation is a loop of one "
             "step per sample fed with its own output, with no one-graph form; export a student (vocoder distill)"

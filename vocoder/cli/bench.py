@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from vocoder.cli.app import app
+from vocoder.vocabulary import PRECISIONS, SPLITS
 
 bench_app = typer.Typer(help="Speed and quality benchmarks.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -85,8 +86,8 @@ def generation(
     --batch-sizes, and the Parallel WaveNet student's (fused C++ forward, PyTorch, with --onnx onnxruntime)."""
     import torch
 
-    from vocoder.benchmark import GenerationBenchSettings, bench_generation, figure_count, plot_generation
-    from vocoder.benchmark_student import bench_student
+    from vocoder.bench.generation import GenerationBenchSettings, bench_generation, figure_count, plot_generation
+    from vocoder.bench.student import bench_student
     from vocoder.config import load_config
 
     if threads:
@@ -111,6 +112,37 @@ def generation(
         plot_generation(report, plot)
     if as_json:
         typer.echo(json.dumps(report))
+
+
+def _choices(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
+    """A comma-separated list of `allowed` names, or a BadParameter naming the first that is not."""
+    names = [part.strip() for part in text.split(",")]
+    for name in names:
+        if name not in allowed:
+            raise typer.BadParameter(f"expected comma-separated {' / '.join(allowed)}, found {name!r}", param_hint=flag)
+    return names
+
+
+@bench_app.command("kernel")
+def kernel(
+    config: str = typer.Option("seed_size", help="config YAML or recipe name; a random teacher of its shape"),
+    precisions: str = typer.Option(",".join(PRECISIONS), help=f"comma-separated: {', '.join(PRECISIONS)}"),
+    modes: str = typer.Option("1t,split", help="comma-separated: 1t (one thread), split (two), auto (it picks)"),
+    steps: int = typer.Option(4000, min=1, help="samples per timed run"),
+    repeats: int = typer.Option(3, min=1, help="timed runs per variant (interleaved)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
+) -> None:
+    """Batch-1 speed of the fused CPU step per precision and thread mode, variants interleaved run by run."""
+    from vocoder.bench.kernel import MODES, bench_kernel
+    from vocoder.config import load_config
+
+    chosen_precisions = _choices(precisions, PRECISIONS, "--precisions")
+    chosen_modes = _choices(modes, tuple(MODES), "--modes")
+    report = bench_kernel(load_config(config), chosen_precisions, chosen_modes, steps, repeats)  # type: ignore[arg-type]
+    for name, figures in report.items():
+        typer.echo(f"{name:12s} {figures['median']:8,d} samples/s  (min {figures['min']:,d}, max {figures['max']:,d})")
+    if as_json:
+        typer.echo(json.dumps({"config": config, "steps": steps, "repeats": repeats, "rates": report}))
 
 
 def _seconds(text: str) -> tuple[float, ...]:
@@ -139,7 +171,7 @@ def memory(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
 ) -> None:
     """Peak RSS and seconds to the first streamed chunk for each utterance length, one fresh process each."""
-    from vocoder.benchmark_memory import EXAMPLE, ROOT, MemoryBenchSettings, bench_memory, machine, memory_table
+    from vocoder.bench.memory import EXAMPLE, ROOT, MemoryBenchSettings, bench_memory, machine, memory_table
 
     settings = MemoryBenchSettings(
         tuple(model),
@@ -170,8 +202,8 @@ def training(
     """Teacher training throughput: samples per second through forward, backward and an optimizer step."""
     import torch
 
+    from vocoder.bench.training import bench_training
     from vocoder.config import load_config
-    from vocoder.train.benchmark import bench_training
 
     if threads:
         torch.set_num_threads(threads)
@@ -202,10 +234,10 @@ def quality(
     """Copy synthesis of held-out recordings by each model, beside Griffin-Lim from the same mel and the 8-bit
     mu-law ceiling, in one run: PESQ-WB, STOI, MCD, DNSMOS OVRL and each model's ratio to Griffin-Lim."""
     from vocoder.api import load
-    from vocoder.eval.quality import QualitySettings, bench_quality, summary_table
+    from vocoder.bench.quality import QualitySettings, bench_quality, summary_table
 
-    if split not in ("train", "valid", "test"):
-        raise typer.BadParameter(f"expected train, valid or test, found {split!r}", param_hint="--split")
+    if split not in SPLITS:
+        raise typer.BadParameter(f"expected one of {list(SPLITS)}, found {split!r}", param_hint="--split")
     settings = QualitySettings(split, limit, seed, griffin_lim_iterations, dnsmos, spectrograms)
     vocoders = []
     for entry in model:

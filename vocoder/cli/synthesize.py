@@ -11,6 +11,7 @@ from vocoder.cli.app import app
 from vocoder.cli.common import DEFAULT_MODEL, output_paths
 from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.errors import VocoderError
+from vocoder.vocabulary import STRATEGIES
 
 AUDIO_SUFFIX = {"pcm16": ".wav", "float": ".wav", "flac": ".flac"}
 
@@ -24,7 +25,7 @@ def synthesize(
         None,
         help="fast (Fast WaveNet), fast-torch or naive for a teacher; student for a student (default: fast / student)",
     ),
-    strategy: str = typer.Option("sample", help="sample | argmax | mean"),
+    strategy: str = typer.Option(STRATEGIES[0], help=" | ".join(STRATEGIES)),
     temperature: float = typer.Option(
         1.0, help=f"divides the logits before sampling ({TEMPERATURE_MIN:g} to {TEMPERATURE_MAX:g})"
     ),
@@ -46,7 +47,7 @@ def synthesize(
 
     if audio_format not in AUDIO_FORMATS:
         raise VocoderError(f"--format: expected one of {sorted(AUDIO_FORMATS)}, found {audio_format!r}")
-    sampling = Sampling(strategy, temperature, top_k, top_p, seed)  # type: ignore[arg-type]
+    sampling = Sampling(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)  # type: ignore[arg-type]
     targets = output_paths(inputs, out, AUDIO_SUFFIX[audio_format])
     loaded = vocoder.load(model, device, precision)  # type: ignore[arg-type]
     ignored, reason = loaded.ignored_settings(sampling)

@@ -14,13 +14,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.features.linguistic import QUESTIONS_PATH, question_set_digest
+from vocoder.vocabulary import Split
 
-Split = Literal["train", "valid", "test"]
 VALID_PERCENT, TEST_PERCENT = 5, 5
 
 

@@ -38,6 +38,7 @@ from vocoder.features.linguistic import (
     load_question_set,
     read_labels,
 )
+from vocoder.vocabulary import F0_ARRAYS
 
 PAUSES = frozenset({"pau", "sil", "h#", "ssil", "#"})
 PAUSE_KEEP_S = 0.5
@@ -97,7 +98,7 @@ def _acoustic_config(config: Config) -> Config:
     """The config minus 'linguistic' (which comes from labels), plus lf0 and vuv, which linguistic models need."""
     wanted = [name for name in config.features.conditioning if name != "linguistic"]
     if "linguistic" in config.features.conditioning:
-        wanted += [name for name in ("lf0", "vuv") if name not in wanted]
+        wanted += [name for name in F0_ARRAYS if name not in wanted]
     features = config.features.model_copy(update={"conditioning": wanted})
     return config.model_copy(update={"features": features})
 

@@ -31,6 +31,7 @@ from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache
 from vocoder.corpus.preprocess import preprocess
 from vocoder.errors import VocoderError
+from vocoder.vocabulary import SPLITS
 
 Role = Literal["train", "unseen"]
 
@@ -137,7 +138,7 @@ def build_real_corpus(
         cache = out / "feats" / source.name
         report = preprocess(source.layout, corpus_dir, cache, config, jobs)
         rows = list(FeatureCache(cache).read_manifest().values())
-        splits = {split: sum(row.split == split for row in rows) for split in ("train", "valid", "test")}
+        splits = {split: sum(row.split == split for row in rows) for split in SPLITS}
         summary[source.name] = {
             "role": source.role,
             "package": source.package,

@@ -12,6 +12,7 @@ import pyworld
 
 from vocoder.config import Config, FeatureConfig
 from vocoder.features.featurefile import Features
+from vocoder.vocabulary import F0_ARRAYS
 
 
 def frame_count(n_samples: int, hop_length: int) -> int:
@@ -74,7 +75,7 @@ def extract_features(wav: np.ndarray, config: Config, speaker: str | None = None
     arrays: dict[str, np.ndarray] = {}
     if "mel" in cfg.conditioning:
         arrays["mel"] = log_mel(wav, rate, cfg)
-    if {"lf0", "vuv"} & set(cfg.conditioning):
+    if set(F0_ARRAYS) & set(cfg.conditioning):
         arrays["lf0"], arrays["vuv"] = f0_features(wav, rate, cfg)
     if "linguistic" in cfg.conditioning:
         raise ValueError(

@@ -17,10 +17,9 @@ import numpy as np
 
 from vocoder.config import Config
 from vocoder.errors import VocoderError
+from vocoder.vocabulary import CONDITIONING_ARRAYS, MATRIX_ARRAYS
 
 FEATURE_FILE_VERSION = 1
-ARRAY_NAMES = ("mel", "lf0", "vuv", "linguistic")
-_MATRIX_ARRAYS = {"mel", "linguistic"}
 AUDIO_MAGIC = {b"RIFF": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3\x03": "MP3", b"FORM": "AIFF"}
 """The first four bytes of audio files that people pass as features by mistake."""
 
@@ -47,7 +46,7 @@ class Features:
     source: str = field(default="<memory>", compare=False)  # where it came from, for error messages
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in ARRAY_NAMES if getattr(self, name) is not None}
+        return {name: getattr(self, name) for name in CONDITIONING_ARRAYS if getattr(self, name) is not None}
 
     @property
     def n_frames(self) -> int:
@@ -165,11 +164,11 @@ def read_features(data: bytes | str | Path, source: str | None = None) -> Featur
     version = _scalar_int(members, "version", source)
     if version != FEATURE_FILE_VERSION:
         raise FeatureFileError(source, "version", str(FEATURE_FILE_VERSION), str(version))
-    known = {"version", "sample_rate", "hop_length", "speaker", *ARRAY_NAMES}
+    known = {"version", "sample_rate", "hop_length", "speaker", *CONDITIONING_ARRAYS}
     unknown = sorted(set(members) - known)
     if unknown:
         raise FeatureFileError(source, unknown[0], f"one of {sorted(known)}", "an unknown array")
-    arrays = {name: members[name] for name in ARRAY_NAMES if name in members}
+    arrays = {name: members[name] for name in CONDITIONING_ARRAYS if name in members}
     speaker = members.get("speaker")
     if speaker is not None and (speaker.shape != () or speaker.dtype.kind != "U"):
         raise FeatureFileError(source, "speaker", "a string scalar", f"{speaker.dtype} of shape {speaker.shape}")
@@ -213,8 +212,8 @@ def validate_features(features: Features, config: Config, require_speaker: bool 
         array = getattr(features, name)
         if array is None:
             raise FeatureFileError(source, name, f"an array of width {width}", "nothing (missing)")
-        expected_shape = f"[frames, {width}]" if name in _MATRIX_ARRAYS else "[frames]"
-        if name in _MATRIX_ARRAYS:
+        expected_shape = f"[frames, {width}]" if name in MATRIX_ARRAYS else "[frames]"
+        if name in MATRIX_ARRAYS:
             if array.ndim != 2 or array.shape[1] != width:
                 raise FeatureFileError(source, name, f"shape {expected_shape}", f"shape {list(array.shape)}")
         elif array.ndim != 1:

@@ -23,7 +23,7 @@ from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import f0_features
 from vocoder.features.featurefile import Features, save_features
-from vocoder.features.linguistic import format_labels, linguistic_features, load_question_set
+from vocoder.features.linguistic import Segment, format_labels, linguistic_features, load_question_set
 from vocoder.frontend.festival import FestivalUtterance, run_festival
 
 VOICED_QUESTION = "C-Voiced"
@@ -49,16 +49,31 @@ def target_f0(targets: np.ndarray, n_frames: int, sample_rate: int, hop_length: 
     return np.interp(centres, targets[:, 0], np.log(targets[:, 1])).astype(np.float32)
 
 
-def utterance_features(utterance: FestivalUtterance, config: Config, speaker: str | None, source: str) -> Features:
-    """The feature file of one Festival utterance on the config's frame grid."""
+def label_features(segments: Sequence[Segment], config: Config, speaker: str | None, source: str) -> Features:
+    """What labels alone give, on the config's frame grid: the linguistic array, and vuv from the voiced-phone
+    question (no F0: a label file has none, Festival's analysis adds its targets)."""
     rate, hop = config.audio.sample_rate, config.features.hop_length
     questions = load_question_set()
-    linguistic = linguistic_features(utterance.segments, rate, hop, questions)
+    linguistic = linguistic_features(segments, rate, hop, questions)
     vuv = linguistic[:, questions.index(VOICED_QUESTION)].copy()
-    lf0 = target_f0(utterance.targets, len(linguistic), rate, hop)
-    return Features(
-        sample_rate=rate, hop_length=hop, linguistic=linguistic, lf0=lf0, vuv=vuv, speaker=speaker, source=source
-    )
+    return Features(sample_rate=rate, hop_length=hop, linguistic=linguistic, vuv=vuv, speaker=speaker, source=source)
+
+
+def utterance_features(utterance: FestivalUtterance, config: Config, speaker: str | None, source: str) -> Features:
+    """The feature file of one Festival utterance on the config's frame grid, lf0 from Festival's F0 targets."""
+    features = label_features(utterance.segments, config, speaker, source)
+    lf0 = target_f0(utterance.targets, features.n_frames, config.audio.sample_rate, config.features.hop_length)
+    return replace(features, lf0=lf0)
+
+
+def analyse_text(
+    text: str, voice: str, config: Config, speaker: str | None, source: str, timeout: float | None, speed: float = 1.0
+) -> Features:
+    """One text through Festival with `voice` at `speed` (its process killed after `timeout` seconds) to its
+    features, F0 from Festival's targets; blocking. Raises `FestivalError` (`FestivalTimeout` when too slow)."""
+    with tempfile.TemporaryDirectory(prefix="festival-") as scratch:
+        [utterance] = run_festival([text], voice, Path(scratch), timeout=timeout, speed=speed)
+    return utterance_features(utterance, config, speaker, source)
 
 
 def fit_wave(wav: np.ndarray, n_frames: int, hop_length: int) -> np.ndarray:

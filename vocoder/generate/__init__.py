@@ -7,11 +7,10 @@ from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.naive import generate_naive
 from vocoder.generate.result import GenerationResult, ProgressCallback
-from vocoder.generate.sampling import STRATEGIES, Sampling, SamplingError
+from vocoder.generate.sampling import Sampling, SamplingError
 from vocoder.generate.student_kernel import KernelStudent, TorchStudent, student_generator
 
 __all__ = [
-    "STRATEGIES",
     "CudaGraphWaveNet",
     "FastWaveNet",
     "GenerationResult",

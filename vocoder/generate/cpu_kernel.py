@@ -32,25 +32,22 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch.nn import functional as F
 
 from vocoder.audio import mu_law_bin_centres
-from vocoder.errors import VocoderError
 from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult
-from vocoder.generate.sampling import STRATEGIES, Sampling
+from vocoder.generate.sampling import Sampling
 from vocoder.models.conditioning import Conditioning
 from vocoder.models.wavenet import WaveNet
 from vocoder.native import KernelUnavailable, load_extension, weights_problem
+from vocoder.vocabulary import STRATEGIES, Precision, check_precision
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "fp16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 LANES = 16
 """Channel counts are padded to a multiple of this many floats (one AVX-512 register)."""
 PANEL = 128
@@ -73,12 +70,6 @@ PROBE_EVERY_S = 30.0
 PROBE_PLAN = ((False, PROBE_SAMPLES, True), (True, SPLIT_WARMUP_SAMPLES, False), (True, PROBE_SAMPLES, True))
 """The probe's blocks: (split?, samples, timed?)."""
 SOURCE = Path(__file__).parent / "csrc" / "wavenet_step.cpp"
-
-
-def check_precision(precision: str) -> None:
-    """A `VocoderError` naming the choices unless `precision` is one of PRECISIONS."""
-    if precision not in PRECISIONS:
-        raise VocoderError(f"precision: expected one of {list(PRECISIONS)}, found {precision!r}")
 
 
 def _padded(channels: int) -> int:

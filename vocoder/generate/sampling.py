@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
 
 import torch
 
 from vocoder.audio import mu_law_bin_centres, mu_law_encode
 from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.errors import VocoderError
+from vocoder.vocabulary import STRATEGIES, Strategy
 
-StrategyName = Literal["sample", "argmax", "mean"]
-STRATEGIES: tuple[str, ...] = ("sample", "argmax", "mean")
 RESHAPING = ("strategy", "temperature", "top_k", "top_p")
 """Every setting but the seed: how a teacher turns its logits into a sample."""
 
@@ -38,7 +36,7 @@ class Sampling:
     """`sample`: draw from the distribution; `argmax`: its mode; `mean`: its expected value in the waveform
     domain. `temperature`, `top_k` and `top_p` reshape the distribution before `sample` and `mean`."""
 
-    strategy: StrategyName = "sample"
+    strategy: Strategy = "sample"
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None

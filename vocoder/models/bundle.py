@@ -18,12 +18,13 @@ from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, resolve_m
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.checkpoints import read_checkpoint, save_checkpoint
+from vocoder.vocabulary import STUDENT, TEACHER
 
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024
 TRAINING_STATE = "training/state.pt"
 LOSS_MEANING = {
-    "teacher": "cross-entropy, nats per sample",
-    "student": "distillation loss: KL(student || teacher) in nats per sample, less the weighted contrastive KL if "
+    TEACHER: "cross-entropy, nats per sample",
+    STUDENT: "distillation loss: KL(student || teacher) in nats per sample, less the weighted contrastive KL if "
     "any, plus the weighted spectral losses",
 }
 
@@ -67,7 +68,7 @@ def write_card(
         f"| speakers | {', '.join(config.speakers) or 'none (speaker-independent)'} |",
         f"| sample rate | {config.audio.sample_rate} Hz, {config.audio.classes}-class mu-law |",
     ]
-    if kind == "teacher":
+    if kind == TEACHER:
         model = WaveNet(config)
         lines += [
             f"| layers | {config.model.layers} in {config.model.cycles} cycles, kernel {config.model.kernel_size}, "
@@ -76,7 +77,7 @@ def write_card(
             f"| receptive field | {model.receptive_field} samples ({model.receptive_field_ms:.0f} ms) |",
             f"| parameters | {model.parameter_count():,} |",
         ]
-    elif kind == "student" and config.student is not None:
+    elif kind == STUDENT and config.student is not None:
         student = StudentWaveNet(config)
         lines += [
             f"| flows | {len(config.student.flows)} flows of {config.student.flows} layers, "

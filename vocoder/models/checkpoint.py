@@ -22,6 +22,7 @@ from torch import nn
 from vocoder.config import Config, ConfigError, config_from_dict
 from vocoder.errors import VocoderError
 from vocoder.paths import bundled_models_dir, models_dir_origin
+from vocoder.vocabulary import ModelKind
 
 FORMAT = "wavenet-service"
 FORMAT_VERSION = "1"
@@ -53,7 +54,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     )
 
 
-def save_model(path: str | Path, model: nn.Module, config: Config, kind: str, metadata: dict[str, Any]) -> Path:
+def save_model(path: str | Path, model: nn.Module, config: Config, kind: ModelKind, metadata: dict[str, Any]) -> Path:
     """Write weights + config + metadata atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

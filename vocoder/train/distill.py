@@ -10,8 +10,9 @@ the student as the model and this loss per segment:
    teacher's inputs by a straight-through relaxation of its embedding (`teacher_inputs`);
 3. loss = kl_weight * KL - contrastive_weight * KL under the wrong conditioning + power_weight * power loss
    + stft_weight * multi-resolution STFT loss, each averaged over the segment's loss samples
-   (`vocoder.train.distill_losses`). The real audio is the mu-law decoded segment; the wrong conditioning is the
-   segment's own rotated by half its length (other phones at every sample), which the same sample should not fit;
+   (`vocoder.losses.distillation`, `vocoder.losses.spectral`). The real audio is the mu-law decoded segment; the
+   wrong conditioning is the segment's own rotated by half its length (other phones at every sample), which the same
+   sample should not fit;
 4. with `student.adversarial_weight` (or `feature_matching_weight`), from `adversarial_start_step` on, plus the
    least-squares GAN and feature-matching losses of the sample against a multi-period discriminator that takes its
    own step first (`vocoder.train.adversary`). It judges the loss samples in the model's signal domain (pre-emphasised
@@ -34,6 +35,8 @@ from vocoder.audio import mu_law_decode, mu_law_encode, mu_law_position
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.generate import Sampling
+from vocoder.losses.distillation import density_distillation, mu_law_bin_edges, student_entropy
+from vocoder.losses.spectral import multi_resolution_stft_loss, power_loss
 from vocoder.models.checkpoint import (
     build_model,
     file_identity,
@@ -45,14 +48,8 @@ from vocoder.models.student import StudentOutput, StudentWaveNet, logistic_noise
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.adversary import Adversary
 from vocoder.train.data import Batch
-from vocoder.train.distill_losses import (
-    density_distillation,
-    mu_law_bin_edges,
-    multi_resolution_stft_loss,
-    power_loss,
-    student_entropy,
-)
 from vocoder.train.trainer import Trainer
+from vocoder.vocabulary import STUDENT, TEACHER
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +64,7 @@ def load_teacher(name_or_path: str | Path, config: Config) -> WaveNet:
     are checked against the file's before anything is allocated or any weight is read."""
     path = resolve_model_path(name_or_path)
     teacher_config, kind, _ = read_model_header(path)
-    if kind != "teacher":
+    if kind != TEACHER:
         raise VocoderError(f"{path}: --teacher must be a teacher model, found kind {kind!r}")
     for section in TEACHER_SECTIONS:
         if getattr(teacher_config, section) != getattr(config, section):
@@ -100,7 +97,7 @@ def teacher_inputs(teacher: WaveNet, waveform: torch.Tensor, mu: int, pathwise: 
 class DistillTrainer(Trainer):
     """Trains a `StudentWaveNet` (the config's `student` section) against a frozen teacher."""
 
-    model_kind = "student"
+    model_kind = STUDENT
     frozen_sections = (*Trainer.frozen_sections, "student")
 
     def __init__(

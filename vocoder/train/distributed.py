@@ -8,6 +8,15 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from vocoder.vocabulary import AmpDtype
+
+AUTOCAST_DTYPES: dict[AmpDtype, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(device: torch.device, amp: AmpDtype) -> torch.dtype | None:
+    """The dtype that training autocasts to on `device` (`train.amp`), or None for fp32: CPU always trains in fp32."""
+    return AUTOCAST_DTYPES[amp] if device.type == "cuda" else None
+
 
 @dataclass(frozen=True)
 class DistributedContext:

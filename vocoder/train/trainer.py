@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib import pyplot as plt
-from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
@@ -26,11 +25,13 @@ from vocoder.config import Config, config_from_dict
 from vocoder.errors import VocoderError
 from vocoder.eval.plots import spectrogram_comparison
 from vocoder.generate import FastWaveNet, Sampling
+from vocoder.losses.teacher import masked_cross_entropy
 from vocoder.models.checkpoint import file_identity, load_weights, read_model_file, resolve_model_path, save_model
-from vocoder.models.wavenet import WaveNet, shift_right
+from vocoder.models.wavenet import WaveNet
 from vocoder.train.checkpoints import CheckpointStore, is_better_export, is_newer_export, load_training_state
 from vocoder.train.data import Batch, SegmentSampler, TrainingCorpus, TrainingDataError
-from vocoder.train.distributed import DistributedContext
+from vocoder.train.distributed import DistributedContext, autocast_dtype
+from vocoder.vocabulary import TEACHER, ModelKind
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +56,11 @@ def learning_rate_factor(step: int, config: Config) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def masked_cross_entropy(model: torch.nn.Module, batch: Batch, margin_samples: int) -> torch.Tensor:
-    """Mean cross-entropy over the samples where `batch.mask` is 1."""
-    core = model.module if isinstance(model, DistributedDataParallel) else model
-    local = core.upsample(batch.frames)[:, :, margin_samples:-margin_samples]
-    logits = model(shift_right(batch.past, core.start_id), local, batch.speaker_ids)
-    losses = F.cross_entropy(logits.float(), batch.targets, reduction="none")
-    return (losses * batch.mask).sum() / batch.mask.sum().clamp(min=1)
-
-
 class Trainer:
     """The training loop shared by the teacher and the student (`vocoder.train.distill`); subclasses override the
     hooks below (model, loss, validation loss, sample synthesis) and keep the loop, checkpoints, EMA and DDP."""
 
-    model_kind = "teacher"
+    model_kind: ModelKind = TEACHER
     frozen_sections: tuple[str, ...] = ("audio", "features", "model", "speakers")
 
     def __init__(
@@ -204,9 +196,7 @@ class Trainer:
             return self.corpus
 
     def _amp_dtype(self) -> torch.dtype | None:
-        if self.dist.device.type != "cuda" or self.config.train.amp == "none":
-            return None
-        return torch.bfloat16 if self.config.train.amp == "bf16" else torch.float16
+        return autocast_dtype(self.dist.device, self.config.train.amp)
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.initialised_from = state.get("run", {}).get("initialised_from")

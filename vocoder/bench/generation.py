@@ -8,20 +8,19 @@ are comparable even on a noisy shared machine.
 
 from __future__ import annotations
 
-import platform
 import re
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from vocoder.bench.timing import FigureCallback, device_name, rate_summary, timed_rates
 from vocoder.config import Config
 from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
-from vocoder.generate.cpu_kernel import Precision
 from vocoder.models.wavenet import WaveNet
+from vocoder.vocabulary import Precision
 
 
 @dataclass(frozen=True)
@@ -35,44 +34,6 @@ class GenerationBenchSettings:
     repeats: int = 3
     device: str = "cpu"
     seed: int = 0
-
-
-def _timed_rates(run: Callable[[], None], samples: int, repeats: int) -> list[float]:
-    rates = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        run()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        rates.append(samples / (time.perf_counter() - start))
-    return rates
-
-
-def rate_summary(rates: dict[str, list[float]]) -> dict[str, object]:
-    """`{name}_samples_per_s` (the median) with its `_min` and `_max`, for every named list of timed rates."""
-    report: dict[str, object] = {}
-    for name, values in rates.items():
-        report[f"{name}_samples_per_s"] = round(statistics.median(values), 1)
-        report[f"{name}_samples_per_s_min"] = round(min(values), 1)
-        report[f"{name}_samples_per_s_max"] = round(max(values), 1)
-    return report
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model name from /proc/cpuinfo: what a figure was measured on."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-FigureCallback = Callable[[str, list[float]], None]
-"""Called with a figure's name and its timed rates as soon as it is measured (a benchmark's progress)."""
 
 
 def figure_count(settings: GenerationBenchSettings) -> int:
@@ -111,7 +72,7 @@ def bench_generation(
     rates: dict[str, list[float]] = {}
 
     def timed(name: str, run: Callable[[], None], samples: int) -> None:
-        rates[name] = _timed_rates(run, samples, settings.repeats)
+        rates[name] = timed_rates({name: (run, samples)}, settings.repeats, device)[name]
         if progress is not None:
             progress(name, rates[name])
 

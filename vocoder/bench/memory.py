@@ -1,7 +1,7 @@
 """Peak memory and the wait for the first streamed chunk, by utterance length (`vocoder bench memory`).
 
-Each (checkout, model, length, mode) is one fresh process running vocoder/memory_probe.py (peak RSS only grows
-within a process). `trees` names the checkouts to measure, so one run can put another version (an export of
+Each (checkout, model, length, mode) is one fresh process running vocoder/bench/memory_probe.py (peak RSS only
+grows within a process). `trees` names the checkouts to measure, so one run can put another version (an export of
 `main`) beside this one: the probe's source is run with `python -c` from each tree's root, which imports that
 tree's `vocoder`. Lengths are the example's features tiled; students are also timed synthesizing the whole
 utterance (the teacher's whole synthesis of 100 s takes minutes and holds what streaming holds).
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from vocoder import memory_probe
-from vocoder.benchmark import device_name
+from vocoder.bench import memory_probe
+from vocoder.bench.timing import device_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "slt_0004_mel.npz"
 
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from vocoder.api import STUDENT_KIND, Vocoder
-from vocoder.benchmark import FigureCallback, rate_summary
+from vocoder.api import Vocoder
+from vocoder.bench.timing import FigureCallback, rate_summary, timed_rates
 from vocoder.config import Config, StudentConfig
 from vocoder.generate import Sampling, TorchStudent, student_generator
 from vocoder.models.student import StudentWaveNet
 from vocoder.onnx_export import OnnxStudent, export_student
+from vocoder.vocabulary import STUDENT
 
 
 def bench_student(
@@ -49,27 +49,21 @@ def bench_student(
     generators = {"student": student_generator(model), "student_torch": TorchStudent(model)}
     scratch = tempfile.TemporaryDirectory(prefix="student-onnx-")
     if onnx:
-        export_student(Vocoder(model, "random", kind=STUDENT_KIND), Path(scratch.name))
+        export_student(Vocoder(model, "random", kind=STUDENT), Path(scratch.name))
         generators["student_onnx"] = OnnxStudent(Path(scratch.name), torch.get_num_threads())
 
-    def synthesize(generator: TorchStudent) -> float:
-        """Samples per second of one whole synthesis."""
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+    def synthesize(generator: TorchStudent) -> None:
+        """One whole synthesis: upsampling, noise and the forward pass."""
         with torch.inference_mode():
             generator.generate(model.conditioning(conditioning), speakers, uniforms)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return samples / (time.perf_counter() - start)
 
-    rates: dict[str, list[float]] = {name: [] for name in generators}
+    runs = {
+        name: (lambda generator=generator: synthesize(generator), samples) for name, generator in generators.items()
+    }
     with scratch:
         for generator in generators.values():
             synthesize(generator)  # warm-up: allocator, kernels
-        for _ in range(repeats):
-            for name, generator in generators.items():
-                rates[name].append(synthesize(generator))
+        rates = timed_rates(runs, repeats, torch.device(device))
     if progress is not None:  # timed alternately: every figure is ready at once
         for name, values in rates.items():
             progress(name, values)

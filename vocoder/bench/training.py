@@ -6,21 +6,14 @@ speed of a step does not depend on the values. Each figure is the median of `rep
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 
-from vocoder import benchmark
+from vocoder.bench import timing
 from vocoder.config import Config
+from vocoder.losses.teacher import masked_cross_entropy
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.data import Batch
-from vocoder.train.trainer import masked_cross_entropy
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from vocoder.train.distributed import autocast_dtype
 
 
 def bench_training(config: Config, device_name: str, steps: int = 5, repeats: int = 3) -> dict[str, object]:
@@ -38,36 +31,27 @@ def bench_training(config: Config, device_name: str, steps: int = 5, repeats: in
         mask=torch.ones(batch_size, frames * hop, device=device),
         speaker_ids=torch.zeros(batch_size, dtype=torch.long, device=device) if config.speakers else None,
     )
-    amp = device.type == "cuda" and config.train.amp != "none"
-    dtype = torch.bfloat16 if config.train.amp == "bf16" else torch.float16
+    dtype = autocast_dtype(device, config.train.amp)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = masked_cross_entropy(model, batch, margin * hop)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     step()  # warm-up: allocator, kernels
-    rates = []
-    for _ in range(repeats):
-        _synchronize(device)
-        started = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _synchronize(device)
-        rates.append(steps * batch.targets.numel() / (time.perf_counter() - started))
+    run = (lambda: [step() for _ in range(steps)], steps * batch.targets.numel())
+    rates = timing.timed_rates({"train": run}, repeats, device)
     return {
         "config": config.name,
-        "train_samples_per_s": round(statistics.median(rates), 1),
-        "train_samples_per_s_min": round(min(rates), 1),
-        "train_samples_per_s_max": round(max(rates), 1),
+        **timing.rate_summary(rates),
         "batch_size": batch_size,
         "segment_samples": frames * hop,
         "params": model.parameter_count(),
         "device": str(device),
-        "device_name": benchmark.device_name(device),
-        "amp": config.train.amp if amp else "none",
+        "device_name": timing.device_name(device),
+        "amp": config.train.amp if dtype is not None else "none",
         "threads": torch.get_num_threads(),
         "steps": steps,
         "repeats": repeats,

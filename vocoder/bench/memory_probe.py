@@ -1,4 +1,4 @@
-"""One measurement of `vocoder bench memory` (vocoder/benchmark_memory.py), in a fresh process.
+"""One measurement of `vocoder bench memory` (vocoder/bench/memory.py), in a fresh process.
 
 Peak RSS only grows within a process, so each (model, length) is measured in its own. The bench runs this file's
 source with `python -c` in the checkout being measured, so it uses only what every version has: `vocoder.load`,
