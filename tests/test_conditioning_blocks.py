@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from vocoder.bench.memory_probe import tiled
 from vocoder.errors import VocoderError
 from vocoder.generate import CudaGraphWaveNet, FastWaveNet, KernelStudent, KernelWaveNet, Sampling, TorchStudent
 from vocoder.generate.cpu_kernel import BLOCK_SAMPLES
-from vocoder.generate.student_kernel import FIRST_CHUNK_SAMPLES
+from vocoder.generate.student_kernel import CHUNK_CONDITIONING_BYTES, FIRST_CHUNK_SAMPLES
 from vocoder.models.conditioning import Conditioning, UpsampledConditioning
 from vocoder.models.layers import ConditioningUpsampler
 from vocoder.models.wavenet import WaveNet
@@ -121,7 +123,7 @@ def test_student_chunks_are_the_whole_pass(forward: str) -> None:
     """Bitwise for the fused forward; PyTorch's convolutions round differently by length (measured 4.5e-8)."""
     model = random_student()
     student = KernelStudent(model) if forward == "kernel" else TorchStudent(model)
-    student.chunk_samples = 3 * model.receptive_field  # many chunks: 2,048 then 3,120 samples
+    student.min_chunk_samples, student.chunk_bytes = 3 * model.receptive_field, 0  # many chunks: 2,048, 3,120...
     frames, speakers, uniforms = inputs(model, 2, 500)  # 20,000 samples
     lazy = Recorded(model.conditioning(frames))
     whole = student.one_pass(model.upsample(frames), speakers, uniforms)
@@ -130,13 +132,29 @@ def test_student_chunks_are_the_whole_pass(forward: str) -> None:
     assert start == 0 and first.shape == (2, FIRST_CHUNK_SAMPLES) and lazy.reads == [(0, FIRST_CHUNK_SAMPLES)]
     chunks = torch.cat([first, *(chunk for _, chunk in stream)], 1)
     reads = [stop - start for start, stop in lazy.reads]
-    assert max(reads) == student.chunk_samples + model.receptive_field - 1
+    assert max(reads) == student.min_chunk_samples + model.receptive_field - 1
+    lazy.reads.clear()
     got = student.generate(lazy, speakers, uniforms)
-    assert torch.equal(got, chunks)
+    assert lazy.reads[0] == (0, student.min_chunk_samples)  # a whole synthesis starts with a full chunk
     if forward == "kernel":
-        assert torch.equal(got, whole)
+        assert torch.equal(got, chunks) and torch.equal(got, whole)
     else:
-        assert (got - whole).abs().max().item() < 1e-6
+        assert (got - whole).abs().max().item() < 1e-6 and (got - chunks).abs().max().item() < 1e-6
+
+
+def test_a_full_student_chunk_holds_the_stated_conditioning_bytes() -> None:
+    """Few long chunks (each costs fixed PyTorch ops and a start of the forward's threads), memory still bounded:
+    a full chunk's conditioning is CHUNK_CONDITIONING_BYTES whatever the batch, down to the receptive-field floor."""
+    model = vocoder.load("student", device="cpu")
+    student = model._student
+    assert student is not None
+    channels = model.model.local_channels
+    for batch in (1, 2, 8):
+        local = torch.empty(batch, channels, 1)
+        full = student.full_chunk(local)
+        assert full == max(student.min_chunk_samples, CHUNK_CONDITIONING_BYTES // (4 * batch * channels))
+    assert student.full_chunk(torch.empty(1, channels, 1)) == 1 << 18  # 16 channels: 16.4 s of audio at 16 kHz
+    assert student.full_chunk(torch.empty(8, channels, 1)) == student.min_chunk_samples == 1 << 15
 
 
 @pytest.mark.parametrize("name", ["teacher", "student"])
@@ -166,3 +184,12 @@ def test_a_student_streams_bitwise_what_it_synthesizes_whole() -> None:
     chunks = list(model.synthesize_stream(features, Sampling(seed=2), chunk_samples=1000))
     assert {len(chunk) for chunk in chunks[:-1]} == {1000}
     assert np.array_equal(np.concatenate(chunks), whole)
+
+
+def test_loading_the_student_imports_no_symbolic_shapes() -> None:
+    """The smoothers' phase selection made on the meta device (the load's shape check) imported torch.fx's symbolic
+    shapes, sympy and triton: 0.15 GB more resident memory in every process that loads the student (#22)."""
+    loaded = "import sys, vocoder; vocoder.load('student', device='cpu'); "
+    probe = loaded + "print(sorted({'sympy', 'triton'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

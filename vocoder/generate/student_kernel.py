@@ -32,12 +32,18 @@ SOURCE = Path(__file__).parent / "csrc" / "student_forward.cpp"
 
 
 CHUNK_RECEPTIVE_FIELDS = 32
-"""A full chunk of synthesis is this many receptive fields long, so the context recomputed in front of it costs 1/32,
-and at least CHUNK_MIN_SAMPLES, so a short receptive field does not make the calls' fixed costs dominate."""
+"""A full chunk of synthesis is at least this many receptive fields long, so the context recomputed in front of it
+costs at most 1/32, and at least CHUNK_MIN_SAMPLES, so a short receptive field does not make the calls' fixed costs
+dominate."""
 CHUNK_MIN_SAMPLES = 1 << 15
+CHUNK_CONDITIONING_BYTES = 16 << 20
+"""A full chunk is as long as this much upsampled conditioning allows (262,144 samples of the bundled student's 16
+channels at batch 1; its upsampling holds about four times that while it runs): each chunk costs a fixed ~30
+PyTorch ops and a start of the forward's threads, several milliseconds each on a loaded machine, which made
+32,768-sample chunks 2-3x slower than one pass; at this size a 100-s utterance is 7 chunks and memory stays bounded."""
 FIRST_CHUNK_SAMPLES = 2048
-"""The first chunk's length; each next one is twice the last, up to the full length: a stream starts after a short
-chunk, and only the first few chunks pay the context at a higher rate."""
+"""A stream's first chunk; each next one is twice the last, up to a full chunk: a stream starts after a short chunk,
+and only the first few chunks pay the context at a higher rate. A whole synthesis starts with a full chunk."""
 
 
 class TorchStudent:
@@ -47,30 +53,44 @@ class TorchStudent:
 
     def __init__(self, model: StudentWaveNet) -> None:
         self.model = model
-        self.chunk_samples = max(CHUNK_MIN_SAMPLES, CHUNK_RECEPTIVE_FIELDS * model.receptive_field)
+        self.min_chunk_samples = max(CHUNK_MIN_SAMPLES, CHUNK_RECEPTIVE_FIELDS * model.receptive_field)
+        self.chunk_bytes = CHUNK_CONDITIONING_BYTES
+
+    def full_chunk(self, local: torch.Tensor | Conditioning) -> int:
+        """Samples in a full chunk of this batch: as many as `chunk_bytes` of its conditioning hold, at least
+        `min_chunk_samples`."""
+        batch, channels, _ = local.shape
+        per_sample = batch * channels * torch.finfo(local.dtype).bits // 8
+        return max(self.min_chunk_samples, self.chunk_bytes // per_sample)
 
     def one_pass(self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor) -> torch.Tensor:
         """A waveform `[B, T]` in [-1, 1] from `local [B, C', T]` and `uniforms [B, T]` in one forward pass."""
         return self.model.generate(local, speaker_ids, uniforms)
 
     def stream(
-        self, local: torch.Tensor | Conditioning, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor
+        self,
+        local: torch.Tensor | Conditioning,
+        speaker_ids: torch.Tensor | None,
+        uniforms: torch.Tensor,
+        first_chunk: int = FIRST_CHUNK_SAMPLES,
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """`one_pass` over the whole utterance as consecutive chunks `(start, [B, n])`, with the memory of one
-        chunk whatever the length. Each chunk is computed from its conditioning and noise and the receptive
-        field's in front of it (a sample depends on nothing earlier), so it holds the whole pass's samples: bitwise
-        with the fused forward, to float rounding with PyTorch's (its convolutions round by length). The chunks
-        are the same for a stream and a whole synthesis, so those two agree bitwise on every path."""
+        """`one_pass` over the whole utterance as consecutive chunks `(start, [B, n])`, `first_chunk` samples first
+        and each next twice the last up to a full chunk, with the memory of one chunk whatever the length. Each
+        chunk is computed from its conditioning and noise and the receptive field's in front of it (a sample
+        depends on nothing earlier), so it holds the whole pass's samples: bitwise with the fused forward however
+        the chunks are cut (a stream and a whole synthesis agree bitwise), to float rounding with PyTorch's (its
+        convolutions round by length)."""
         local = as_conditioning(local)
         steps, context = local.shape[-1], self.model.receptive_field - 1
-        start, size = 0, FIRST_CHUNK_SAMPLES
+        full = self.full_chunk(local)
+        start, size = 0, min(first_chunk, full)
         while start < steps:
             stop = min(steps, start + size)
             first = max(0, start - context)
             block = local.block(first, stop).contiguous()  # a strided block sends convolutions down a slow path
             waveform = self.one_pass(block, speaker_ids, uniforms[:, first:stop])
             yield start, waveform[:, start - first :]
-            start, size = stop, min(2 * size, self.chunk_samples)
+            start, size = stop, min(2 * size, full)
 
     def generate(
         self,
@@ -79,10 +99,11 @@ class TorchStudent:
         uniforms: torch.Tensor,
         progress: ProgressCallback | None = None,
     ) -> torch.Tensor:
-        """The whole waveform `[B, T]`, synthesized chunk by chunk (`stream`); `progress` hears of each chunk."""
+        """The whole waveform `[B, T]`, synthesized in full chunks (`stream`: no short first chunk, nobody is
+        listening before the end); `progress` hears of each chunk."""
         batch, _, steps = local.shape
         waveform = torch.empty(batch, steps, device=local.device, dtype=local.dtype)
-        for start, chunk in self.stream(local, speaker_ids, uniforms):
+        for start, chunk in self.stream(local, speaker_ids, uniforms, first_chunk=self.full_chunk(local)):
             waveform[:, start : start + chunk.shape[1]] = chunk
             if progress is not None:
                 progress(chunk.shape[1])

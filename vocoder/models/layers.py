@@ -81,8 +81,10 @@ class Smoother(nn.Module):
         self.weight = nn.Parameter(torch.empty(1, 1, 1, 2 * scale + 1))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         nn.init.constant_(self.weight, 1.0 / (2 * scale + 1))
-        taps, phases = torch.arange(2 * scale + 1), torch.arange(scale)
-        # [3, 2s + 1, s]: 1 where tap j of phase r reads x[m - 1 + q].
+        # [3, 2s + 1, s]: 1 where tap j of phase r reads x[m - 1 + q]. Made on the CPU whatever the default device:
+        # these ops on the meta device (build_model's shape check) import torch.fx's symbolic shapes, sympy and
+        # triton, 0.15 GB of resident memory for the life of the process.
+        taps, phases = torch.arange(2 * scale + 1, device="cpu"), torch.arange(scale, device="cpu")
         selection = F.one_hot((phases[None, :] + taps[:, None]) // scale, 3).permute(2, 0, 1).float()
         self.register_buffer("selection", selection, persistent=False)
 
