@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from vocoder.config import Config
+from vocoder.errors import VocoderError
 from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
 from vocoder.generate.cpu_kernel import Precision
 from vocoder.models.wavenet import WaveNet
@@ -85,6 +86,11 @@ def bench_generation(
 ) -> dict[str, object]:
     """Samples per second (aggregate over the batch) for each generator; medians plus the min and max. `progress`
     hears of each figure as it is measured."""
+    if config.model.lpc_order:
+        raise VocoderError(
+            f"config '{config.name}': model.lpc_order is {config.model.lpc_order}; the generation benchmark times "
+            "models without linear prediction (an LPC model runs only the PyTorch loop so far)"
+        )
     torch.manual_seed(settings.seed)
     device = torch.device(settings.device)
     model = WaveNet(config).eval().to(device)

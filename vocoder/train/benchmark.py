@@ -13,6 +13,7 @@ import torch
 
 from vocoder import benchmark
 from vocoder.config import Config
+from vocoder.features.lpc import excitation_targets, frame_lpc, predict_signal
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.data import Batch
 from vocoder.train.trainer import masked_cross_entropy
@@ -32,11 +33,15 @@ def bench_training(config: Config, device_name: str, steps: int = 5, repeats: in
     margin = config.model.prenet_kernel_size // 2 + 1
     frames = -(-model.receptive_field // hop) + config.train.segment_frames
     batch_size = config.train.batch_size
+    shape = (batch_size, frames * hop)
+    lpc = config.model.lpc_order > 0  # then the signal's ids are the past and the prediction's a second input
     batch = Batch(
         frames=torch.randn(batch_size, frames + 2 * margin, config.features.dim, device=device),
-        targets=torch.randint(0, config.audio.classes, (batch_size, frames * hop), device=device),
-        mask=torch.ones(batch_size, frames * hop, device=device),
+        targets=torch.randint(0, config.audio.classes, shape, device=device),
+        mask=torch.ones(shape, device=device),
         speaker_ids=torch.zeros(batch_size, dtype=torch.long, device=device) if config.speakers else None,
+        inputs=torch.randint(0, config.audio.classes, shape, device=device) if lpc else None,
+        prediction=torch.randint(0, config.audio.classes, shape, device=device) if lpc else None,
     )
     amp = device.type == "cuda" and config.train.amp != "none"
     dtype = torch.bfloat16 if config.train.amp == "bf16" else torch.float16
@@ -57,7 +62,7 @@ def bench_training(config: Config, device_name: str, steps: int = 5, repeats: in
             step()
         _synchronize(device)
         rates.append(steps * batch.targets.numel() / (time.perf_counter() - started))
-    return {
+    report: dict[str, object] = {
         "config": config.name,
         "train_samples_per_s": round(statistics.median(rates), 1),
         "train_samples_per_s_min": round(min(rates), 1),
@@ -72,3 +77,20 @@ def bench_training(config: Config, device_name: str, steps: int = 5, repeats: in
         "steps": steps,
         "repeats": repeats,
     }
+    if lpc:
+        report["lpc_targets_ms_per_batch"] = _lpc_targets_ms(config, batch, margin, repeats)
+    return report
+
+
+def _lpc_targets_ms(config: Config, batch: Batch, margin: int, repeats: int) -> float:
+    """Median milliseconds to build one batch's LPC targets on the CPU, as the data pipeline does before each step
+    (predictor from the mel, teacher-forced prediction, excitation classes): the cost LPC adds outside the model."""
+    frames = batch.frames[:, margin:-margin].cpu()
+    audio = torch.rand(batch.targets.shape) - 0.5
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predicted = predict_signal(frame_lpc(frames, config), audio, config.features.hop_length)
+        excitation_targets(audio, predicted, config.audio.mu)
+        times.append(time.perf_counter() - started)
+    return round(1000 * statistics.median(times), 2)
