@@ -32,7 +32,8 @@ def generate_naive(
     `prime [B, P]`: class ids of samples that precede the generated ones (P = 0 when absent); with P at least the
     receptive field, every step runs on a full window, which is how the benchmark times the steady state.
     `lpc [B, frames, order]`: an LPC model's predictor coefficients over all P + T samples (`model.lpc(frames)`):
-    each step predicts p_t from the signal's last `order` samples, draws the excitation, and keeps p_t plus it."""
+    each step predicts p_t from the signal's last `order` samples, draws the excitation, and keeps p_t plus it
+    (a prime's samples enter that history as their classes' centres)."""
     batch, _, total = local.shape
     primed = 0 if prime is None else prime.shape[1]
     window = model.receptive_field
