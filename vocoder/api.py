@@ -150,19 +150,19 @@ class Vocoder:
     ) -> GenerationResult:
         """The shared generation step over validated features (padded batch), in the model's signal domain
         (pre-emphasised when `audio.preemphasis` is set; the synthesize methods de-emphasise)."""
-        conditioning = self.local_conditioning(features)
+        frames = self.frames(features)
+        conditioning = self.model.conditioning(frames)
         speaker_ids = self.speaker_ids(features)
         uniforms = sampling.uniforms(len(features), conditioning.shape[-1])
         if method == "student":
             waveform = self._student.generate(conditioning, speaker_ids, uniforms, progress)
             return GenerationResult(waveform, mu_law_encode(waveform, self.config.audio.mu))
+        lpc = self.model.lpc(frames)
         if method == "naive":  # the reference reads whole windows (and is capped to short utterances)
-            return generate_naive(
-                self.model, conditioning.whole(), speaker_ids, sampling, uniforms, record_logits, progress
-            )
-        if method == "fast-torch":
-            return self._fast_torch.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
-        return self._fast.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress)
+            local = conditioning.whole()
+            return generate_naive(self.model, local, speaker_ids, sampling, uniforms, record_logits, progress, lpc=lpc)
+        generator = self._fast_torch if method == "fast-torch" else self._fast
+        return generator.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress, lpc)
 
     def synthesize_stream(
         self,
@@ -175,7 +175,8 @@ class Vocoder:
         are generated, so a listener can start before the end."""
         loaded = self.features(features, speaker)
         sampling = sampling or Sampling()
-        conditioning = self.local_conditioning([loaded])
+        frames = self.frames([loaded])
+        conditioning = self.model.conditioning(frames)
         uniforms = sampling.uniforms(1, conditioning.shape[-1])
         speaker_ids = self.speaker_ids([loaded])
         deemphasis = Deemphasis(self.config.audio.preemphasis)
@@ -190,17 +191,22 @@ class Vocoder:
                 yield pending
             return
         result = self._fast.allocate(conditioning)
-        for start, stop in self._fast.stream(conditioning, speaker_ids, sampling, uniforms, result, chunk_samples):
+        lpc = self.model.lpc(frames)
+        for start, stop in self._fast.stream(conditioning, speaker_ids, sampling, uniforms, result, chunk_samples, lpc):
             yield deemphasis(result.waveform[0, start:stop].cpu().numpy())
 
-    def local_conditioning(self, features: list[Features]) -> Conditioning:
-        """`[B, C, T]` conditioning of a batch, upsampled a block at a time as generation reaches it (`.whole()`
-        for all of it), each utterance padded to the longest by repeating its last frame (as the upsampler extends
-        every edge: zeros would end the shorter ones in a click)."""
+    def frames(self, features: list[Features]) -> torch.Tensor:
+        """`[B, frames, C]` frame-rate conditioning of a batch, each utterance padded to the longest by repeating
+        its last frame (as the upsampler extends every edge: zeros would end the shorter ones in a click)."""
         matrices = [item.conditioning(self.config) for item in features]
         longest = max(len(matrix) for matrix in matrices)
         padded = np.stack([np.pad(matrix, ((0, longest - len(matrix)), (0, 0)), mode="edge") for matrix in matrices])
-        return self.model.conditioning(torch.from_numpy(padded).to(self.device))
+        return torch.from_numpy(padded).to(self.device)
+
+    def local_conditioning(self, features: list[Features]) -> Conditioning:
+        """`[B, C, T]` conditioning of a batch (`frames`), upsampled a block at a time as generation reaches it
+        (`.whole()` for all of it)."""
+        return self.model.conditioning(self.frames(features))
 
     def speaker_ids(self, features: list[Features]) -> torch.Tensor | None:
         if not self.config.speakers:

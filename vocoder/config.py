@@ -93,6 +93,19 @@ class FeatureConfig(_Strict):
     def dim(self) -> int:
         return sum(self.array_dims().values())
 
+    def columns(self, name: ConditioningArray) -> slice:
+        """Where array `name` sits among the conditioning matrix's columns (it must be conditioned on)."""
+        start = 0
+        for array, width in self.array_dims().items():
+            if array == name:
+                return slice(start, start + width)
+            start += width
+        raise ValueError(f"'{name}' is not among the conditioning arrays {self.conditioning}")
+
+
+LPC_MIN_ORDER, LPC_MAX_ORDER = 2, 32
+"""Orders of the linear predictor a model may use (16 is LPCNet's at 16 kHz)."""
+
 
 class ModelConfig(_Strict):
     """The teacher WaveNet's shape."""
@@ -111,9 +124,18 @@ class ModelConfig(_Strict):
     )
     speaker_embedding_dim: int = Field(16, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
+    lpc_order: int = Field(
+        0,
+        ge=0,
+        le=LPC_MAX_ORDER,
+        description="linear-prediction excitation (LPCNet): per-frame LPC of this order from the mel predicts each "
+        "sample from the previous ones, the network models the mu-law residual and also reads the prediction; 0: off",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
+        if self.lpc_order == 1:
+            raise ValueError(f"lpc_order must be 0 (off) or {LPC_MIN_ORDER} to {LPC_MAX_ORDER}, found 1")
         if self.layers % self.cycles:
             raise ValueError(f"layers ({self.layers}) must be a multiple of cycles ({self.cycles})")
         if self.gate_channels % 2:
@@ -313,6 +335,11 @@ class Config(_Strict):
             raise ValueError(
                 f"student.adversarial_start_step ({student.adversarial_start_step}) must be below train.max_steps "
                 f"({self.train.max_steps}): the discriminator would never join"
+            )
+        if self.model.lpc_order and "mel" not in self.features.conditioning:
+            raise ValueError(
+                f"model.lpc_order ({self.model.lpc_order}) computes the predictor from the mel spectrogram's "
+                f"envelope, but this config conditions on {self.features.conditioning}: add 'mel' or set lpc_order 0"
             )
         if self.train.augments and "mel" not in self.features.conditioning:
             raise ValueError(

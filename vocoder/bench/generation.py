@@ -18,6 +18,7 @@ import torch
 
 from vocoder.bench.timing import FigureCallback, device_name, rate_summary, timed_rates
 from vocoder.config import Config
+from vocoder.errors import VocoderError
 from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
 from vocoder.models.wavenet import WaveNet
 from vocoder.vocabulary import Precision
@@ -46,6 +47,11 @@ def bench_generation(
 ) -> dict[str, object]:
     """Samples per second (aggregate over the batch) for each generator; medians plus the min and max. `progress`
     hears of each figure as it is measured."""
+    if config.model.lpc_order:
+        raise VocoderError(
+            f"config '{config.name}': model.lpc_order is {config.model.lpc_order}; the generation benchmark times "
+            "models without linear prediction (an LPC model runs only the PyTorch loop so far)"
+        )
     torch.manual_seed(settings.seed)
     device = torch.device(settings.device)
     model = WaveNet(config).eval().to(device)

@@ -6,10 +6,14 @@ speed of a step does not depend on the values. Each figure is the median of `rep
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import torch
 
 from vocoder.bench import timing
 from vocoder.config import Config
+from vocoder.features.lpc import excitation_targets, frame_lpc, predict_signal
 from vocoder.losses.teacher import masked_cross_entropy
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.data import Batch
@@ -25,11 +29,15 @@ def bench_training(config: Config, device_name: str, steps: int = 5, repeats: in
     margin = config.model.prenet_kernel_size // 2 + 1
     frames = -(-model.receptive_field // hop) + config.train.segment_frames
     batch_size = config.train.batch_size
+    shape = (batch_size, frames * hop)
+    lpc = config.model.lpc_order > 0  # then the signal's ids are the past and the prediction's a second input
     batch = Batch(
         frames=torch.randn(batch_size, frames + 2 * margin, config.features.dim, device=device),
-        targets=torch.randint(0, config.audio.classes, (batch_size, frames * hop), device=device),
-        mask=torch.ones(batch_size, frames * hop, device=device),
+        targets=torch.randint(0, config.audio.classes, shape, device=device),
+        mask=torch.ones(shape, device=device),
         speaker_ids=torch.zeros(batch_size, dtype=torch.long, device=device) if config.speakers else None,
+        inputs=torch.randint(0, config.audio.classes, shape, device=device) if lpc else None,
+        prediction=torch.randint(0, config.audio.classes, shape, device=device) if lpc else None,
     )
     dtype = autocast_dtype(device, config.train.amp)
 
@@ -43,7 +51,7 @@ def bench_training(config: Config, device_name: str, steps: int = 5, repeats: in
     step()  # warm-up: allocator, kernels
     run = (lambda: [step() for _ in range(steps)], steps * batch.targets.numel())
     rates = timing.timed_rates({"train": run}, repeats, device)
-    return {
+    report: dict[str, object] = {
         "config": config.name,
         **timing.rate_summary(rates),
         "batch_size": batch_size,
@@ -56,3 +64,20 @@ def bench_training(config: Config, device_name: str, steps: int = 5, repeats: in
         "steps": steps,
         "repeats": repeats,
     }
+    if lpc:
+        report["lpc_targets_ms_per_batch"] = _lpc_targets_ms(config, batch, margin, repeats)
+    return report
+
+
+def _lpc_targets_ms(config: Config, batch: Batch, margin: int, repeats: int) -> float:
+    """Median milliseconds to build one batch's LPC targets on the CPU, as the data pipeline does before each step
+    (predictor from the mel, teacher-forced prediction, excitation classes): the cost LPC adds outside the model."""
+    frames = batch.frames[:, margin:-margin].cpu()
+    audio = torch.rand(batch.targets.shape) - 0.5
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predicted = predict_signal(frame_lpc(frames, config), audio, config.features.hop_length)
+        excitation_targets(audio, predicted, config.audio.mu)
+        times.append(time.perf_counter() - started)
+    return round(1000 * statistics.median(times), 2)

@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from vocoder.audio import mu_law_bin_centres
 from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.generate.fast import FastWaveNet
-from vocoder.generate.result import BlockGenerator, GenerationResult
+from vocoder.generate.result import BlockGenerator, GenerationResult, lpc_problem
 from vocoder.generate.sampling import Sampling
 from vocoder.models.conditioning import Conditioning
 from vocoder.models.wavenet import WaveNet
@@ -117,7 +117,7 @@ def unsupported_reason(model: WaveNet) -> str | None:
         return problem
     if any(layer.local is None for layer in model.layers):
         return "the model has no local conditioning"
-    return None
+    return lpc_problem(model)
 
 
 class KernelWaveNet(BlockGenerator):
@@ -229,14 +229,15 @@ class KernelWaveNet(BlockGenerator):
         uniforms: torch.Tensor,
         result: GenerationResult,
         chunk_samples: int | None,
+        lpc: torch.Tensor | None,
     ) -> Iterator[tuple[int, int]]:
-        """Tensors the kernel cannot take go to the plain generator."""
+        """Tensors the kernel cannot take go to the plain generator (`lpc` is None: LPC models are refused)."""
         outputs = [result.ids, result.waveform] + ([] if result.logits is None else [result.logits])
         if local.device.type != "cpu" or local.dtype != torch.float32 or not all(t.is_contiguous() for t in outputs):
             log.warning(
                 "fused CPU kernel: %s %s input; using the plain PyTorch Fast-WaveNet", local.device, local.dtype
             )
-            yield from self.fallback.stream(local, speaker_ids, sampling, uniforms, result, chunk_samples)
+            yield from self.fallback.stream(local, speaker_ids, sampling, uniforms, result, chunk_samples, lpc)
             return
         batch, _, steps = local.shape
         rings = self._step.new_rings(batch)
@@ -300,10 +301,10 @@ def fast_generator(model: WaveNet, precision: Precision = "fp32") -> BlockGenera
     """The best available fast generator for `model`: CUDA graphs for a model on a GPU, the fused kernel on CPU
     where it can run, else `FastWaveNet`."""
     check_precision(precision)
-    if next(model.parameters()).device.type == "cuda":
-        return CudaGraphWaveNet(model)
     try:
+        if next(model.parameters()).device.type == "cuda":
+            return CudaGraphWaveNet(model)
         return KernelWaveNet(model, precision)
     except KernelUnavailable as reason:
-        log.warning("fused CPU kernel unavailable (%s); using the plain PyTorch Fast-WaveNet", reason)
+        log.warning("fused kernel unavailable (%s); using the plain PyTorch Fast-WaveNet", reason)
         return FastWaveNet(model)

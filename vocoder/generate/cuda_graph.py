@@ -24,10 +24,11 @@ from collections.abc import Iterator
 import torch
 
 from vocoder.generate.fast import BLOCK_ELEMENTS, FastWaveNet
-from vocoder.generate.result import BlockGenerator, GenerationResult
+from vocoder.generate.result import BlockGenerator, GenerationResult, lpc_problem
 from vocoder.generate.sampling import Sampling
 from vocoder.models.conditioning import Conditioning
 from vocoder.models.wavenet import WaveNet
+from vocoder.native import KernelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,8 @@ class CudaGraphWaveNet(BlockGenerator):
     program eagerly, on any device (tests)."""
 
     def __init__(self, model: WaveNet, capture: bool | None = None, steps_per_graph: int = GRAPH_STEPS) -> None:
+        if (reason := lpc_problem(model)) is not None:
+            raise KernelUnavailable(f"CUDA graphs: {reason}")
         self.model = model
         self.fallback = FastWaveNet(model)
         self.steps_per_graph = steps_per_graph
@@ -170,13 +173,15 @@ class CudaGraphWaveNet(BlockGenerator):
         uniforms: torch.Tensor,
         result: GenerationResult,
         chunk_samples: int | None,
+        lpc: torch.Tensor | None,
     ) -> Iterator[tuple[int, int]]:
+        """`lpc` is None: LPC models are refused."""
         batch, _, steps = local.shape
         try:
             program = self._program(batch, sampling, local.device)
         except RuntimeError as error:  # capture can fail (driver, memory): the eager loop computes the same
             log.warning("CUDA graph capture failed (%s); using the plain PyTorch Fast-WaveNet", error)
-            yield from self.fallback.stream(local, speaker_ids, sampling, uniforms, result, chunk_samples)
+            yield from self.fallback.stream(local, speaker_ids, sampling, uniforms, result, chunk_samples, lpc)
             return
         chunk = self.steps_per_graph
         layers, gate = len(self.fallback.convs), self.fallback.gate_channels

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vocoder.audio import mu_law_encode
+from vocoder.features.lpc import predict
 from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import Sampling
 from vocoder.models.conditioning import Conditioning
@@ -57,6 +59,9 @@ class FastWaveNet(BlockGenerator):
         self.residual_channels = model.config.model.residual_channels
         self.gate_channels = model.config.model.gate_channels
         self.embedding = model.embedding.weight.detach()
+        self.prediction_embedding = (
+            model.prediction_embedding.weight.detach() if model.prediction_embedding is not None else None
+        )
         self.input_conv = _RingConv.of(model.input_conv)
         self.input_bias = model.input_conv.bias.detach()
         self.convs = [_RingConv.of(layer.conv) for layer in model.layers]
@@ -118,6 +123,7 @@ class FastWaveNet(BlockGenerator):
         uniforms: torch.Tensor,
         result: GenerationResult,
         chunk_samples: int | None,
+        lpc: torch.Tensor | None,
     ) -> Iterator[tuple[int, int]]:
         batch, _, steps = local.shape
         device, dtype = local.device, local.dtype
@@ -131,6 +137,12 @@ class FastWaveNet(BlockGenerator):
         half = math.sqrt(0.5)
 
         previous = torch.full((batch,), self.model.start_id, dtype=torch.long, device=device)
+        # LPC: a ring of the signal's last `order` samples; row r of `newest_first` reads them, newest first, when
+        # sample t (t % order = r) is next to be written.
+        order, hop = self.model.lpc_order, self.model.config.features.hop_length
+        if lpc is not None:
+            history = torch.zeros(batch, order, device=device)
+            newest_first = ((torch.arange(order)[:, None] - 1 - torch.arange(order)) % order).to(device)
         block = max(1, BLOCK_ELEMENTS // (batch * layers * gate))
         if chunk_samples is not None:
             block = min(block, chunk_samples)
@@ -138,7 +150,11 @@ class FastWaveNet(BlockGenerator):
             stop = min(steps, start + block)
             conditioning = self.block_conditioning(local.block(start, stop), layer_bias)
             for t in range(start, stop):
-                taps = self._push(self.input_conv, buffers[0], tables[0], self.embedding[previous], t)
+                embedded = self.embedding[previous]
+                if lpc is not None:
+                    prediction = predict(lpc[:, t // hop], history.index_select(1, newest_first[t % order]))
+                    embedded = embedded + self.prediction_embedding[mu_law_encode(prediction, self.mu)]
+                taps = self._push(self.input_conv, buffers[0], tables[0], embedded, t)
                 x = torch.addmm(self.input_bias, taps, self.input_conv.weight)
                 skips = torch.zeros(batch, self.head[0][0].shape[0], device=device, dtype=dtype)
                 step_conditioning = conditioning[:, t - start]
@@ -153,6 +169,10 @@ class FastWaveNet(BlockGenerator):
                 hidden = torch.relu(torch.addmm(self.head[0][1], torch.relu(skips * self.skip_scale), self.head[0][0]))
                 logits = torch.addmm(self.head[1][1], hidden, self.head[1][0])
                 previous, values = sampling.choose(logits, uniforms[:, t], self.mu)
+                if lpc is not None:  # the excitation drawn, the signal kept and fed back
+                    values = (prediction + values).clamp(-1.0, 1.0)
+                    previous = mu_law_encode(values, self.mu)
+                    history[:, t % order] = values
                 result.ids[:, t] = previous
                 result.waveform[:, t] = values
                 if result.logits is not None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from vocoder.generate.result import PROGRESS_EVERY, GenerationResult, ProgressCallback
+from vocoder.audio import mu_law_decode, mu_law_encode
+from vocoder.features.lpc import predict
+from vocoder.generate.result import PROGRESS_EVERY, GenerationResult, ProgressCallback, checked_lpc
 from vocoder.generate.sampling import Sampling
 from vocoder.models.wavenet import WaveNet
 
@@ -23,26 +25,45 @@ def generate_naive(
     record_logits: bool = False,
     progress: ProgressCallback | None = None,
     prime: torch.Tensor | None = None,
+    lpc: torch.Tensor | None = None,
 ) -> GenerationResult:
     """`local [B, C, P + T]` upsampled conditioning; `uniforms [B, T]` the draws (see `Sampling.uniforms`).
 
     `prime [B, P]`: class ids of samples that precede the generated ones (P = 0 when absent); with P at least the
-    receptive field, every step runs on a full window, which is how the benchmark times the steady state."""
+    receptive field, every step runs on a full window, which is how the benchmark times the steady state.
+    `lpc [B, frames, order]`: an LPC model's predictor coefficients over all P + T samples (`model.lpc(frames)`):
+    each step predicts p_t from the signal's last `order` samples, draws the excitation, and keeps p_t plus it
+    (a prime's samples enter that history as their classes' centres)."""
     batch, _, total = local.shape
     primed = 0 if prime is None else prime.shape[1]
     window = model.receptive_field
-    mu = model.config.audio.mu
+    mu, hop, order = model.config.audio.mu, model.config.features.hop_length, model.lpc_order
+    coefficients = checked_lpc(model, lpc, batch, total)
     inputs = torch.full((batch, total + 1), model.start_id, dtype=torch.long, device=local.device)
+    # The signal after `order` zeros (the silence before it), and the class ids of each step's prediction.
+    signal = torch.zeros(batch, order + total, device=local.device)
+    predictions = torch.full((batch, total), model.start_id, dtype=torch.long, device=local.device)
     if prime is not None:
         inputs[:, 1 : primed + 1] = prime
+        signal[:, order : order + primed] = mu_law_decode(prime, mu)
     steps = total - primed
     waveform = torch.zeros(batch, steps, device=local.device)
     logits_log = torch.zeros(batch, steps, model.classes, device=local.device) if record_logits else None
     for step in range(steps):
         t = primed + step
         first = max(0, t + 1 - window)
-        logits = model(inputs[:, first : t + 1], local[:, :, first : t + 1], speaker_ids)[:, :, -1]
-        ids, values = sampling.choose(logits, uniforms[:, step], mu)
+        if coefficients is None:
+            logits = model(inputs[:, first : t + 1], local[:, :, first : t + 1], speaker_ids)[:, :, -1]
+            ids, values = sampling.choose(logits, uniforms[:, step], mu)
+        else:
+            prediction = predict(coefficients[:, t // hop], signal[:, t : t + order].flip(-1))
+            predictions[:, t] = mu_law_encode(prediction, mu)
+            window_predictions = predictions[:, first : t + 1]
+            logits = model(inputs[:, first : t + 1], local[:, :, first : t + 1], speaker_ids, window_predictions)
+            logits = logits[:, :, -1]
+            values = (prediction + sampling.choose(logits, uniforms[:, step], mu)[1]).clamp(-1.0, 1.0)
+            ids = mu_law_encode(values, mu)
+            signal[:, order + t] = values
         inputs[:, t + 1] = ids
         waveform[:, step] = values
         if logits_log is not None:

@@ -9,6 +9,7 @@ import torch
 
 from vocoder.generate.sampling import Sampling
 from vocoder.models.conditioning import Conditioning, as_conditioning
+from vocoder.models.wavenet import WaveNet
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of steps (samples per utterance) completed since the previous call."""
@@ -18,14 +19,45 @@ PROGRESS_EVERY = 256
 
 @dataclass
 class GenerationResult:
+    """An LPC model's `waveform` is the signal (prediction plus decoded excitation, clipped to [-1, 1]) and its
+    `ids` are the signal's class ids, what it reads back as its past; `logits` are over the excitation."""
+
     waveform: torch.Tensor  # [B, T] float32 in [-1, 1]
     ids: torch.Tensor  # [B, T] int64 class ids fed back as inputs
     logits: torch.Tensor | None = None  # [B, T, classes] when recorded (tests, diagnostics)
 
 
+def lpc_problem(model: WaveNet) -> str | None:
+    """Why a compiled teacher step (the fused CPU kernel, CUDA graphs) cannot run `model`: they have no linear
+    prediction yet and must not run an LPC model as if it had none. None when it has no LPC."""
+    if model.lpc_order:
+        order = model.lpc_order
+        return f"the model predicts an LPC excitation (model.lpc_order {order}), which only the PyTorch loop runs"
+    return None
+
+
+def checked_lpc(model: WaveNet, lpc: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor | None:
+    """A generator's predictor coefficients `[B, frames, lpc_order]` (`model.lpc(frames)`), checked: an LPC
+    model needs them for every step, any other model must not be given them."""
+    order, hop = model.lpc_order, model.config.features.hop_length
+    if not order:
+        if lpc is not None:
+            raise ValueError("LPC coefficients given for a model without linear prediction (model.lpc_order is 0)")
+        return None
+    if lpc is None:
+        raise ValueError(f"the model predicts an LPC excitation (lpc_order {order}): pass lpc=model.lpc(frames)")
+    frames = -(-steps // hop)
+    if lpc.shape[0] != batch or lpc.shape[1] < frames or lpc.shape[2] != order:
+        raise ValueError(f"lpc: expected [{batch}, >= {frames}, {order}] coefficients, found {list(lpc.shape)}")
+    return lpc.to(torch.float32)
+
+
 class BlockGenerator:
     """A generator that fills a preallocated result block by block (`allocate` + `stream`); `generate` runs it to
-    the end. Fast WaveNet in PyTorch and the fused CPU kernel share this interface, so the API swaps them freely."""
+    the end. Fast WaveNet in PyTorch and the fused CPU kernel share this interface, so the API swaps them freely.
+    `lpc`: an LPC model's predictor coefficients (`model.lpc(frames)`), checked here for every generator."""
+
+    model: WaveNet
 
     def allocate(self, local: torch.Tensor | Conditioning, record_logits: bool = False) -> GenerationResult:
         raise NotImplementedError
@@ -38,11 +70,14 @@ class BlockGenerator:
         uniforms: torch.Tensor,
         result: GenerationResult,
         chunk_samples: int | None = None,
+        lpc: torch.Tensor | None = None,
     ) -> Iterator[tuple[int, int]]:
         """Generate into `result` block by block (at most `chunk_samples` per block), yielding each block's
         `[start, stop)` as soon as it is done. A `Conditioning` is read a block at a time."""
+        local = as_conditioning(local)
+        coefficients = checked_lpc(self.model, lpc, local.shape[0], local.shape[-1])
         with torch.inference_mode():
-            yield from self._stream(as_conditioning(local), speaker_ids, sampling, uniforms, result, chunk_samples)
+            yield from self._stream(local, speaker_ids, sampling, uniforms, result, chunk_samples, coefficients)
 
     def _stream(
         self,
@@ -52,6 +87,7 @@ class BlockGenerator:
         uniforms: torch.Tensor,
         result: GenerationResult,
         chunk_samples: int | None,
+        lpc: torch.Tensor | None,
     ) -> Iterator[tuple[int, int]]:
         raise NotImplementedError
 
@@ -63,11 +99,12 @@ class BlockGenerator:
         uniforms: torch.Tensor,
         record_logits: bool = False,
         progress: ProgressCallback | None = None,
+        lpc: torch.Tensor | None = None,
     ) -> GenerationResult:
         """`local [B, C, T]` upsampled conditioning (or a `Conditioning` that upsamples each block when it is
         reached); `uniforms [B, T]` the draws (see `Sampling.uniforms`)."""
         result = self.allocate(local, record_logits)
-        for start, stop in self.stream(local, speaker_ids, sampling, uniforms, result):
+        for start, stop in self.stream(local, speaker_ids, sampling, uniforms, result, lpc=lpc):
             if progress is not None:
                 progress(stop - start)
         return result

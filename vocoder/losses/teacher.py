@@ -21,6 +21,6 @@ def masked_cross_entropy(model: torch.nn.Module, batch: Batch, margin_samples: i
     """Mean cross-entropy over the samples where `batch.mask` is 1."""
     core = model.module if isinstance(model, DistributedDataParallel) else model
     local = core.upsample(batch.frames)[:, :, margin_samples:-margin_samples]
-    logits = model(shift_right(batch.past, core.start_id), local, batch.speaker_ids)
+    logits = model(shift_right(batch.past, core.start_id), local, batch.speaker_ids, batch.prediction)
     losses = F.cross_entropy(logits.float(), batch.targets, reduction="none")
     return (losses * batch.mask).sum() / batch.mask.sum().clamp(min=1)

@@ -77,6 +77,11 @@ def write_card(
             f"| receptive field | {model.receptive_field} samples ({model.receptive_field_ms:.0f} ms) |",
             f"| parameters | {model.parameter_count():,} |",
         ]
+        if config.model.lpc_order:
+            lines.append(
+                f"| linear prediction | order {config.model.lpc_order} from the mel; the network models the mu-law "
+                "excitation (PyTorch Fast-WaveNet loop only) |"
+            )
     elif kind == STUDENT and config.student is not None:
         student = StudentWaveNet(config)
         lines += [

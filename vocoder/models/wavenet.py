@@ -3,6 +3,10 @@
 Convention: the model reads `inputs[t] = x[t-1]` (the previous sample's class id; a silence id at t = 0) and the
 conditioning at t, and `logits[:, :, t]` is its distribution over x[t]. `shift_right` builds the inputs from a
 target sequence for teacher-forced training; generation feeds its own samples back.
+
+With linear prediction (`model.lpc_order > 0`, `vocoder.features.lpc`) the inputs stay the signal's class ids, the
+model also reads `prediction[t]`, the class id of the LPC prediction p_t of sample t from the samples before it,
+and `logits[:, :, t]` is the distribution of the excitation `s_t - p_t`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from torch import nn
 
 from vocoder.audio import mu_law_encode
 from vocoder.config import Config
+from vocoder.features.lpc import frame_lpc
 from vocoder.models.layers import CausalConv1d, ConditionedModel, ConditioningUpsampler, GatedResidualLayer
 
 
@@ -28,6 +33,10 @@ def shift_right(targets: torch.Tensor, start_id: int) -> torch.Tensor:
     return torch.cat([start, targets[..., :-1]], dim=-1)
 
 
+PREDICTION_WEIGHT = "prediction_embedding.weight"
+"""The one weight an LPC model has beyond a model without linear prediction of the same shape."""
+
+
 class WaveNet(ConditionedModel):
     """Embedding -> causal input conv -> gated residual layers (dilated, conditioned) -> skip sum -> output head."""
 
@@ -40,6 +49,8 @@ class WaveNet(ConditionedModel):
         self.global_channels = m.speaker_embedding_dim if config.speakers else 0
 
         self.embedding = nn.Embedding(self.classes, m.residual_channels)  # == one-hot followed by a 1x1 conv
+        # The prediction's one-hot through its own 1x1 conv, added: == both one-hots concatenated into one conv.
+        self.prediction_embedding = nn.Embedding(self.classes, m.residual_channels) if m.lpc_order else None
         self.input_conv = CausalConv1d(m.residual_channels, m.residual_channels, m.input_kernel_size)
         self.upsampler = ConditioningUpsampler(
             config.features.dim, self.local_channels, m.upsample_scales, m.prenet_kernel_size
@@ -80,11 +91,32 @@ class WaveNet(ConditionedModel):
     def start_id(self) -> int:
         return silence_id(self.config.audio.mu)
 
+    @property
+    def lpc_order(self) -> int:
+        return self.config.model.lpc_order
+
+    def lpc(self, frames: torch.Tensor) -> torch.Tensor | None:
+        """Frame-rate conditioning `[B, frames, C]` -> the predictor coefficients `[B, frames, lpc_order]` that
+        the generators take with it; None for a model without linear prediction."""
+        return frame_lpc(frames, self.config) if self.lpc_order else None
+
     def forward(
-        self, inputs: torch.Tensor, local: torch.Tensor | None, speaker_ids: torch.Tensor | None = None
+        self,
+        inputs: torch.Tensor,
+        local: torch.Tensor | None,
+        speaker_ids: torch.Tensor | None = None,
+        prediction: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`inputs [B, T]` class ids, `local [B, C, T]` upsampled conditioning -> logits `[B, classes, T]`."""
-        return self.forward_embedded(self.embedding(inputs), local, speaker_ids)
+        """`inputs [B, T]` class ids, `local [B, C, T]` upsampled conditioning, `prediction [B, T]` the LPC
+        prediction's class ids (an LPC model only) -> logits `[B, classes, T]`."""
+        embedded = self.embedding(inputs)
+        if self.prediction_embedding is not None:
+            if prediction is None:
+                raise ValueError("an LPC model (model.lpc_order > 0) reads the prediction's class ids too")
+            embedded = embedded + self.prediction_embedding(prediction)
+        elif prediction is not None:
+            raise ValueError("this model has no linear prediction (model.lpc_order is 0); pass no prediction")
+        return self.forward_embedded(embedded, local, speaker_ids)
 
     def forward_embedded(
         self, embedded: torch.Tensor, local: torch.Tensor | None, speaker_ids: torch.Tensor | None = None

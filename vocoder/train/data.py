@@ -10,6 +10,11 @@ every frame, the first and the last included, is in the loss of equally many seg
 Audio enters the model's signal domain here (pre-emphasised when `audio.preemphasis` is set). Training batches can
 be augmented (random gain and spectral tilt, applied to the audio and followed by the mel) and carry a noisy copy of
 the targets as the teacher-forced input (noise injection); validation batches are clean.
+
+For an LPC model (`model.lpc_order > 0`) each segment's predictor comes from its (augmented) mel frames; the
+targets are the mu-law excitation `s_t - p_t` with p_t predicted from the true past, the teacher-forced input is the
+signal's class ids (noisy when noise is injected; the prediction is from the clean past), and the prediction's
+class ids ride along as the model's second input.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache, ManifestRow
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import read_features, validate_features
+from vocoder.features.lpc import excitation_targets, frame_lpc, predict_signal
 
 
 class TrainingDataError(VocoderError):
@@ -40,11 +46,13 @@ class Batch:
     targets: torch.Tensor  # [B, (context + segment) * hop] class ids
     mask: torch.Tensor  # [B, (context + segment) * hop] 1 where the loss counts
     speaker_ids: torch.Tensor | None  # [B]
-    inputs: torch.Tensor | None = None  # [B, (context + segment) * hop] noisy class ids the model sees as its past
+    inputs: torch.Tensor | None = None  # [B, (context + segment) * hop] class ids the model sees as its past
+    prediction: torch.Tensor | None = None  # [B, (context + segment) * hop] LPC prediction's class ids (LPC only)
 
     @property
     def past(self) -> torch.Tensor:
-        """The class ids the model is teacher-forced on: the noisy copy when noise is injected, else the targets."""
+        """The class ids the model is teacher-forced on: `inputs` when set (a noisy copy of the targets, or an LPC
+        model's signal), else the targets."""
         return self.targets if self.inputs is None else self.inputs
 
     def to(self, device: torch.device) -> Batch:
@@ -54,6 +62,7 @@ class Batch:
             self.mask.to(device, non_blocking=True),
             None if self.speaker_ids is None else self.speaker_ids.to(device),
             None if self.inputs is None else self.inputs.to(device, non_blocking=True),
+            None if self.prediction is None else self.prediction.to(device, non_blocking=True),
         )
 
 
@@ -140,11 +149,7 @@ class Augmentation:
         fmax = features.fmax or config.audio.sample_rate / 2
         self.band_hz = librosa.mel_frequencies(features.n_mels + 2, fmin=features.fmin, fmax=fmax)[1:-1]
         self.sample_rate = config.audio.sample_rate
-        start = 0
-        for name, width in features.array_dims().items():
-            if name == "mel":
-                self.mel = slice(start, start + width)
-            start += width
+        self.mel = features.columns("mel")
         self.log_floor = float(np.log(features.log_floor))
 
     def __call__(self, frames: np.ndarray, audio: np.ndarray, generator: torch.Generator) -> None:
@@ -226,13 +231,19 @@ class SegmentSampler:
             names = [self.corpus.utterances[i].row.speaker for i in indices]
             speakers = torch.tensor([self.config.speaker_id(name) for name in names], dtype=torch.long)
         mu = self.config.audio.mu
-        targets = mu_law_encode(audio, mu)
-        inputs = None
+        inputs = prediction = None
+        if self.config.model.lpc_order:
+            coefficients = frame_lpc(frames[:, self.margin : -self.margin], self.config)
+            predicted = predict_signal(coefficients, audio, self.config.features.hop_length)
+            targets, inputs, prediction = excitation_targets(audio, predicted, mu)
+        else:
+            targets = mu_law_encode(audio, mu)
         if self.input_noise > 0:
             deviation = torch.rand(len(segments), 1, generator=generator) * self.input_noise
             noise = torch.randn(targets.shape, generator=generator) * deviation
-            inputs = (targets + noise.round().long()).clamp(0, mu)
-        return Batch(frames, targets, mask, speakers, inputs)
+            clean = targets if inputs is None else inputs
+            inputs = (clean + noise.round().long()).clamp(0, mu)
+        return Batch(frames, targets, mask, speakers, inputs, prediction)
 
     def fixed_batches(self, count: int, batch_size: int, seed: int) -> list[Batch]:
         """The same `count` segments every time: the validation set."""

@@ -66,6 +66,11 @@ def load_teacher(name_or_path: str | Path, config: Config) -> WaveNet:
     teacher_config, kind, _ = read_model_header(path)
     if kind != TEACHER:
         raise VocoderError(f"{path}: --teacher must be a teacher model, found kind {kind!r}")
+    if teacher_config.model.lpc_order:
+        raise VocoderError(
+            f"{path}: the teacher predicts an LPC excitation (model.lpc_order {teacher_config.model.lpc_order}); "
+            "distillation scores a student's waveform with a teacher of the waveform itself: use one without LPC"
+        )
     for section in TEACHER_SECTIONS:
         if getattr(teacher_config, section) != getattr(config, section):
             raise VocoderError(f"{path}: the teacher's '{section}' section differs from the config's")

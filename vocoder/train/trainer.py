@@ -27,7 +27,7 @@ from vocoder.eval.plots import spectrogram_comparison
 from vocoder.generate import FastWaveNet, Sampling
 from vocoder.losses.teacher import masked_cross_entropy
 from vocoder.models.checkpoint import file_identity, load_weights, read_model_file, resolve_model_path, save_model
-from vocoder.models.wavenet import WaveNet
+from vocoder.models.wavenet import PREDICTION_WEIGHT, WaveNet
 from vocoder.train.checkpoints import CheckpointStore, is_better_export, is_newer_export, load_training_state
 from vocoder.train.data import Batch, SegmentSampler, TrainingCorpus, TrainingDataError
 from vocoder.train.distributed import DistributedContext, autocast_dtype
@@ -145,7 +145,12 @@ class Trainer:
         return self.compute_loss(self.ema, batch)[0].item()
 
     def load_initial_weights(self, weights: dict[str, torch.Tensor], source: Path) -> None:
-        """`--init`: the model takes the file's weights; every name and shape must match."""
+        """`--init`: the model takes the file's weights; every name and shape must match, except that a model
+        without linear prediction may start an LPC one: its prediction embedding then starts at zero, so step 0 is
+        the old network reading the new excitation target."""
+        if self.model.prediction_embedding is not None and PREDICTION_WEIGHT not in weights:
+            weights = weights | {PREDICTION_WEIGHT: torch.zeros_like(self.model.prediction_embedding.weight)}
+            log.info("%s has no linear prediction: the LPC prediction embedding starts at zero", source)
         load_weights(self.model, weights, source)
 
     def run_metadata(self) -> dict[str, Any]:
@@ -162,7 +167,8 @@ class Trainer:
         validation utterance)."""
         local = self.ema.upsample(conditioning)
         sampling = Sampling(seed=0)
-        result = FastWaveNet(self.ema).generate(local, speaker, sampling, sampling.uniforms(1, local.shape[-1]))
+        uniforms = sampling.uniforms(1, local.shape[-1])
+        result = FastWaveNet(self.ema).generate(local, speaker, sampling, uniforms, lpc=self.ema.lpc(conditioning))
         return result.waveform[0].cpu().numpy()
 
     # --- set-up -------------------------------------------------------------------------------------------------

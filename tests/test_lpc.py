@@ -1,0 +1,273 @@
+"""Linear-prediction excitation (issue #14 section 3): the predictor from the mel, the training targets, the
+generators (fast == naive, streamed == whole), the compiled paths refusing it, and fine-tuning a model into it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from scipy import signal
+
+import vocoder
+from tests.conftest import tiny_config, tone
+from tests.test_train import TRAIN, build_cache
+from vocoder.audio import mu_law_decode, mu_law_encode, preemphasize
+from vocoder.bench.training import bench_training
+from vocoder.benchmark import GenerationBenchSettings, bench_generation
+from vocoder.config import ConfigError, load_config
+from vocoder.errors import VocoderError
+from vocoder.features.acoustic import extract_features, log_mel
+from vocoder.features.lpc import (
+    excitation_targets,
+    frame_lpc,
+    levinson,
+    mel_autocorrelation,
+    predict,
+    predict_signal,
+    prediction_gain_db,
+)
+from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
+from vocoder.generate.cuda_graph import CudaGraphWaveNet
+from vocoder.models.checkpoint import save_model
+from vocoder.models.wavenet import WaveNet, shift_right
+from vocoder.native import KernelUnavailable
+from vocoder.train.data import SegmentSampler, TrainingCorpus
+from vocoder.train.distill import load_teacher
+from vocoder.train.trainer import Trainer
+
+ORDER = 6
+
+
+def lpc_config(**overrides: object):
+    model = {"lpc_order": ORDER, **overrides.pop("model", {})}  # type: ignore[dict-item]
+    return tiny_config(model=model, audio={"preemphasis": 0.85}, **overrides)
+
+
+# --- configuration ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("order", [1, 33, -1])
+def test_an_order_outside_0_or_2_to_32_is_refused(order: int) -> None:
+    with pytest.raises(ConfigError, match="lpc_order"):
+        tiny_config(model={"lpc_order": order})
+
+
+def test_lpc_without_mel_conditioning_is_refused() -> None:
+    with pytest.raises(ConfigError, match="lpc_order .* mel spectrogram's envelope"):
+        tiny_config(model={"lpc_order": 8}, features={"conditioning": ["lf0", "vuv"]})
+
+
+# --- the predictor ---------------------------------------------------------------------------------------------
+def test_levinson_solves_the_yule_walker_equations_like_scipy() -> None:
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal((3, 5, 400))
+    shaped = signal.lfilter([1.0], [1.0, -1.2, 0.8], noise, axis=-1)
+    r = np.stack([[np.correlate(x, x, "full")[399 : 399 + 17] for x in row] for row in shaped])
+    predictor, reflections = levinson(torch.from_numpy(r))
+    for index in np.ndindex(3, 5):
+        expected = scipy.linalg.solve_toeplitz(r[index][:16], r[index][1:])
+        np.testing.assert_allclose(predictor[index].numpy(), expected, rtol=1e-8, atol=1e-10)
+    assert reflections.abs().max() < 1
+
+
+def ar_signal(poles_hz: list[float], radius: float, seconds: float = 2.0) -> np.ndarray:
+    """White noise through resonances at `poles_hz` (pole radius `radius`), scaled to peak 0.5."""
+    poles = np.array([radius * np.exp(2j * np.pi * f / 16000) for f in poles_hz])
+    polynomial = np.real(np.poly(np.concatenate([poles, poles.conj()])))
+    wav = signal.lfilter([1.0], polynomial, np.random.default_rng(0).standard_normal(int(16000 * seconds)))
+    return (0.5 * wav / np.abs(wav).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("poles_hz", "radius", "shortfall_db"),
+    [([1000.0], 0.97, 1.0), ([300.0, 2200.0], 0.9, 1.0), ([500.0, 1500.0, 2500.0, 3500.0], 0.95, 7.5)],
+    ids=["AR(2)", "AR(4)", "AR(8) sharp"],
+)
+@pytest.mark.parametrize("preemphasis", [0.0, 0.85])
+def test_the_lpc_of_a_signals_mel_predicts_it(
+    poles_hz: list[float], radius: float, shortfall_db: float, preemphasis: float
+) -> None:
+    """The predictor from the mel gains within `shortfall_db` of the best 16th-order predictor (Levinson on the
+    signal's own autocorrelation) and at least 9 dB. Measured: 18.1 / 24.5 / 24.5 dB without pre-emphasis (best
+    18.0 / 24.9 / 31.0: the 80 mel bands blur the sharpest resonances), 9.9 / 13.1 / 21.5 dB with 0.85 (best 9.8 /
+    13.0 / 24.4), where the predictor is of the pre-emphasised signal, as a model reads it."""
+    config = load_config("real_teacher_lpc")
+    config = config.model_copy(update={"audio": config.audio.model_copy(update={"preemphasis": preemphasis})})
+    wav = ar_signal(poles_hz, radius)
+    mel = torch.from_numpy(log_mel(wav, 16000, config.features))[None]
+    shaped = preemphasize(wav, preemphasis)
+    padded = torch.from_numpy(np.pad(shaped, (0, mel.shape[1] * 200 - len(wav))))[None]
+    gain = prediction_gain_db(shaped, predict_signal(frame_lpc(mel, config), padded, 200)[0, : len(wav)].numpy())
+    r = torch.tensor([np.dot(shaped[: len(wav) - k].astype(np.float64), shaped[k:]) for k in range(17)])
+    best = levinson(r)[0].float().expand(1, mel.shape[1], 16)
+    best_gain = prediction_gain_db(shaped, predict_signal(best, padded, 200)[0, : len(wav)].numpy())
+    assert gain > max(9.0, best_gain - shortfall_db)
+    assert levinson(mel_autocorrelation(mel, config))[1].abs().max() < 1  # minimum phase
+
+
+def test_silent_flat_and_random_frames_give_minimum_phase_filters() -> None:
+    config = load_config("real_teacher_lpc")
+    floor = float(np.log(config.features.log_floor))
+    frames = torch.cat(
+        [
+            torch.full((1, 4, 80), floor),  # silence, at the log floor
+            torch.zeros(1, 4, 80),  # flat
+            torch.randn(1, 4, 80) * 4 - 3,  # anything
+        ]
+    )
+    coefficients = frame_lpc(frames, config)
+    assert torch.isfinite(coefficients).all()
+    assert levinson(mel_autocorrelation(frames, config))[1].abs().max() < 1
+
+
+def test_teacher_forced_prediction_is_the_step_formula_over_the_signals_past() -> None:
+    torch.manual_seed(0)
+    coefficients, wav, hop = torch.randn(2, 3, ORDER) * 0.3, torch.rand(2, 3 * 5) - 0.5, 5
+    padded = torch.cat([torch.zeros(2, ORDER), wav], dim=1)
+    stepwise = torch.stack(
+        [predict(coefficients[:, t // hop], padded[:, t : t + ORDER].flip(-1)) for t in range(wav.shape[1])], dim=1
+    )
+    torch.testing.assert_close(predict_signal(coefficients, wav, hop), stepwise)
+    targets, inputs, prediction = excitation_targets(wav, stepwise, 255)
+    assert torch.equal(targets, mu_law_encode((wav - stepwise).clamp(-1, 1)))
+    assert torch.equal(inputs, mu_law_encode(wav)) and torch.equal(prediction, mu_law_encode(stepwise))
+
+
+@pytest.fixture(scope="module")
+def lpc_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_cache(tmp_path_factory.mktemp("lpc-cache"), lpc_config(train=TRAIN))
+
+
+@pytest.mark.parametrize("noise", [0.0, 2.0])
+def test_training_batches_target_the_excitation_and_read_the_signal(lpc_cache: Path, noise: float) -> None:
+    config = lpc_config(train={**TRAIN, "input_noise": noise})
+    sampler = SegmentSampler.for_model(TrainingCorpus(lpc_cache, config, "train"), 31, augment=True)
+    utterance = sampler.corpus.utterances[0]
+    frames, audio, mask = sampler.segment(utterance, 2)
+    batch = sampler._collate([(frames, audio, mask)], [0], torch.Generator().manual_seed(0))
+    wav = torch.from_numpy(audio)[None]
+    coefficients = frame_lpc(torch.from_numpy(frames)[None, sampler.margin : -sampler.margin], config)
+    predicted = predict_signal(coefficients, wav, config.features.hop_length)
+    assert torch.equal(batch.targets, mu_law_encode((wav - predicted).clamp(-1, 1)))
+    assert torch.equal(batch.prediction, mu_law_encode(predicted))
+    signal_ids = mu_law_encode(wav)
+    if noise:  # noise goes into the past input, never into the targets or the prediction
+        assert not torch.equal(batch.past, signal_ids) and (batch.past - signal_ids).abs().max() <= 12
+    else:
+        assert torch.equal(batch.past, signal_ids)
+    # The tones are predictable: the excitation is much smaller than the signal.
+    residual = (wav - predicted)[mask[None] > 0]
+    assert residual.pow(2).mean() < 0.1 * wav[mask[None] > 0].pow(2).mean()
+
+
+# --- generation ------------------------------------------------------------------------------------------------
+STEPS = 600
+
+
+def lpc_model(seed: int = 0, **model: object) -> WaveNet:
+    torch.manual_seed(seed)
+    return WaveNet(lpc_config(model=model)).eval()
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_fast_equals_naive_for_an_lpc_model(kernel_size: int) -> None:
+    model = lpc_model(kernel_size, kernel_size=kernel_size, input_kernel_size=kernel_size)
+    frames = torch.randn(2, STEPS // 40, 10) - 2
+    with torch.no_grad():
+        local, lpc = model.upsample(frames), model.lpc(frames)
+    speakers, sampling = torch.tensor([0, 1]), Sampling(seed=3)
+    uniforms = sampling.uniforms(2, STEPS)
+    naive = generate_naive(model, local, speakers, sampling, uniforms, record_logits=True, lpc=lpc)
+    fast = FastWaveNet(model).generate(local, speakers, sampling, uniforms, record_logits=True, lpc=lpc)
+    assert torch.equal(fast.ids, naive.ids) and torch.equal(fast.waveform, naive.waveform)
+    assert (fast.logits - naive.logits).abs().max() < 1e-4
+    assert len(torch.unique(fast.ids)) > 20
+    # The waveform is the signal (prediction + excitation), not the drawn classes' centres; ids are its classes.
+    assert not torch.equal(fast.waveform, mu_law_decode(fast.ids))
+    assert torch.equal(fast.ids, mu_law_encode(fast.waveform))
+    # The logits are the excitation's, as the teacher-forced forward computes them on the generated signal.
+    prediction = mu_law_encode(predict_signal(lpc, fast.waveform, model.config.features.hop_length))
+    with torch.no_grad():
+        forward = model(shift_right(fast.ids, model.start_id), local, speakers, prediction).transpose(1, 2)
+    assert (forward - fast.logits).abs().max() < 1e-3
+
+
+def test_generators_refuse_missing_or_unexpected_coefficients() -> None:
+    model, plain = lpc_model(), WaveNet(tiny_config()).eval()
+    local, uniforms, sampling = torch.randn(1, 10, 80), torch.rand(1, 80, dtype=torch.float64), Sampling()
+    with pytest.raises(ValueError, match="pass lpc=model.lpc"):
+        FastWaveNet(model).generate(local, torch.tensor([0]), sampling, uniforms)
+    with pytest.raises(ValueError, match="pass lpc=model.lpc"):
+        generate_naive(model, local, torch.tensor([0]), sampling, uniforms)
+    with pytest.raises(ValueError, match=r"lpc: expected \[1, >= 2, 6\]"):
+        FastWaveNet(model).generate(local, torch.tensor([0]), sampling, uniforms, lpc=torch.zeros(1, 1, ORDER))
+    with pytest.raises(ValueError, match="model without linear prediction"):
+        FastWaveNet(plain).generate(local, torch.tensor([0]), sampling, uniforms, lpc=torch.zeros(1, 2, ORDER))
+
+
+def test_the_compiled_paths_refuse_an_lpc_model_and_the_choice_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+    model = lpc_model()
+    with pytest.raises(KernelUnavailable, match="LPC excitation"):
+        KernelWaveNet(model)
+    with pytest.raises(KernelUnavailable, match="CUDA graphs: .*LPC excitation"):
+        CudaGraphWaveNet(model, capture=False)
+    with caplog.at_level(logging.WARNING):
+        chosen = fast_generator(model)
+    assert type(chosen) is FastWaveNet
+    assert "model.lpc_order 6" in caplog.text and "plain PyTorch Fast-WaveNet" in caplog.text
+
+
+@pytest.fixture
+def lpc_model_file(tmp_path: Path) -> Path:
+    config = lpc_config()
+    return save_model(tmp_path / "lpc" / "model.safetensors", lpc_model(), config, "teacher", {"steps": 0})
+
+
+def test_the_api_streams_an_lpc_model_exactly_as_whole_and_as_naive(lpc_model_file: Path) -> None:
+    model = vocoder.load(lpc_model_file, device="cpu")
+    features = extract_features(tone(0.25), lpc_config(), speaker="bob")
+    whole = model.synthesize(features, seed=4)
+    chunks = list(model.synthesize_stream(features, Sampling(seed=4), chunk_samples=700))
+    assert len(chunks) > 1 and np.array_equal(np.concatenate(chunks), whole)
+    assert np.array_equal(model.synthesize(features, method="naive", seed=4), whole)
+    assert np.abs(whole).max() > 0.01
+
+
+def test_distillation_refuses_an_lpc_teacher(lpc_model_file: Path) -> None:
+    with pytest.raises(VocoderError, match="teacher predicts an LPC excitation"):
+        load_teacher(lpc_model_file, lpc_config())
+
+
+# --- training --------------------------------------------------------------------------------------------------
+def test_init_from_a_model_without_lpc_starts_the_prediction_at_zero(
+    lpc_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    plain_config = tiny_config(audio={"preemphasis": 0.85})
+    plain = WaveNet(plain_config).eval()
+    source = save_model(tmp_path / "plain" / "model.safetensors", plain, plain_config, "teacher", {"steps": 0})
+    config = lpc_config(train={**TRAIN, "max_steps": 4, "valid_every": 4, "checkpoint_every": 4})
+    with caplog.at_level(logging.INFO):
+        trainer = Trainer(config, lpc_cache, tmp_path / "run", "cpu", init=source)
+    assert "LPC prediction embedding starts at zero" in caplog.text
+    assert not trainer.model.prediction_embedding.weight.any()
+    inputs, local = torch.randint(0, 256, (1, 120)), torch.randn(1, 10, 120)
+    with torch.no_grad():  # step 0 is the old network, whatever the prediction
+        torch.testing.assert_close(
+            trainer.model(inputs, local, torch.tensor([1]), torch.randint(0, 256, (1, 120))),
+            plain(inputs, local, torch.tensor([1])),
+        )
+    summary = trainer.run()  # trains, validates, generates its sample (the PyTorch loop) and exports
+    assert summary.step == 4 and (tmp_path / "run" / "samples" / "step_00000004.wav").is_file()
+    exported = vocoder.load(tmp_path / "run" / "model", device="cpu")
+    assert exported.config.model.lpc_order == ORDER and trainer.model.prediction_embedding.weight.any()
+
+
+def test_the_training_benchmark_times_an_lpc_step_and_its_targets_and_generation_is_refused() -> None:
+    report = bench_training(lpc_config(), "cpu", steps=1, repeats=1)
+    assert report["train_samples_per_s"] > 0 and report["lpc_targets_ms_per_batch"] > 0
+    assert "lpc_targets_ms_per_batch" not in bench_training(tiny_config(), "cpu", steps=1, repeats=1)
+    with pytest.raises(VocoderError, match="lpc_order is 6; the generation benchmark"):
+        bench_generation(lpc_config(), GenerationBenchSettings())
