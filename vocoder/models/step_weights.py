@@ -65,8 +65,18 @@ class GatedLayerWeights:
         return found + ([] if self.speaker is None else [self.speaker])
 
 
+class _SpeakerTable:
+    """An export's speaker embedding `[speakers, speaker_channels]` (None for one speaker) and its lookup."""
+
+    speaker_embedding: torch.Tensor | None
+
+    def speaker_vector(self, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
+        """`[B, speaker_channels]` for `speaker_ids`, None for one speaker."""
+        return speaker_vectors(self.speaker_embedding, speaker_ids)
+
+
 @dataclass(frozen=True)
-class StepWeights:
+class StepWeights(_SpeakerTable):
     """The teacher WaveNet (`WaveNet.export_weights`) for one-step generation: embedding of the previous sample's
     class id -> causal input conv -> gated layers -> scaled skip sum -> ReLU, 1x1, ReLU, 1x1 -> logits over the
     mu-law classes, sampled and fed back (the first input is `start_id`)."""
@@ -99,10 +109,6 @@ class StepWeights:
     start_id: int
     """The class id fed in before the first sample (silence)."""
 
-    def speaker_vector(self, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
-        """`[B, speaker_channels]` for `speaker_ids`, None for one speaker."""
-        return speaker_vectors(self.speaker_embedding, speaker_ids)
-
     @property
     def tensors(self) -> list[torch.Tensor]:
         """Every tensor of the export (what a kernel checks for device and dtype)."""
@@ -131,7 +137,7 @@ class FlowWeights:
 
 
 @dataclass(frozen=True)
-class StudentWeights:
+class StudentWeights(_SpeakerTable):
     """The Parallel WaveNet student (`StudentWaveNet.export_weights`) for its fused forward: the flows in order and
     the speaker embedding they share."""
 
@@ -145,10 +151,6 @@ class StudentWeights:
     kernel_size: int
     log_scale_min: float
     """Each flow's log-scale is clamped from below to this."""
-
-    def speaker_vector(self, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
-        """`[B, speaker_channels]` for `speaker_ids`, None for one speaker."""
-        return speaker_vectors(self.speaker_embedding, speaker_ids)
 
     @property
     def tensors(self) -> list[torch.Tensor]:
