@@ -23,7 +23,8 @@ from tests.conftest import tiny_config
 from vocoder import native
 from vocoder.bench.generation import plot_generation
 from vocoder.generate import FastWaveNet, Sampling, cpu_kernel, generate_naive
-from vocoder.generate.cpu_kernel import KernelWaveNet, fast_generator
+from vocoder.generate.backends import fast_generator
+from vocoder.generate.cpu_kernel import KernelWaveNet
 from vocoder.models.wavenet import WaveNet, shift_right
 from vocoder.native import load_extension
 from vocoder.vocabulary import PRECISIONS
@@ -371,7 +372,7 @@ def test_a_missing_compiler_falls_back_in_a_fresh_process(tmp_path: Path) -> Non
     """The real failure path: an empty build folder and a compiler that does not exist."""
     script = (
         "import torch; from tests.conftest import tiny_config; from vocoder.models.wavenet import WaveNet;"
-        "from vocoder.generate.cpu_kernel import fast_generator;"
+        "from vocoder.generate.backends import fast_generator;"
         "print(type(fast_generator(WaveNet(tiny_config()))).__name__)"
     )
     env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "VOCODER_KERNEL_BUILD": str(tmp_path / "build")}

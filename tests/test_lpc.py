@@ -16,8 +16,8 @@ import vocoder
 from tests.conftest import tiny_config, tone
 from tests.test_train import TRAIN, build_cache
 from vocoder.audio import mu_law_decode, mu_law_encode, preemphasize
+from vocoder.bench.generation import GenerationBenchSettings, bench_generation
 from vocoder.bench.training import bench_training
-from vocoder.benchmark import GenerationBenchSettings, bench_generation
 from vocoder.config import ConfigError, load_config
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features, log_mel

@@ -26,7 +26,18 @@ from vocoder.models.checkpoint import build_model, read_model_header, resolve_mo
 from vocoder.models.conditioning import Conditioning
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
-from vocoder.vocabulary import KIND_METHODS, STUDENT, TEACHER, Method, ModelKind, Precision, Strategy, check_precision
+from vocoder.vocabulary import (
+    KIND_METHODS,
+    STUDENT,
+    TEACHER,
+    Backend,
+    Method,
+    ModelKind,
+    Precision,
+    Strategy,
+    check_backend,
+    check_precision,
+)
 
 
 def default_device() -> torch.device:
@@ -56,15 +67,16 @@ class Vocoder:
         metadata: dict[str, Any] | None = None,
         kind: ModelKind = TEACHER,
         precision: Precision = "fp32",
+        backend: Backend = "auto",
     ) -> None:
         self.model = model.eval()
         self.name = name
         self.metadata = metadata or {}
         self.kind = kind
-        self._fast = fast_generator(self.model, precision) if kind == TEACHER else None
+        self._fast = fast_generator(self.model, backend, precision) if kind == TEACHER else None
         # The fused kernel and the CUDA graphs keep the plain PyTorch loop as their fallback: fast-torch is that one.
         self._fast_torch: FastWaveNet | None = getattr(self._fast, "fallback", self._fast)
-        self._student = student_generator(self.model) if kind == STUDENT else None
+        self._student = student_generator(self.model, backend) if kind == STUDENT else None
 
     @property
     def config(self) -> Config:
@@ -215,11 +227,19 @@ class Vocoder:
         return torch.tensor(ids, dtype=torch.long, device=self.device)
 
 
-def load(name_or_path: str | Path, device: str | torch.device | None = None, precision: Precision = "fp32") -> Vocoder:
+def load(
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    precision: Precision = "fp32",
+    backend: Backend = "auto",
+) -> Vocoder:
     """Load a model by bundled name (`teacher`, ...) or path; it rebuilds from the file alone. `precision` is the
     fused CPU kernel's weight precision for a teacher's fast path: fp32 picks the naive reference's samples
-    exactly, fp16 and int8 are faster within a stated tolerance (`vocoder.generate.cpu_kernel`)."""
+    exactly, fp16 and int8 are faster within a stated tolerance (`vocoder.generate.cpu_kernel`). `backend` runs
+    the fast path (a student's synthesis) on `cpu-kernel`, `cuda-graph` or `torch`; `auto` picks the fastest that
+    can run (`vocoder.generate.backends`)."""
     check_precision(precision)  # before reading the file, for students too
+    check_backend(backend)
     target = resolve_device(device)
     path = resolve_model_path(name_or_path)
     config, kind, metadata = read_model_header(path)
@@ -228,4 +248,4 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None, pre
     model = build_model(path, config, WaveNet if kind == TEACHER else StudentWaveNet)
     model.to(target)
     name = path.parent.name if path.name == "model.safetensors" else path.stem
-    return Vocoder(model, name, metadata, kind, precision)
+    return Vocoder(model, name, metadata, kind, precision, backend)

@@ -75,13 +75,13 @@ def _build(source: Path) -> tuple[ModuleType | None, str]:
         return None, f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
 
 
-def weights_problem(model: torch.nn.Module) -> str | None:
-    """Why the compiled CPU kernels cannot take `model`'s weights (not on the CPU, not float32), or None."""
-    parameter = next(model.parameters())
-    if parameter.device.type != "cpu":
-        return f"the model is on {parameter.device}"
-    if parameter.dtype != torch.float32:
-        return f"the model is {parameter.dtype}, the kernel is float32"
+def weights_problem(tensors: list[torch.Tensor]) -> str | None:
+    """Why the compiled CPU kernels cannot take a model's exported weights (not on the CPU, not float32), or None."""
+    for tensor in tensors:
+        if tensor.device.type != "cpu":
+            return f"the model is on {tensor.device}"
+        if tensor.dtype != torch.float32:
+            return f"the model is {tensor.dtype}, the kernel is float32"
     return None
 
 

@@ -41,6 +41,10 @@ Precision = Literal["fp32", "fp16", "int8"]
 """The fused CPU kernel's weight precision: fp32 is exact against the reference, fp16 and int8 faster."""
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
+Backend = Literal["auto", "cpu-kernel", "torch", "cuda-graph"]
+"""Which generator runs a model (`vocoder.generate.backends`): auto, or one by name."""
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
 AmpDtype = Literal["none", "bf16", "fp16"]
 """Training's autocast dtype on CUDA (CPU always trains in fp32)."""
 
@@ -53,3 +57,9 @@ def check_precision(precision: str) -> None:
     """A `VocoderError` naming the choices unless `precision` is one of PRECISIONS."""
     if precision not in PRECISIONS:
         raise VocoderError(f"precision: expected one of {list(PRECISIONS)}, found {precision!r}")
+
+
+def check_backend(backend: str) -> None:
+    """A `VocoderError` naming the choices unless `backend` is one of BACKENDS."""
+    if backend not in BACKENDS:
+        raise VocoderError(f"backend: expected one of {list(BACKENDS)}, found {backend!r}")

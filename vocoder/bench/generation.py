@@ -21,7 +21,7 @@ from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
 from vocoder.models.wavenet import WaveNet
-from vocoder.vocabulary import Precision
+from vocoder.vocabulary import Backend, Precision
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class GenerationBenchSettings:
     """Samples per utterance at batch 8; a batch of N generates `batch_steps * 8 / N` (at least 100) per utterance."""
     batch_sizes: tuple[int, ...] = (8, 32)
     precision: Precision = "fp32"
+    backend: Backend = "auto"
+    """The `fast` figure's backend (`vocoder.generate.backends`); `fast_torch` is always the plain loop."""
     repeats: int = 3
     device: str = "cpu"
     seed: int = 0
@@ -55,7 +57,7 @@ def bench_generation(
     torch.manual_seed(settings.seed)
     device = torch.device(settings.device)
     model = WaveNet(config).eval().to(device)
-    fast = fast_generator(model, settings.precision)
+    fast = fast_generator(model, settings.backend, settings.precision)
     fast_torch = FastWaveNet(model)
     sampling = Sampling(seed=settings.seed)
 

@@ -80,6 +80,7 @@ def generation(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
     plot: Path | None = typer.Option(None, help="also write a PNG of samples/s against batch size"),
     precision: str = typer.Option("fp32", help="weights of the fused CPU kernel: fp32 (exact), fp16 or int8"),
+    backend: str = typer.Option("auto", help="the teacher's fast figures: auto, cpu-kernel, torch or cuda-graph"),
     onnx: bool = typer.Option(False, help="also time the student exported to ONNX, run by onnxruntime"),
 ) -> None:
     """Naive vs Fast-WaveNet (fused CPU kernel or CUDA graphs, and plain PyTorch) generation speed at batch 1 and
@@ -89,6 +90,9 @@ def generation(
     from vocoder.bench.generation import GenerationBenchSettings, bench_generation, figure_count, plot_generation
     from vocoder.bench.student import bench_student
     from vocoder.config import load_config
+    from vocoder.vocabulary import check_backend
+
+    check_backend(backend)
 
     if threads:
         torch.set_num_threads(threads)
@@ -100,6 +104,7 @@ def generation(
         repeats=repeats,
         device=device,
         precision=precision,  # type: ignore[arg-type]
+        backend=backend,  # type: ignore[arg-type]
     )
     loaded = load_config(config)
     progress = _Progress(figure_count(settings) + STUDENT_FIGURES + onnx, repeats)

@@ -36,6 +36,9 @@ def synthesize(
     batch_size: int = typer.Option(1, min=1, help="utterances generated together"),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     precision: str = typer.Option("fp32", help="CPU kernel weights: fp32 (exact), fp16 or int8 (faster)"),
+    backend: str = typer.Option(
+        "auto", help="what runs fast (or student) synthesis: auto, cpu-kernel, torch or cuda-graph (teacher only)"
+    ),
     audio_format: str = typer.Option("pcm16", "--format", help=f"one of {sorted(AUDIO_SUFFIX)}"),
 ) -> None:
     """Generate waveforms from feature files, with a progress bar in samples per second."""
@@ -49,7 +52,7 @@ def synthesize(
         raise VocoderError(f"--format: expected one of {sorted(AUDIO_FORMATS)}, found {audio_format!r}")
     sampling = Sampling(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)  # type: ignore[arg-type]
     targets = output_paths(inputs, out, AUDIO_SUFFIX[audio_format])
-    loaded = vocoder.load(model, device, precision)  # type: ignore[arg-type]
+    loaded = vocoder.load(model, device, precision, backend)  # type: ignore[arg-type]
     ignored, reason = loaded.ignored_settings(sampling)
     if ignored:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in ignored)

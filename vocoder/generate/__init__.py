@@ -2,13 +2,14 @@
 CUDA graphs on a GPU), plus sampling strategies; and the Parallel WaveNet student's one-pass synthesis (a fused C++
 forward on CPU)."""
 
-from vocoder.generate.cpu_kernel import KernelWaveNet, fast_generator
+from vocoder.generate.backends import fast_generator, student_generator
+from vocoder.generate.cpu_kernel import KernelWaveNet
 from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.naive import generate_naive
 from vocoder.generate.result import GenerationResult, ProgressCallback
 from vocoder.generate.sampling import Sampling, SamplingError
-from vocoder.generate.student_kernel import KernelStudent, TorchStudent, student_generator
+from vocoder.generate.student_kernel import KernelStudent, TorchStudent
 
 __all__ = [
     "CudaGraphWaveNet",

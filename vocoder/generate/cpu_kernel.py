@@ -12,7 +12,8 @@ calls (asleep after 2 ms), joined when it is dropped. `torch.set_num_threads(1)`
 
 The extension is compiled once per machine (`-O3 -march=native`, cached by `vocoder.native`, about a minute);
 where it cannot be built or cannot run (no compiler, a non-float32 model, CUDA tensors given to a CPU model),
-`fast_generator` falls back to `FastWaveNet` and logs a warning. A model on a GPU gets `CudaGraphWaveNet`.
+`fast_generator` (generate/backends.py) falls back to `FastWaveNet` and logs a warning. It packs the model's
+`export_weights`, nothing else of the model.
 
 `precision="fp16"` stores the matrix weights in half precision (products and sums stay float32): half the memory
 traffic per sample; the largest logit error is within 1e-3 of the largest |logit| on the same inputs (tested), so
@@ -37,11 +38,11 @@ import torch
 from torch.nn import functional as F
 
 from vocoder.audio import mu_law_bin_centres
-from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult, lpc_problem
 from vocoder.generate.sampling import Sampling
 from vocoder.models.conditioning import Conditioning
+from vocoder.models.step_weights import StepWeights
 from vocoder.models.wavenet import WaveNet
 from vocoder.native import KernelUnavailable, load_extension, weights_problem
 from vocoder.vocabulary import STRATEGIES, Precision, check_precision
@@ -111,38 +112,39 @@ def _quantized_panels(matrix: torch.Tensor, taps: int = 1) -> tuple[torch.Tensor
     return torch.cat(panels), scale
 
 
-def unsupported_reason(model: WaveNet) -> str | None:
-    """Why the fused kernel cannot run `model`, or None if it can."""
-    if (problem := weights_problem(model)) is not None:
+def unsupported_reason(weights: StepWeights) -> str | None:
+    """Why the fused kernel cannot run a model with these exported weights, or None if it can."""
+    if (problem := weights_problem(weights.tensors)) is not None:
         return problem
-    if any(layer.local is None for layer in model.layers):
-        return "the model has no local conditioning"
-    return lpc_problem(model)
+    if len(set(weights.layers.kernel_sizes)) > 1:
+        return f"its layers' kernel sizes differ ({sorted(set(weights.layers.kernel_sizes))}); the kernel takes one"
+    return lpc_problem(weights.lpc_order)
 
 
 class KernelWaveNet(BlockGenerator):
-    """A WaveNet's weights packed for the fused CPU step. Same interface as `FastWaveNet`; `generate` is reentrant
-    (state lives in each call) and releases the GIL while it computes."""
+    """A WaveNet's weights (its `export_weights`) packed for the fused CPU step. Same interface as `FastWaveNet`;
+    `generate` is reentrant (state lives in each call) and releases the GIL while it computes."""
 
     def __init__(self, model: WaveNet, precision: Precision = "fp32", split: bool | None = None) -> None:
         check_precision(precision)
-        reason = unsupported_reason(model)
+        self.fallback = FastWaveNet(model)
+        self.weights = w = self.fallback.weights
+        reason = unsupported_reason(w)
         if reason is not None:
             raise KernelUnavailable(reason)
         extension = load_extension(SOURCE)
         if precision == "int8" and not extension.int8_vnni:
             log.warning("fused CPU kernel: no AVX-512 VNNI in this build; int8 weights use a slow portable product")
-        self.model = model
         self.precision = precision
         self.split = split
         # For split=None: (split faster?, when measured, single-thread seconds per sample).
         self._split_choice: tuple[bool, float, float] | None = None
-        self.mu = model.config.audio.mu
-        self.fallback = FastWaveNet(model)
-        m = model.config.model
-        residual, half, skip, classes = m.residual_channels, m.gate_channels // 2, m.skip_channels, model.classes
+        self.mu = w.mu
+        layers = w.layers
+        residual, half, skip, classes = w.residual_channels, w.gate_channels // 2, w.skip_channels, w.classes
         self.padded_residual, self.padded_half = _padded(residual), _padded(half)
-        self.input_kernel = m.input_kernel_size
+        self.input_kernel = w.input_kernel_size
+        kernel_size = layers.kernel_sizes[0]
         self.centres = mu_law_bin_centres(self.mu, torch.float64)
         dtype = torch.float16 if precision == "fp16" else torch.float32
         padded_skip, padded_classes = _padded(skip), _padded(classes)
@@ -161,60 +163,50 @@ class KernelWaveNet(BlockGenerator):
         def stacked(packs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
             return torch.stack([p for p, _ in packs]), torch.stack([s for _, s in packs])
 
-        with torch.no_grad():
-            self.conv_bias = torch.cat([gated(layer.conv.bias) for layer in model.layers])
-            self.speaker_weight = (
-                torch.cat([gated(layer.glob.weight.T) for layer in model.layers], 1)
-                if model.speaker_embedding is not None
-                else None
+        self.conv_bias = torch.cat([gated(bias) for bias in layers.conv_bias])
+        self.speaker_weight = (
+            None if layers.speaker is None else torch.cat([gated(speaker) for speaker in layers.speaker], 1)
+        )
+        local = torch.cat([gated(projection) for projection in layers.local], 1)
+        input_taps = w.input_taps.view(self.input_kernel, residual, residual)
+        local_panels = _panels(local, torch.float16 if precision == "int8" else dtype)  # see the C++ source
+        conv, conv_scale = stacked([pack(gated(taps), kernel_size) for taps in layers.conv_taps])
+        rs_packs = [
+            (
+                pack(_pad_columns(matrix[:, :residual], self.padded_residual)),
+                pack(_pad_columns(matrix[:, residual:], padded_skip)),
             )
-            local = torch.cat([gated(layer.local.weight[:, :, 0].T) for layer in model.layers], 1)
-            input_taps = model.input_conv.taps_matrix().view(self.input_kernel, residual, residual)
-            residual_skip = [layer.residual_skip for layer in model.layers]
-            first, second = model.head[1], model.head[3]
-            local_panels = _panels(local, torch.float16 if precision == "int8" else dtype)  # see the C++ source
-            conv, conv_scale = stacked([pack(gated(layer.conv.taps_matrix()), m.kernel_size) for layer in model.layers])
-            rs_packs = [
-                (
-                    pack(_pad_columns(rs.weight[:residual, :, 0].T, self.padded_residual)),
-                    pack(_pad_columns(rs.weight[residual:, :, 0].T, padded_skip)),
-                )
-                for rs in residual_skip
-            ]
-            rs_weights, rs_scale = stacked(
-                [(torch.cat([r, s]), torch.cat([rsc, ssc])) for (r, rsc), (s, ssc) in rs_packs]
-            )
-            head1, head1_scale = pack(_pad_columns(first.weight[:, :, 0].T, padded_skip))
-            head2, head2_scale = pack(_pad_columns(second.weight[:, :, 0].T, padded_classes))
-            weights = [
-                _pad_columns(model.embedding.weight @ input_taps, self.padded_residual),
-                _pad_columns(model.input_conv.bias, self.padded_residual),
-                local_panels[None],
-                conv,
-                rs_weights,
-                torch.stack([_pad_columns(rs.bias[:residual], self.padded_residual) for rs in residual_skip]),
-                _pad_columns(sum(rs.bias[residual:] for rs in residual_skip), padded_skip),
-                head1[None],
-                _pad_columns(first.bias, padded_skip),
-                head2[None],
-                _pad_columns(second.bias, padded_classes),
-            ]
-            scales = [conv_scale, rs_scale, head1_scale, head2_scale] if precision == "int8" else []
-        dims = [residual, half, skip, classes, model.local_channels, m.kernel_size, self.input_kernel, groups]
+            for matrix in layers.residual_skip
+        ]
+        rs_weights, rs_scale = stacked([(torch.cat([r, s]), torch.cat([rsc, ssc])) for (r, rsc), (s, ssc) in rs_packs])
+        head1, head1_scale = pack(_pad_columns(w.head_hidden, padded_skip))
+        head2, head2_scale = pack(_pad_columns(w.head_logits, padded_classes))
+        weights = [
+            _pad_columns(w.embedding @ input_taps, self.padded_residual),
+            _pad_columns(w.input_bias, self.padded_residual),
+            local_panels[None],
+            conv,
+            rs_weights,
+            torch.stack([_pad_columns(bias[:residual], self.padded_residual) for bias in layers.residual_skip_bias]),
+            _pad_columns(sum(bias[residual:] for bias in layers.residual_skip_bias), padded_skip),
+            head1[None],
+            _pad_columns(w.head_hidden_bias, padded_skip),
+            head2[None],
+            _pad_columns(w.head_logits_bias, padded_classes),
+        ]
+        scales = [conv_scale, rs_scale, head1_scale, head2_scale] if precision == "int8" else []
+        dims = [residual, half, skip, classes, w.local_channels, kernel_size, self.input_kernel, groups]
         dims += [self.padded_residual, self.padded_half, padded_skip, padded_classes]
         self._step = extension.Generator(
-            [w.detach().contiguous() for w in weights],
-            dims,
-            [layer.dilation for layer in model.layers],
-            model.skip_scale,
-            [s.detach().contiguous() for s in scales],
-        )
+            [t.contiguous() for t in weights], dims, list(layers.dilations), w.skip_scale,
+            [t.contiguous() for t in scales],
+        )  # fmt: skip
 
     def _layer_bias(self, speaker_ids: torch.Tensor | None, batch: int) -> torch.Tensor:
         """`[B, layers * 2Hp]`: conv bias plus each layer's speaker projection, constant over the utterance."""
         bias = self.conv_bias.expand(batch, -1)
         if self.speaker_weight is not None:
-            bias = bias + self.model.speaker_vector(speaker_ids) @ self.speaker_weight
+            bias = bias + self.weights.speaker_vector(speaker_ids) @ self.speaker_weight
         return bias.contiguous()
 
     def allocate(self, local: torch.Tensor | Conditioning, record_logits: bool = False) -> GenerationResult:
@@ -242,7 +234,7 @@ class KernelWaveNet(BlockGenerator):
         batch, _, steps = local.shape
         rings = self._step.new_rings(batch)
         id_ring = torch.zeros(batch, self.input_kernel, dtype=torch.long)
-        previous = torch.full((batch,), self.model.start_id, dtype=torch.long)
+        previous = torch.full((batch,), self.weights.start_id, dtype=torch.long)
         layer_bias = self._layer_bias(speaker_ids, batch)
         uniforms = uniforms.to(torch.float64).contiguous()
         options = (
@@ -295,16 +287,3 @@ class KernelWaveNet(BlockGenerator):
                 split, probes = None, iter(PROBE_PLAN)
             yield start, stop
             start = stop
-
-
-def fast_generator(model: WaveNet, precision: Precision = "fp32") -> BlockGenerator:
-    """The best available fast generator for `model`: CUDA graphs for a model on a GPU, the fused kernel on CPU
-    where it can run, else `FastWaveNet`."""
-    check_precision(precision)
-    try:
-        if next(model.parameters()).device.type == "cuda":
-            return CudaGraphWaveNet(model)
-        return KernelWaveNet(model, precision)
-    except KernelUnavailable as reason:
-        log.warning("fused kernel unavailable (%s); using the plain PyTorch Fast-WaveNet", reason)
-        return FastWaveNet(model)

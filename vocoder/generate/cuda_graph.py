@@ -7,8 +7,9 @@ Generation replays that graph, copying in each chunk's precomputed conditioning 
 ids, samples and logits: one launch per `GRAPH_STEPS` samples instead of thousands. Each block's conditioning is
 upsampled and projected when the replays reach it.
 
-The arithmetic is `FastWaveNet`'s (same prepacked weights and sampling) except that the skip outputs of all layers
-are summed at the end of a step instead of one by one, so logits agree to float32 rounding. The step program also
+The arithmetic is `FastWaveNet`'s (its arrangement of the model's `export_weights`, the same sampling) except that
+the skip outputs of all layers are summed at the end of a step instead of one by one, so logits agree to float32
+rounding. The step program also
 runs uncaptured (eagerly) on any device, which is how the CPU test suite checks it.
 """
 
@@ -45,7 +46,7 @@ class _StepProgram:
         self.packed, self.sampling, self.steps = packed, sampling, steps
         self.lock = threading.Lock()
         layers, gate = len(packed.convs), packed.gate_channels
-        residual, skip = packed.residual_channels, packed.head[0][0].shape[0]
+        residual, skip = packed.residual_channels, packed.weights.skip_channels
         rings = [packed.input_conv, *packed.convs]
         self.rings = [torch.zeros(batch, ring.length, residual, device=device) for ring in rings]
         self.lengths = torch.tensor([ring.length for ring in rings], device=device)
@@ -63,7 +64,7 @@ class _StepProgram:
         self.uniforms = torch.zeros(batch, steps, dtype=torch.float64, device=device)
         self.ids = torch.zeros(steps, batch, dtype=torch.long, device=device)
         self.waveform = torch.zeros(steps, batch, device=device)
-        self.logits = torch.zeros(steps, batch, packed.model.classes, device=device)
+        self.logits = torch.zeros(steps, batch, packed.weights.classes, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
 
     def reset(self) -> None:
@@ -71,7 +72,7 @@ class _StepProgram:
         for ring in self.rings:
             ring.zero_()
         self.t.zero_()
-        self.previous.fill_(self.packed.model.start_id)
+        self.previous.fill_(self.packed.weights.start_id)
 
     def _taps(self, index: int, positions: torch.Tensor, taps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Write `x` as ring `index`'s newest input; its taps, oldest first, flattened to `[B, kernel * in]`."""
@@ -133,12 +134,12 @@ class CudaGraphWaveNet(BlockGenerator):
     program eagerly, on any device (tests)."""
 
     def __init__(self, model: WaveNet, capture: bool | None = None, steps_per_graph: int = GRAPH_STEPS) -> None:
-        if (reason := lpc_problem(model)) is not None:
+        if (reason := lpc_problem(model.lpc_order)) is not None:
             raise KernelUnavailable(f"CUDA graphs: {reason}")
-        self.model = model
         self.fallback = FastWaveNet(model)
+        self.weights = self.fallback.weights
         self.steps_per_graph = steps_per_graph
-        device = next(model.parameters()).device
+        device = self.fallback.weights.embedding.device
         self.capture = device.type == "cuda" if capture is None else capture
         if self.capture and device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA model, this one is on {device}")

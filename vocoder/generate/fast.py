@@ -20,7 +20,6 @@ from vocoder.features.lpc import predict
 from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import Sampling
 from vocoder.models.conditioning import Conditioning
-from vocoder.models.layers import CausalConv1d
 from vocoder.models.wavenet import WaveNet
 
 BLOCK_ELEMENTS = 1 << 21
@@ -35,10 +34,6 @@ class _RingConv:
     kernel_size: int
     dilation: int
 
-    @classmethod
-    def of(cls, conv: CausalConv1d) -> _RingConv:
-        return cls(conv.taps_matrix().detach().contiguous(), conv.kernel_size[0], conv.dilation[0])
-
     @property
     def length(self) -> int:
         return (self.kernel_size - 1) * self.dilation + 1
@@ -51,45 +46,40 @@ class _RingConv:
 
 
 class FastWaveNet(BlockGenerator):
-    """A WaveNet's weights packed for one-step generation. Build once per model; `generate` is reentrant."""
+    """A WaveNet's weights (its `export_weights`) arranged for one-step generation. Build once per model;
+    `generate` is reentrant."""
 
     def __init__(self, model: WaveNet) -> None:
-        self.model = model
-        self.mu = model.config.audio.mu
-        self.residual_channels = model.config.model.residual_channels
-        self.gate_channels = model.config.model.gate_channels
-        self.embedding = model.embedding.weight.detach()
-        self.prediction_embedding = (
-            model.prediction_embedding.weight.detach() if model.prediction_embedding is not None else None
-        )
-        self.input_conv = _RingConv.of(model.input_conv)
-        self.input_bias = model.input_conv.bias.detach()
-        self.convs = [_RingConv.of(layer.conv) for layer in model.layers]
+        self.weights = weights = model.export_weights()
+        layers = weights.layers
+        self.mu = weights.mu
+        self.residual_channels = weights.residual_channels
+        self.gate_channels = weights.gate_channels
+        self.embedding = weights.embedding
+        self.prediction_embedding = weights.prediction_embedding
+        self.input_conv = _RingConv(weights.input_taps, weights.input_kernel_size, 1)
+        self.input_bias = weights.input_bias
+        self.convs = [
+            _RingConv(taps, kernel, dilation)
+            for taps, kernel, dilation in zip(layers.conv_taps, layers.kernel_sizes, layers.dilations, strict=True)
+        ]
         # Conv biases, and local / speaker projections of every layer side by side: [C or Gin, layers * gate].
-        self.conv_bias = torch.stack([layer.conv.bias.detach() for layer in model.layers])
-        self.local_weight = torch.cat([layer.local.weight.detach()[:, :, 0].T for layer in model.layers], 1)
-        self.speaker_weight = (
-            torch.cat([layer.glob.weight.detach().T for layer in model.layers], 1)
-            if model.speaker_embedding is not None
-            else None
-        )
-        self.residual_skip = [
-            (layer.residual_skip.weight.detach()[:, :, 0].T.contiguous(), layer.residual_skip.bias.detach())
-            for layer in model.layers
-        ]
-        first, second = model.head[1], model.head[3]
+        self.conv_bias = layers.conv_bias
+        self.local_weight = torch.cat(list(layers.local), 1)
+        self.speaker_weight = None if layers.speaker is None else torch.cat(list(layers.speaker), 1)
+        self.residual_skip = list(zip(layers.residual_skip, layers.residual_skip_bias, strict=True))
         self.head = [
-            (first.weight.detach()[:, :, 0].T.contiguous(), first.bias.detach()),
-            (second.weight.detach()[:, :, 0].T.contiguous(), second.bias.detach()),
+            (weights.head_hidden, weights.head_hidden_bias),
+            (weights.head_logits, weights.head_logits_bias),
         ]
-        self.skip_scale = model.skip_scale
+        self.skip_scale = weights.skip_scale
 
     def layer_bias(self, speaker_ids: torch.Tensor | None, batch: int) -> torch.Tensor:
         """`[B, layers, gate]`: conv bias plus each layer's speaker projection, constant over the utterance."""
         bias = self.conv_bias.unsqueeze(0).expand(batch, -1, -1)
         if self.speaker_weight is None:
             return bias
-        speaker = self.model.speaker_vector(speaker_ids)
+        speaker = self.weights.speaker_vector(speaker_ids)
         return bias + (speaker @ self.speaker_weight).view(batch, len(self.convs), self.gate_channels)
 
     def block_conditioning(self, local: torch.Tensor, layer_bias: torch.Tensor) -> torch.Tensor:
@@ -112,7 +102,7 @@ class FastWaveNet(BlockGenerator):
         return GenerationResult(
             waveform=torch.empty(batch, steps, device=local.device),
             ids=torch.empty(batch, steps, dtype=torch.long, device=local.device),
-            logits=torch.empty(batch, steps, self.model.classes, device=local.device) if record_logits else None,
+            logits=torch.empty(batch, steps, self.weights.classes, device=local.device) if record_logits else None,
         )
 
     def _stream(
@@ -136,10 +126,10 @@ class FastWaveNet(BlockGenerator):
         layer_bias = self.layer_bias(speaker_ids, batch)
         half = math.sqrt(0.5)
 
-        previous = torch.full((batch,), self.model.start_id, dtype=torch.long, device=device)
+        previous = torch.full((batch,), self.weights.start_id, dtype=torch.long, device=device)
         # LPC: a ring of the signal's last `order` samples; row r of `newest_first` reads them, newest first, when
         # sample t (t % order = r) is next to be written.
-        order, hop = self.model.lpc_order, self.model.config.features.hop_length
+        order, hop = self.weights.lpc_order, self.weights.hop_length
         if lpc is not None:
             history = torch.zeros(batch, order, device=device)
             newest_first = ((torch.arange(order)[:, None] - 1 - torch.arange(order)) % order).to(device)
@@ -156,7 +146,7 @@ class FastWaveNet(BlockGenerator):
                     embedded = embedded + self.prediction_embedding[mu_law_encode(prediction, self.mu)]
                 taps = self._push(self.input_conv, buffers[0], tables[0], embedded, t)
                 x = torch.addmm(self.input_bias, taps, self.input_conv.weight)
-                skips = torch.zeros(batch, self.head[0][0].shape[0], device=device, dtype=dtype)
+                skips = torch.zeros(batch, self.weights.skip_channels, device=device, dtype=dtype)
                 step_conditioning = conditioning[:, t - start]
                 for index, ring in enumerate(self.convs):
                     taps = self._push(ring, buffers[index + 1], tables[index + 1], x, t)

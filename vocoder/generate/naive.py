@@ -38,7 +38,7 @@ def generate_naive(
     primed = 0 if prime is None else prime.shape[1]
     window = model.receptive_field
     mu, hop, order = model.config.audio.mu, model.config.features.hop_length, model.lpc_order
-    coefficients = checked_lpc(model, lpc, batch, total)
+    coefficients = checked_lpc(model.lpc_order, model.config.features.hop_length, lpc, batch, total)
     inputs = torch.full((batch, total + 1), model.start_id, dtype=torch.long, device=local.device)
     # The signal after `order` zeros (the silence before it), and the class ids of each step's prediction.
     signal = torch.zeros(batch, order + total, device=local.device)

@@ -9,7 +9,7 @@ import torch
 
 from vocoder.generate.sampling import Sampling
 from vocoder.models.conditioning import Conditioning, as_conditioning
-from vocoder.models.wavenet import WaveNet
+from vocoder.models.step_weights import StepWeights
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of steps (samples per utterance) completed since the previous call."""
@@ -27,19 +27,17 @@ class GenerationResult:
     logits: torch.Tensor | None = None  # [B, T, classes] when recorded (tests, diagnostics)
 
 
-def lpc_problem(model: WaveNet) -> str | None:
-    """Why a compiled teacher step (the fused CPU kernel, CUDA graphs) cannot run `model`: they have no linear
-    prediction yet and must not run an LPC model as if it had none. None when it has no LPC."""
-    if model.lpc_order:
-        order = model.lpc_order
-        return f"the model predicts an LPC excitation (model.lpc_order {order}), which only the PyTorch loop runs"
+def lpc_problem(lpc_order: int) -> str | None:
+    """Why a compiled teacher step (the fused CPU kernel, CUDA graphs) cannot run a model of this `lpc_order`: they
+    have no linear prediction yet and must not run an LPC model as if it had none. None when it has no LPC."""
+    if lpc_order:
+        return f"the model predicts an LPC excitation (model.lpc_order {lpc_order}), which only the PyTorch loop runs"
     return None
 
 
-def checked_lpc(model: WaveNet, lpc: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor | None:
-    """A generator's predictor coefficients `[B, frames, lpc_order]` (`model.lpc(frames)`), checked: an LPC
-    model needs them for every step, any other model must not be given them."""
-    order, hop = model.lpc_order, model.config.features.hop_length
+def checked_lpc(order: int, hop: int, lpc: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor | None:
+    """A generator's predictor coefficients `[B, frames, lpc_order]` (`model.lpc(frames)`), checked: a model of
+    LPC `order` (frames of `hop` samples) needs them for every step, any other model must not be given them."""
     if not order:
         if lpc is not None:
             raise ValueError("LPC coefficients given for a model without linear prediction (model.lpc_order is 0)")
@@ -57,7 +55,8 @@ class BlockGenerator:
     the end. Fast WaveNet in PyTorch and the fused CPU kernel share this interface, so the API swaps them freely.
     `lpc`: an LPC model's predictor coefficients (`model.lpc(frames)`), checked here for every generator."""
 
-    model: WaveNet
+    weights: StepWeights
+    """The model's export (`WaveNet.export_weights`): all a generator reads of it."""
 
     def allocate(self, local: torch.Tensor | Conditioning, record_logits: bool = False) -> GenerationResult:
         raise NotImplementedError
@@ -75,7 +74,9 @@ class BlockGenerator:
         """Generate into `result` block by block (at most `chunk_samples` per block), yielding each block's
         `[start, stop)` as soon as it is done. A `Conditioning` is read a block at a time."""
         local = as_conditioning(local)
-        coefficients = checked_lpc(self.model, lpc, local.shape[0], local.shape[-1])
+        coefficients = checked_lpc(
+            self.weights.lpc_order, self.weights.hop_length, lpc, local.shape[0], local.shape[-1]
+        )
         with torch.inference_mode():
             yield from self._stream(local, speaker_ids, sampling, uniforms, result, chunk_samples, coefficients)
 

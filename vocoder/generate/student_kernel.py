@@ -9,8 +9,8 @@ chunks (`TorchStudent.stream`), each chunk's conditioning upsampled when it is r
 the utterance.
 
 Same function as `StudentWaveNet.generate` in float32 (max abs waveform error below 1e-6, tested < 1e-4). Where the
-kernel cannot be built or cannot run (CUDA model or tensors, non-float32), `student_generator` and `generate` fall
-back to the PyTorch forward and log why.
+kernel cannot be built or cannot run (CUDA model or tensors, non-float32), `student_generator` (generate/backends.py)
+and `generate` fall back to the PyTorch forward and log why.
 """
 
 from __future__ import annotations
@@ -117,45 +117,42 @@ class KernelStudent(TorchStudent):
     name = "kernel"
 
     def __init__(self, model: StudentWaveNet) -> None:
-        reason = weights_problem(model)
+        self.weights = w = model.export_weights()
+        reason = weights_problem(w.tensors)
         if reason is not None:
             raise KernelUnavailable(reason)
         extension = load_extension(SOURCE)
         super().__init__(model)
-        s = model.config.student
-        assert s is not None  # a StudentWaveNet has one
-        half = s.gate_channels // 2
-        layers = [layer for flow in model.flows for layer in flow.layers]
-        with torch.no_grad():
-            self.conv_bias = torch.stack([layer.conv.bias for layer in layers])
-            self.speaker_weight = (
-                torch.stack([layer.glob.weight for layer in layers]) if model.speaker_embedding is not None else None
-            )
-            weights: list[torch.Tensor] = []
-            for flow in model.flows:
-                head = flow.head[1]
-                weights += [flow.input_conv.weight[:, 0, :], flow.input_conv.bias, head.weight[:, :, 0], head.bias]
-                for layer in flow.layers:
-                    taps = layer.conv.weight.permute(0, 2, 1).flatten(1)  # [2H, kernel * R], oldest tap first
-                    weights += [
-                        torch.cat([taps, layer.local.weight[:, :, 0]], 1),
-                        layer.residual_skip.weight[:, :, 0],
-                        layer.residual_skip.bias,
-                    ]
+        layers = [flow.layers for flow in w.flows]
+        self.conv_bias = torch.cat([stack.conv_bias for stack in layers])
+        # [layers, 2H, Gin] ([out, in], as the C++ side reads every matrix below)
+        self.speaker_weight = (
+            None
+            if w.speaker_embedding is None
+            else torch.cat([stack.speaker for stack in layers]).transpose(1, 2).contiguous()
+        )
+        weights: list[torch.Tensor] = []
+        for flow in w.flows:
+            weights += [flow.input_taps.T, flow.input_bias, flow.head.T, flow.head_bias]
+            stack = flow.layers
+            for taps, local, residual_skip, bias in zip(
+                stack.conv_taps, stack.local, stack.residual_skip, stack.residual_skip_bias, strict=True
+            ):
+                weights += [torch.cat([taps.T, local.T], 1), residual_skip.T, bias]
         self._forward = extension.Student(
-            [w.detach().contiguous() for w in weights],
-            [s.residual_channels, half, s.skip_channels, model.local_channels, s.kernel_size],
-            list(s.flows),
-            [layer.dilation for layer in layers],
-            [flow.skip_scale for flow in model.flows],
-            s.log_scale_min,
+            [t.contiguous() for t in weights],
+            [w.residual_channels, w.gate_channels // 2, w.skip_channels, w.local_channels, w.kernel_size],
+            [len(flow.layers.conv_taps) for flow in w.flows],
+            [dilation for stack in layers for dilation in stack.dilations],
+            [flow.skip_scale for flow in w.flows],
+            w.log_scale_min,
         )
 
     def _gate_bias(self, speaker_ids: torch.Tensor | None, batch: int) -> torch.Tensor:
         """`[B, layers, 2H]`: each layer's conv bias plus its speaker projection, constant over the utterance."""
         bias = self.conv_bias.expand(batch, -1, -1)
         if self.speaker_weight is not None:
-            speaker = self.model.speaker_vector(speaker_ids)
+            speaker = self.weights.speaker_vector(speaker_ids)
             bias = bias + torch.einsum("lgs,bs->blg", self.speaker_weight, speaker)
         return bias.contiguous()
 
@@ -170,15 +167,3 @@ class KernelStudent(TorchStudent):
         out = torch.empty_like(z)
         self._forward.run(z, local.contiguous(), self._gate_bias(speaker_ids, z.shape[0]), out, parts)
         return out
-
-
-def student_generator(model: StudentWaveNet) -> KernelStudent | TorchStudent:
-    """The best available student synthesis for `model`: on a GPU the PyTorch forward (one pass of wide kernels
-    is what a GPU is good at), on CPU the fused forward where it can run, else PyTorch's with a warning."""
-    if next(model.parameters()).device.type == "cuda":
-        return TorchStudent(model)
-    try:
-        return KernelStudent(model)
-    except KernelUnavailable as reason:
-        log.warning("fused student forward unavailable (%s); using the PyTorch forward", reason)
-        return TorchStudent(model)

@@ -134,6 +134,15 @@ class ConditioningUpsampler(nn.Module):
         return x
 
 
+def speaker_vectors(table: torch.Tensor | None, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
+    """The rows of a speaker embedding `table` for `speaker_ids`; None for a single-speaker model."""
+    if table is None:
+        return None
+    if speaker_ids is None:
+        raise ValueError("this model is multi-speaker: a speaker id per utterance is required")
+    return F.embedding(speaker_ids, table)
+
+
 class ConditionedModel(nn.Module):
     """What teacher and student share about conditioning: an `upsampler` and an optional `speaker_embedding`,
     set by the subclass (a mixin, so the weights keep their names)."""
@@ -150,8 +159,4 @@ class ConditionedModel(nn.Module):
         return self.upsampler.conditioning(frames.transpose(1, 2))
 
     def speaker_vector(self, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
-        if self.speaker_embedding is None:
-            return None
-        if speaker_ids is None:
-            raise ValueError("this model is multi-speaker: a speaker id per utterance is required")
-        return self.speaker_embedding(speaker_ids)
+        return speaker_vectors(None if self.speaker_embedding is None else self.speaker_embedding.weight, speaker_ids)

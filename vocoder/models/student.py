@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from vocoder.config import Config, StudentConfig
 from vocoder.errors import VocoderError
 from vocoder.models.layers import CausalConv1d, ConditionedModel, ConditioningUpsampler, GatedResidualLayer
+from vocoder.models.step_weights import FlowWeights, GatedLayerWeights, StudentWeights
 
 NOISE_EPS = 1e-6
 """Uniform draws are kept in [eps, 1 - eps] so the logistic noise stays finite."""
@@ -76,6 +77,19 @@ class Flow(nn.Module):
         """How many earlier input samples `mu_t`, `s_t` depend on (the shift by one included)."""
         k = self.input_conv.kernel_size[0]
         return 1 + (k - 1) + sum((layer.conv.kernel_size[0] - 1) * layer.dilation for layer in self.layers)
+
+    def export_weights(self) -> FlowWeights:
+        """This flow's weights in `[in, out]` layout (see `StudentWaveNet.export_weights`)."""
+        head = self.head[1]
+        with torch.no_grad():
+            return FlowWeights(
+                input_taps=self.input_conv.taps_matrix().detach().contiguous(),
+                input_bias=self.input_conv.bias.detach(),
+                layers=GatedLayerWeights.of(list(self.layers)),
+                skip_scale=self.skip_scale,
+                head=head.weight.detach()[:, :, 0].T.contiguous(),
+                head_bias=head.bias.detach(),
+            )
 
     def forward(
         self, x: torch.Tensor, local: torch.Tensor | None, speaker: torch.Tensor | None
@@ -138,6 +152,22 @@ class StudentWaveNet(ConditionedModel):
             location = location * scale + mu
             log_scale = log_scale + log_s
         return StudentOutput(x, location, log_scale)
+
+    def export_weights(self) -> StudentWeights:
+        """The weights as named `[in, out]` matrices, for the fused forward (which reads nothing else of the model).
+        The upsampler is not in it: synthesis reads the conditioning it makes (`conditioning`)."""
+        s = self.config.student
+        assert s is not None  # checked in __init__
+        return StudentWeights(
+            flows=tuple(flow.export_weights() for flow in self.flows),
+            speaker_embedding=None if self.speaker_embedding is None else self.speaker_embedding.weight.detach(),
+            residual_channels=s.residual_channels,
+            gate_channels=s.gate_channels,
+            skip_channels=s.skip_channels,
+            local_channels=self.local_channels,
+            kernel_size=s.kernel_size,
+            log_scale_min=s.log_scale_min,
+        )
 
     def generate(self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor) -> torch.Tensor:
         """A whole waveform `[B, T]` in [-1, 1] in one forward pass: `uniforms [B, T]` (seeded, as the teacher's

@@ -20,6 +20,7 @@ from vocoder.audio import mu_law_encode
 from vocoder.config import Config
 from vocoder.features.lpc import frame_lpc
 from vocoder.models.layers import CausalConv1d, ConditionedModel, ConditioningUpsampler, GatedResidualLayer
+from vocoder.models.step_weights import GatedLayerWeights, StepWeights
 
 
 def silence_id(mu: int) -> int:
@@ -129,6 +130,38 @@ class WaveNet(ConditionedModel):
             x, skip = layer(x, local, speaker)
             skips = skips + skip
         return self.head(skips * self.skip_scale)
+
+    def export_weights(self) -> StepWeights:
+        """The weights in one step's layout, for the fast generators (which read nothing else of the model).
+        The upsampler is not in it: generators read the conditioning it makes (`conditioning`)."""
+        m = self.config.model
+        first, second = self.head[1], self.head[3]
+        with torch.no_grad():
+            return StepWeights(
+                embedding=self.embedding.weight.detach(),
+                input_taps=self.input_conv.taps_matrix().detach().contiguous(),
+                input_bias=self.input_conv.bias.detach(),
+                input_kernel_size=m.input_kernel_size,
+                layers=GatedLayerWeights.of(list(self.layers)),
+                skip_scale=self.skip_scale,
+                head_hidden=first.weight.detach()[:, :, 0].T.contiguous(),
+                head_hidden_bias=first.bias.detach(),
+                head_logits=second.weight.detach()[:, :, 0].T.contiguous(),
+                head_logits_bias=second.bias.detach(),
+                speaker_embedding=None if self.speaker_embedding is None else self.speaker_embedding.weight.detach(),
+                residual_channels=m.residual_channels,
+                gate_channels=m.gate_channels,
+                skip_channels=m.skip_channels,
+                local_channels=self.local_channels,
+                classes=self.classes,
+                mu=self.config.audio.mu,
+                start_id=self.start_id,
+                prediction_embedding=None
+                if self.prediction_embedding is None
+                else self.prediction_embedding.weight.detach(),
+                lpc_order=self.lpc_order,
+                hop_length=self.config.features.hop_length,
+            )
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
