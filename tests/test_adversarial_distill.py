@@ -5,16 +5,13 @@ DDP), the config refusals, and the signal domain the discriminator judges under 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
+from tests import test_distill
 from tests.conftest import HEAVY, tiny_config
 from tests.test_distill import TRAIN, distill_config, distill_dict
 from tests.test_train import build_cache
@@ -34,17 +31,8 @@ DISCRIMINATOR = {"periods": [2, 3, 5], "channels": [4, 8], "kernel_size": 5, "st
 ADVERSARIAL = {"adversarial_weight": 0.5, "feature_matching_weight": 0.2, "discriminator": DISCRIMINATOR}
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_cache(tmp_path_factory.mktemp("cache"), distill_config())
-
-
-@pytest.fixture(scope="module")
-def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = tiny_config()
-    path = tmp_path_factory.mktemp("teacher") / "model.safetensors"
-    return save_model(path, WaveNet(config), config, "teacher", {"steps": 0})
+cache_dir = test_distill.cache_dir  # the distillation tests' tiny cache and teacher, as fixtures of this module
+teacher_file = test_distill.teacher_file
 
 
 def test_every_view_scores_and_passes_gradients_back_to_the_waveform() -> None:
@@ -258,17 +246,7 @@ def test_the_real_student_recipe_trains_a_discriminator_on_the_real_teachers_dom
 def test_ddp_distills_with_the_discriminator_and_checkpoints_it(
     cache_dir: Path, teacher_file: Path, tmp_path: Path
 ) -> None:
-    config = tmp_path / "student.yaml"
-    config.write_text(yaml.safe_dump(distill_dict(**ADVERSARIAL)))
-    torchrun = Path(sys.executable).with_name("torchrun")
-    run = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "vocoder.cli", "distill", "--teacher",
-         str(teacher_file), "--config", str(config), "--data", str(cache_dir), "--out", str(tmp_path / "run"),
-         "--max-steps", "2", "--device", "cpu"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("step 2:") == 1
+    config = test_distill.distill_under_ddp(distill_dict(**ADVERSARIAL), cache_dir, teacher_file, tmp_path)
     state = read_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000002.pt")
     assert state["discriminator_optimizer"]["state"]
     resumed = DistillTrainer(

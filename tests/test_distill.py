@@ -207,20 +207,27 @@ def test_mismatched_teacher_or_missing_student_section_is_refused(
 
 @pytest.mark.slow
 @HEAVY
-def test_cli_distills_under_ddp_then_synthesizes_with_the_student(
-    cache_dir: Path, teacher_file: Path, tmp_path: Path
-) -> None:
-    config = tmp_path / "student.yaml"
-    config.write_text(yaml.safe_dump(distill_dict()))
+def distill_under_ddp(config: dict[str, object], cache_dir: Path, teacher_file: Path, tmp_path: Path) -> Path:
+    """`vocoder distill` under torchrun on two CPU processes for two steps, into tmp_path/run; returns the config
+    file it wrote."""
+    config_file = tmp_path / "student.yaml"
+    config_file.write_text(yaml.safe_dump(config))
     torchrun = Path(sys.executable).with_name("torchrun")
     distilled = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "vocoder.cli", "distill", "--teacher",
-         str(teacher_file), "--config", str(config), "--data", str(cache_dir), "--out", str(tmp_path / "run"),
+         str(teacher_file), "--config", str(config_file), "--data", str(cache_dir), "--out", str(tmp_path / "run"),
          "--max-steps", "2", "--device", "cpu"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert distilled.returncode == 0, distilled.stderr[-3000:]
     assert distilled.stdout.count("step 2:") == 1  # rank 0 alone reports and checkpoints
+    return config_file
+
+
+def test_cli_distills_under_ddp_then_synthesizes_with_the_student(
+    cache_dir: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    distill_under_ddp(distill_dict(), cache_dir, teacher_file, tmp_path)
     student = vocoder.load(tmp_path / "run" / "model", device="cpu")
     assert student.kind == "student" and student.metadata["device"] == "cpu x2"
     extracted = extract_features(tone(0.1), tiny_config(), speaker="alice")
