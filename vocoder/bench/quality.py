@@ -1,7 +1,8 @@
 """`vocoder bench quality`: copy synthesis of held-out recordings, scored beside Griffin-Lim and the mu-law ceiling.
 
 For each held-out utterance of each feature cache (one cache per source), every system rebuilds the recording from
-the same log-mel: each model through `Vocoder.synthesize` (as a user's `extract` + `synthesize` would), Griffin-Lim
+the same log-mel: each model through `Vocoder.synthesize_batch` (a source's utterances as one batch, as a user's
+`extract` + `synthesize` of several files would), Griffin-Lim
 from the mel (librosa's mel inversion, 64 iterations by default), and the 8-bit mu-law re-quantisation of the
 recording itself, the ceiling of any mu-law WaveNet. All are scored in the same run with the same metrics
 (PESQ-WB, STOI, MCD, DNSMOS OVRL; `vocoder.eval.metrics`), so each model is reported as a ratio to Griffin-Lim and
@@ -27,6 +28,7 @@ from vocoder.errors import VocoderError
 from vocoder.eval import metrics
 from vocoder.eval.plots import spectrogram_comparison
 from vocoder.features.featurefile import read_features
+from vocoder.generate import Sampling
 
 GRIFFIN_LIM = "griffin-lim"
 CEILING = "mu-law-ceiling"
@@ -133,15 +135,21 @@ def bench_quality(
         ids = held_out(cache_dir, settings.split, settings.limit)
         utterances[source] = ids
         scores[source] = {system: [] for system in systems}
+        references = [load_wav(cache.audio_path(utterance), rate) for utterance in ids]
+        features = [read_features(cache.feature_path(utterance)) for utterance in ids]
+        # Each model synthesizes the source's utterances as one batch: a step costs about the same for one
+        # utterance or several, which is what makes the PyTorch loop (an LPC model's only path) affordable here.
+        sampling = Sampling(seed=settings.seed)
+        synthesized = {vocoder.name: vocoder.synthesize_batch(features, sampling=sampling) for vocoder in vocoders}
         for index, utterance in enumerate(tqdm(ids, desc=source, unit="utt", disable=not progress)):
-            reference = load_wav(cache.audio_path(utterance), rate)
-            features = read_features(cache.feature_path(utterance))
+            reference = references[index]
             outputs = {
                 CEILING: mu_law_ceiling(reference, mu),
-                GRIFFIN_LIM: griffin_lim(features.mel, vocoders[0], settings.griffin_lim_iterations, len(reference)),
+                GRIFFIN_LIM: griffin_lim(
+                    features[index].mel, vocoders[0], settings.griffin_lim_iterations, len(reference)
+                ),
+                **{name: waveforms[index] for name, waveforms in synthesized.items()},
             }
-            for vocoder in vocoders:
-                outputs[vocoder.name] = vocoder.synthesize(features, seed=settings.seed)
             for system, wav in outputs.items():
                 scores[source][system].append(score(reference, wav, rate, settings.with_dnsmos))
                 save_wav(out_dir / "wavs" / source / system / f"{utterance}.wav", wav, rate)
