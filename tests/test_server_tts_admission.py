@@ -14,6 +14,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+import vocoder.frontend.features
 import vocoder_server.linguistic
 from tests.conftest import tiny_config
 from tests.test_server_support import build_models_dir, npz_bytes, upload, wait_ready
@@ -54,7 +55,7 @@ def festival_blocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threadin
         release.wait(30)
         raise vocoder_server.linguistic.FestivalError("stand-in")
 
-    monkeypatch.setattr(vocoder_server.linguistic, "run_festival", blocked)
+    monkeypatch.setattr(vocoder.frontend.features, "run_festival", blocked)  # what the service's analyse_text runs
     monkeypatch.setattr(vocoder_server.linguistic, "festival_binary", lambda: "festival")
     yield entered, release
     release.set()
