@@ -56,7 +56,7 @@ def test_a_bundled_run_ships_its_training_state_and_the_next_run_continues_it(tm
     """The bundled model keeps getting better from run to run: its checkpoint ships beside it, verified, and
     `--resume-from` continues the same run (step, schedule, optimizer) in a new run directory."""
     from tests.test_train import build_cache, train_config
-    from vocoder.train.checkpoints import read_checkpoint
+    from vocoder.train.checkpoints import read_checkpoint, save_checkpoint
     from vocoder.train.trainer import Trainer
 
     config = train_config(max_steps=4)
@@ -90,3 +90,14 @@ def test_a_bundled_run_ships_its_training_state_and_the_next_run_continues_it(tm
     assert not (tmp_path / "models" / "other").exists()
     with pytest.raises(VocoderError, match="no such training state"):
         Trainer(config, data, tmp_path / "run4", "cpu", resume_from=tmp_path / "missing.pt")
+
+    older = read_checkpoint(checkpoint)  # saved before `model.lpc_order` existed: its config lacks the field
+    del older["config"]["model"]["lpc_order"]
+    save_checkpoint(older, tmp_path / "older.pt")
+    bundle_model(tmp_path / "run1" / "model", "older", tmp_path / "models", training_state=tmp_path / "older.pt")
+    other = read_checkpoint(checkpoint)
+    other["config"]["model"]["residual_channels"] += 1
+    save_checkpoint(other, tmp_path / "other.pt")
+    with pytest.raises(VocoderError, match="not the same run"):
+        bundle_model(tmp_path / "run1" / "model", "other", tmp_path / "models", training_state=tmp_path / "other.pt")
+    assert not (tmp_path / "models" / "other").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from vocoder.config import config_from_dict
 from vocoder.errors import VocoderError
 from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, resolve_model_path
 from vocoder.models.student import StudentWaveNet
@@ -125,11 +126,14 @@ def bundle_model(
     if model_file.stat().st_size > MAX_BUNDLE_BYTES:
         raise VocoderError(f"{model_file}: {model_file.stat().st_size / 2**20:.1f} MB exceeds the 20 MB bundle limit")
     state = None if training_state is None else read_checkpoint(training_state)  # damaged: refused before copying
+    if state is not None:
+        # Both read through today's Config, so a state saved before a config field was added still matches.
+        saved = config_from_dict(state["config"], f"{training_state} (checkpoint config)").model_dump(mode="json")
+        if saved != read_model_header(model_file)[0].model_dump(mode="json"):
+            raise VocoderError(f"{training_state}: its config differs from {model_file}'s: not the same run")
     target = models_dir / name
     target.mkdir(parents=True, exist_ok=True)
     if state is not None:
-        if state["config"] != read_model_header(model_file)[0].model_dump(mode="json"):
-            raise VocoderError(f"{training_state}: its config differs from {model_file}'s: not the same run")
         (target / TRAINING_STATE).parent.mkdir(exist_ok=True)
         save_checkpoint(state, target / TRAINING_STATE)  # written afresh: it carries its digest whatever its age
     temporary = target / f".{WEIGHTS_NAME}.partial"
