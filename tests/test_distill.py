@@ -224,6 +224,7 @@ def distill_under_ddp(config: dict[str, object], cache_dir: Path, teacher_file: 
     return config_file
 
 
+@pytest.mark.slow
 def test_cli_distills_under_ddp_then_synthesizes_with_the_student(
     cache_dir: Path, teacher_file: Path, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from vocoder.cli import app
@@ -65,6 +66,7 @@ def fake_venv(folder: Path) -> None:
     (bin_dir / "activate").write_text(f'export PATH="{bin_dir}:$PATH"\n')
 
 
+@pytest.mark.slow
 def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     fake_venv(tmp_path)
     port = free_port()
