@@ -2,11 +2,10 @@
 
 For each held-out utterance of each feature cache (one cache per source), every system rebuilds the recording from
 the same log-mel: each model through `Vocoder.synthesize_batch` (a source's utterances as one batch, as a user's
-`extract` + `synthesize` of several files would), Griffin-Lim
-from the mel (librosa's mel inversion, 64 iterations by default), and the 8-bit mu-law re-quantisation of the
-recording itself, the ceiling of any mu-law WaveNet. All are scored in the same run with the same metrics
-(PESQ-WB, STOI, MCD, DNSMOS OVRL; `vocoder.eval.metrics`), so each model is reported as a ratio to Griffin-Lim and
-to the ceiling measured beside it, per source and over all sources.
+`extract` + `synthesize` of several files would), Griffin-Lim from the mel (librosa's mel inversion, 64 iterations
+by default), and the 8-bit mu-law re-quantisation of the recording itself, the ceiling of any mu-law WaveNet. All
+are scored in the same run with the same metrics (PESQ-WB, STOI, MCD, DNSMOS OVRL; `vocoder.eval.metrics`), so each
+model is reported as a ratio to Griffin-Lim and to the ceiling measured beside it, per source and over all sources.
 """
 
 from __future__ import annotations
