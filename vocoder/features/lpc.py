@@ -95,10 +95,19 @@ def frame_lpc(frames: torch.Tensor, config: Config) -> torch.Tensor:
 
 
 def predict(coefficients: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-    """One step of every generator: `coefficients [B, order]`, `history [B, order]` (newest first: s[t-1], ...,
-    s[t-order]) -> `p_t [B]`. The one formula the naive and fast generators share, so their predictions are equal
-    bit for bit."""
-    return (coefficients * history).sum(-1)
+    """One step of every generator: `coefficients [..., order]`, `history [..., order]` (newest first: s[t-1],
+    ..., s[t-order]) -> `p_t [...]`. The one formula of every generator and of the training targets, with its
+    rounding fixed: each product rounded to float32, zero-padded to a power of two, then halves added pairwise
+    (elementwise float32 adds, the same on every device and CPU), so the compiled kernel, which does exactly this,
+    predicts bit for bit what the naive and PyTorch generators do (a `sum` reduces in an order that depends on the
+    CPU's vector width)."""
+    terms = coefficients * history
+    width = 1 << (terms.shape[-1] - 1).bit_length()
+    terms = F.pad(terms, (0, width - terms.shape[-1]))
+    while width > 1:
+        width //= 2
+        terms = terms[..., :width] + terms[..., width:]
+    return terms[..., 0]
 
 
 def predict_signal(coefficients: torch.Tensor, signal: torch.Tensor, hop: int) -> torch.Tensor:
@@ -108,7 +117,7 @@ def predict_signal(coefficients: torch.Tensor, signal: torch.Tensor, hop: int) -
     padded = F.pad(signal, (order, 0))
     steps = signal.shape[-1]
     history = torch.stack([padded[:, order - k : order - k + steps] for k in range(1, order + 1)], dim=-1)
-    return (coefficients.repeat_interleave(hop, dim=1)[:, :steps] * history).sum(-1)
+    return predict(coefficients.repeat_interleave(hop, dim=1)[:, :steps], history)
 
 
 def excitation_targets(
