@@ -96,11 +96,9 @@ def frame_lpc(frames: torch.Tensor, config: Config) -> torch.Tensor:
 
 def predict(coefficients: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
     """One step of every generator: `coefficients [..., order]`, `history [..., order]` (newest first: s[t-1],
-    ..., s[t-order]) -> `p_t [...]`. The one formula of every generator and of the training targets, with its
-    rounding fixed: each product rounded to float32, zero-padded to a power of two, then halves added pairwise
-    (elementwise float32 adds, the same on every device and CPU), so the compiled kernel, which does exactly this,
-    predicts bit for bit what the naive and PyTorch generators do (a `sum` reduces in an order that depends on the
-    CPU's vector width)."""
+    ..., s[t-order]) -> `p_t [...]`; teacher forcing uses it too. Its rounding is fixed, so that every generator
+    (the compiled kernel does exactly this) predicts bit for bit alike: products rounded to float32, zero-padded to
+    a power of two, halves added pairwise (a `sum` reduces in an order torch does not fix)."""
     terms = coefficients * history
     width = 1 << (terms.shape[-1] - 1).bit_length()
     terms = F.pad(terms, (0, width - terms.shape[-1]))
