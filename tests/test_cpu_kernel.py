@@ -81,14 +81,21 @@ class RecordedSteps:
 
 
 def assert_same_as_naive(
-    model: WaveNet, local: torch.Tensor, speaker_ids, sampling: Sampling, threads: int = 1, **options
+    model: WaveNet,
+    local: torch.Tensor,
+    speaker_ids,
+    sampling: Sampling,
+    threads: int = 1,
+    lpc: torch.Tensor | None = None,
+    **options,
 ) -> RecordedSteps:
+    """`lpc`: an LPC model's predictor coefficients (tests/test_lpc.py)."""
     uniforms = sampling.uniforms(local.shape[0], local.shape[-1])
-    naive = generate_naive(model, local, speaker_ids, sampling, uniforms, record_logits=True)
+    naive = generate_naive(model, local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc)
     generator = KernelWaveNet(model, **options)
     steps = RecordedSteps(generator)
     with torch_threads(threads):
-        kernel = generator.generate(local, speaker_ids, sampling, uniforms, record_logits=True)
+        kernel = generator.generate(local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc)
     assert torch.equal(kernel.ids, naive.ids)
     assert (kernel.logits - naive.logits).abs().max() < 1e-4
     if sampling.strategy != "mean":  # a mean is a float64 sum: equal to rounding, not bitwise

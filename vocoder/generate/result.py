@@ -27,14 +27,6 @@ class GenerationResult:
     logits: torch.Tensor | None = None  # [B, T, classes] when recorded (tests, diagnostics)
 
 
-def lpc_problem(lpc_order: int) -> str | None:
-    """Why a compiled teacher step (the fused CPU kernel, CUDA graphs) cannot run a model of this `lpc_order`: they
-    have no linear prediction yet and must not run an LPC model as if it had none. None when it has no LPC."""
-    if lpc_order:
-        return f"the model predicts an LPC excitation (model.lpc_order {lpc_order}), which only the PyTorch loop runs"
-    return None
-
-
 def checked_lpc(order: int, hop: int, lpc: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor | None:
     """A generator's predictor coefficients `[B, frames, lpc_order]` (`model.lpc(frames)`), checked: a model of
     LPC `order` (frames of `hop` samples) needs them for every step, any other model must not be given them."""

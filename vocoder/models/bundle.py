@@ -81,7 +81,7 @@ def write_card(
         if config.model.lpc_order:
             lines.append(
                 f"| linear prediction | order {config.model.lpc_order} from the mel; the network models the mu-law "
-                "excitation (PyTorch Fast-WaveNet loop only) |"
+                "excitation |"
             )
     elif kind == STUDENT and config.student is not None:
         student = StudentWaveNet(config)
