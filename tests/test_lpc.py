@@ -21,7 +21,6 @@ from vocoder.audio import mu_law_decode, mu_law_encode, mu_law_thresholds, preem
 from vocoder.bench.generation import GenerationBenchSettings, bench_generation, figure_count
 from vocoder.bench.training import bench_training
 from vocoder.config import ConfigError, load_config
-from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features, log_mel
 from vocoder.features.lpc import (
     excitation_targets,
