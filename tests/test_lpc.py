@@ -21,7 +21,6 @@ from vocoder.audio import mu_law_decode, mu_law_encode, mu_law_thresholds, preem
 from vocoder.bench.generation import GenerationBenchSettings, bench_generation, figure_count
 from vocoder.bench.training import bench_training
 from vocoder.config import ConfigError, load_config
-from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features, log_mel
 from vocoder.features.lpc import (
     excitation_targets,
@@ -38,7 +37,6 @@ from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet, shift_right
 from vocoder.native import load_extension
 from vocoder.train.data import SegmentSampler, TrainingCorpus
-from vocoder.train.distill import load_teacher
 from vocoder.train.trainer import Trainer
 from vocoder.vocabulary import PRECISIONS
 
@@ -156,6 +154,7 @@ def test_training_batches_target_the_excitation_and_read_the_signal(lpc_cache: P
     assert torch.equal(batch.targets, mu_law_encode((wav - predicted).clamp(-1, 1)))
     assert torch.equal(batch.prediction, mu_law_encode(predicted))
     signal_ids = mu_law_encode(wav)
+    assert torch.equal(batch.signal_ids, signal_ids)  # clean, noise or not: what distillation compares with
     if noise:  # noise goes into the past input, never into the targets or the prediction
         assert not torch.equal(batch.past, signal_ids) and (batch.past - signal_ids).abs().max() <= 12
     else:
@@ -365,11 +364,6 @@ def test_the_api_streams_an_lpc_model_exactly_as_whole_and_as_naive(lpc_model_fi
     assert np.array_equal(model.synthesize(features, method="naive", seed=4), whole)
     assert np.array_equal(model.synthesize(features, method="fast-torch", seed=4), whole)
     assert np.abs(whole).max() > 0.01
-
-
-def test_distillation_refuses_an_lpc_teacher(lpc_model_file: Path) -> None:
-    with pytest.raises(VocoderError, match="teacher predicts an LPC excitation"):
-        load_teacher(lpc_model_file, lpc_config())
 
 
 # --- training --------------------------------------------------------------------------------------------------

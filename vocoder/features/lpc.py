@@ -111,11 +111,22 @@ def predict(coefficients: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
 def predict_signal(coefficients: torch.Tensor, signal: torch.Tensor, hop: int) -> torch.Tensor:
     """Teacher forcing: `p_t` for every sample of `signal [B, frames * hop]` from its own past (zeros before it),
     `coefficients [B, frames, order]` -> `[B, frames * hop]`."""
+    return predict_samples(sample_coefficients(coefficients, hop, signal.shape[-1]), signal)
+
+
+def sample_coefficients(coefficients: torch.Tensor, hop: int, steps: int) -> torch.Tensor:
+    """Frame f's coefficients for each of its `hop` samples: `[B, frames, order]` -> `[B, steps, order]`."""
+    return coefficients.repeat_interleave(hop, dim=1)[:, :steps]
+
+
+def predict_samples(coefficients: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+    """`predict_signal` with a predictor per sample, `coefficients [B, T, order]` (distillation's contrastive term
+    rotates them in time by a number of samples, not of frames). Differentiable in `signal`."""
     order = coefficients.shape[-1]
     padded = F.pad(signal, (order, 0))
     steps = signal.shape[-1]
     history = torch.stack([padded[:, order - k : order - k + steps] for k in range(1, order + 1)], dim=-1)
-    return predict(coefficients.repeat_interleave(hop, dim=1)[:, :steps], history)
+    return predict(coefficients, history)
 
 
 def excitation_targets(
