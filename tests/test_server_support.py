@@ -18,6 +18,8 @@ import uvicorn
 from tests.conftest import tiny_config
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
+from vocoder_server import Settings
+from vocoder_server.serving import ServiceServer, service_config
 
 HOP = 40
 N_MELS = 10
@@ -77,10 +79,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
+def serving(app: Any, settings: Settings | None = None) -> Iterator[str]:
     """`app` served by uvicorn on a loopback port in a thread (real sockets: a client can hang up mid-stream, which
-    the in-process TestClient cannot do); yields the base URL, and stops the server on exit."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    the in-process TestClient cannot do); yields the base URL, and stops the server on exit. With `settings`, served
+    as `vocoder serve` serves it: its server class and uvicorn settings (header deadline, keep-alive), on a free
+    port in place of `settings.port`."""
+    if settings is None:
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    else:
+        on_loopback = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+        server = ServiceServer(service_config(app, on_loopback, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     try:
