@@ -22,8 +22,9 @@ torch.set_num_threads(1)
 multiprocessing.set_forkserver_preload(["vocoder_server.uploads"])
 
 HEAVY = pytest.mark.xdist_group("heavy")
-"""Tests that start several busy processes (torchrun's two ranks, Chromium, the whole recipe, a kernel build): under
-`pytest -n 2 --dist loadgroup` they all run on one worker, one at a time, so two of them never share two cores."""
+"""Tests that start several busy processes (torchrun's two ranks, Chromium, the whole recipe, the README as written,
+a kernel build): under `pytest -n 2 --dist loadgroup` they all run on one worker, one at a time, so two of them never
+share two cores. It marks a test function (on a helper it does nothing)."""
 
 TINY: dict[str, Any] = {
     "name": "tiny",
