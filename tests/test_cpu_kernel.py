@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from tests.conftest import HEAVY, tiny_config
 from vocoder import native
 from vocoder.audio import mu_law_encode
 from vocoder.bench.generation import plot_generation
@@ -403,6 +403,7 @@ PORTABLE_CHECKS = "naive or bitwise or stated_tolerance or streamed_blocks or ga
 
 
 @pytest.mark.slow
+@HEAVY
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="an x86-64 -march level")
 def test_a_build_for_older_cpus_passes_the_kernel_checks() -> None:
     """Built with -march=x86-64-v2 (no AVX2, F16C or AVX-512: the portable vector code, fp16 conversion and int8
