@@ -55,6 +55,8 @@ def test_bench_quality_scores_models_beside_griffin_lim_and_the_ceiling(cache_di
     ceiling, griffin_lim, random_model = (systems[name]["mean"] for name in systems)
     assert ceiling["pesq_wb"] > griffin_lim["pesq_wb"] > random_model["pesq_wb"]  # an untrained model is noise
     assert ceiling["stoi"] > random_model["stoi"] and ceiling["mcd_db"] < random_model["mcd_db"]
+    # The cache's audio is a harmonic tone: voiced throughout; an untrained model's noise is not.
+    assert ceiling["voiced"] > 0.9 > 0.3 > random_model["voiced"] and ceiling["vuv_error"] < random_model["vuv_error"]
     ratio = systems["random"]["vs_griffin_lim"]
     assert ratio["pesq_wb"] == pytest.approx(random_model["pesq_wb"] / griffin_lim["pesq_wb"], abs=1e-3)
     assert ratio["mcd_db"] == pytest.approx(griffin_lim["mcd_db"] / random_model["mcd_db"], abs=1e-3)

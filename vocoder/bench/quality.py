@@ -30,8 +30,11 @@ from vocoder.features.featurefile import read_features
 
 GRIFFIN_LIM = "griffin-lim"
 CEILING = "mu-law-ceiling"
-METRICS = ("pesq_wb", "stoi", "mcd_db", "dnsmos_ovrl")
-HIGHER_IS_BETTER = {"pesq_wb": True, "stoi": True, "mcd_db": False, "dnsmos_ovrl": True}
+METRICS = ("pesq_wb", "stoi", "mcd_db", "dnsmos_ovrl", "vuv_error")
+HIGHER_IS_BETTER = {"pesq_wb": True, "stoi": True, "mcd_db": False, "dnsmos_ovrl": True, "vuv_error": False}
+SCORES = (*METRICS, "voiced")
+"""What is averaged per system: the metrics (each also a ratio to Griffin-Lim and the ceiling) and the share of the
+system's speech frames that are voiced, which has no better direction: it should match the recording's."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +84,14 @@ def mu_law_ceiling(reference: np.ndarray, mu: int) -> np.ndarray:
 def score(reference: np.ndarray, system: np.ndarray, rate: int, with_dnsmos: bool) -> dict[str, float]:
     """The benchmark's metrics of one system waveform against its reference (both at `rate` = 16 kHz)."""
     system = system[: len(reference)]
+    spectral = metrics.spectral_f0_scores(reference, system, rate)
     return {
         "pesq_wb": metrics.pesq_wb(reference, system),
         "stoi": metrics.stoi(reference, system),
-        "mcd_db": metrics.spectral_f0_scores(reference, system, rate).mcd_db,
+        "mcd_db": spectral.mcd_db,
         "dnsmos_ovrl": metrics.dnsmos(system)["dnsmos_ovrl"] if with_dnsmos else math.nan,
+        "vuv_error": spectral.vuv_error,
+        "voiced": spectral.voiced,
     }
 
 
@@ -96,7 +102,7 @@ def _mean(values: list[float]) -> float:
 
 
 def _means(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {name: _mean([row[name] for row in rows]) for name in METRICS}
+    return {name: _mean([row[name] for row in rows]) for name in SCORES}
 
 
 def _ratios(system: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
@@ -104,8 +110,11 @@ def _ratios(system: dict[str, float], baseline: dict[str, float]) -> dict[str, f
     ratios = {}
     for name in METRICS:
         a, b = system[name], baseline[name]
+        if not (a and b):  # a perfect error of 0 (the ceiling's V/UV) has no ratio
+            ratios[name] = math.nan
+            continue
         ratio = a / b if HIGHER_IS_BETTER[name] else b / a
-        ratios[name] = round(float(ratio), 3) if b and a and math.isfinite(ratio) else math.nan
+        ratios[name] = round(float(ratio), 3) if math.isfinite(ratio) else math.nan
     return ratios
 
 
@@ -197,9 +206,13 @@ def summarize(
 
 
 def summary_table(report: dict[str, Any]) -> str:
-    """A Markdown table: one row per source and system, metric means and the ratio to Griffin-Lim of the run."""
-    header = "| source | system | PESQ-WB ↑ | STOI ↑ | MCD (dB) ↓ | DNSMOS OVRL ↑ | PESQ / GL | DNSMOS / GL |"
-    lines = [header, "|" + "---|" * 8]
+    """A Markdown table: one row per source and system, score means and the ratio to Griffin-Lim of the run (the
+    ceiling's voiced share is the recording's, to within its quantisation)."""
+    header = (
+        "| source | system | PESQ-WB ↑ | STOI ↑ | MCD (dB) ↓ | DNSMOS OVRL ↑ | V/UV error ↓ | voiced | PESQ / GL "
+        "| DNSMOS / GL |"
+    )
+    lines = [header, "|" + "---|" * 10]
     for source, systems in report["sources"].items():
         count = (
             sum(len(ids) for ids in report["utterances"].values())
@@ -208,7 +221,7 @@ def summary_table(report: dict[str, Any]) -> str:
         )
         for system, entry in systems.items():
             mean, ratio = entry["mean"], entry["vs_griffin_lim"]
-            cells = [f"{mean[name]:.3f}" if math.isfinite(mean[name]) else "–" for name in METRICS]
+            cells = [f"{mean[name]:.3f}" if math.isfinite(mean[name]) else "–" for name in SCORES]
             lines.append(
                 f"| {source} ({count}) | {system} | {' | '.join(cells)} | {ratio['pesq_wb']} | {ratio['dnsmos_ovrl']} |"
             )

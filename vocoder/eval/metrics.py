@@ -8,7 +8,8 @@ Definitions (docs/EVALUATION.md repeats them for readers of the reports):
   Per frame MCD = 10 / ln(10) * sqrt(2 * sum_d (c_d - c'_d)^2) dB, averaged over the DTW path between the two
   sequences of speech frames (frames within 40 dB of each signal's loudest frame).
 * log-F0 RMSE in cents (1200 * log2 ratio) on DTW-aligned frames voiced in both; V/UV error: the share of
-  aligned frames whose voicing decisions differ.
+  aligned frames whose voicing decisions differ; voiced share: the share of the system's own speech frames in
+  which Harvest finds an F0 (a breathy vocoder scores low; recordings of speech about 0.8).
 * PESQ wide-band (ITU-T P.862.2) and STOI at 16 kHz; multi-resolution STFT distance (spectral convergence plus
   mean absolute log-magnitude difference, averaged over three resolutions); DNSMOS P.835 (OVRL/SIG/BAK), a
   non-intrusive estimate that is only indicative.
@@ -45,6 +46,7 @@ class SpectralF0Scores:
     mcd_db: float
     f0_rmse_cents: float
     vuv_error: float
+    voiced: float  # of the system's speech frames, not aligned: comparable across systems of one reference
 
 
 def _world(wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +109,8 @@ def spectral_f0_scores(reference: np.ndarray, system: np.ndarray, sample_rate: i
     cents = 1200.0 * np.log2(sys_path_f0[both] / ref_path_f0[both]) if both.any() else np.array([])
     f0_rmse = float(np.sqrt(np.mean(cents**2))) if cents.size else math.nan
     vuv = float(np.mean(ref_voiced != sys_voiced))
-    return SpectralF0Scores(mcd_db=mcd, f0_rmse_cents=f0_rmse, vuv_error=vuv)
+    voiced = float(np.mean(sys_f0[sys_keep] > 0))
+    return SpectralF0Scores(mcd_db=mcd, f0_rmse_cents=f0_rmse, vuv_error=vuv, voiced=voiced)
 
 
 def _same_length(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
