@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from vocoder.audio import mu_law_bin_centres
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult, lpc_problem
-from vocoder.generate.sampling import Sampling
+from vocoder.generate.sampling import Sampling, Uniforms
 from vocoder.models.conditioning import Conditioning
 from vocoder.models.step_weights import StepWeights
 from vocoder.models.wavenet import WaveNet
@@ -218,7 +218,7 @@ class KernelWaveNet(BlockGenerator):
         local: Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: Uniforms,
         result: GenerationResult,
         chunk_samples: int | None,
         lpc: torch.Tensor | None,
@@ -236,7 +236,6 @@ class KernelWaveNet(BlockGenerator):
         id_ring = torch.zeros(batch, self.input_kernel, dtype=torch.long)
         previous = torch.full((batch,), self.weights.start_id, dtype=torch.long)
         layer_bias = self._layer_bias(speaker_ids, batch)
-        uniforms = uniforms.to(torch.float64).contiguous()
         options = (
             STRATEGIES.index(sampling.strategy),  # the kernel's codes: sample 0, argmax 1, mean 2
             sampling.temperature,
@@ -263,9 +262,10 @@ class KernelWaveNet(BlockGenerator):
             use_split, size, timed = next(probes) if split is None else (split, BLOCK_SAMPLES, False)
             stop = min(steps, start + (size if chunk_samples is None else min(size, chunk_samples)))
             block = local.block(start, stop).contiguous()  # upsampled when reached, so memory is one block's
+            draws = uniforms.block(start, stop).to(torch.float64).contiguous()  # drawn when reached, as `block`
             began = time.perf_counter()
             self._step.run(
-                rings, id_ring, previous, block, start, layer_bias, uniforms,
+                rings, id_ring, previous, block, start, layer_bias, draws,
                 start, stop, result.ids, result.waveform, result.logits, *options, use_split,
             )  # fmt: skip
             per_sample = (time.perf_counter() - began) / (stop - start)

@@ -5,7 +5,7 @@ Here every tensor one step touches lives in static buffers, the ring positions c
 device, and `GRAPH_STEPS` consecutive steps are captured once per (batch size, sampling settings) as one CUDA graph.
 Generation replays that graph, copying in each chunk's precomputed conditioning and uniform draws and copying out the
 ids, samples and logits: one launch per `GRAPH_STEPS` samples instead of thousands. Each block's conditioning is
-upsampled and projected when the replays reach it.
+upsampled and projected, and its uniforms drawn, when the replays reach it.
 
 The arithmetic is `FastWaveNet`'s (its arrangement of the model's `export_weights`, the same sampling) except that
 the skip outputs of all layers are summed at the end of a step instead of one by one, so logits agree to float32
@@ -26,7 +26,7 @@ import torch
 
 from vocoder.generate.fast import BLOCK_ELEMENTS, FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult, lpc_problem
-from vocoder.generate.sampling import Sampling
+from vocoder.generate.sampling import Sampling, Uniforms
 from vocoder.models.conditioning import Conditioning
 from vocoder.models.wavenet import WaveNet
 from vocoder.native import KernelUnavailable
@@ -171,7 +171,7 @@ class CudaGraphWaveNet(BlockGenerator):
         local: Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: Uniforms,
         result: GenerationResult,
         chunk_samples: int | None,
         lpc: torch.Tensor | None,
@@ -190,18 +190,18 @@ class CudaGraphWaveNet(BlockGenerator):
         if chunk_samples is not None:  # the first chunk waits for no more conditioning than it needs
             block = min(block, -(-chunk_samples // chunk) * chunk)
         layer_bias = self.fallback.layer_bias(speaker_ids, batch)
-        uniforms = uniforms.to(local.device)
         with program.lock:
             program.reset()
             emitted = 0
             for block_start in range(0, steps, block):
                 block_stop = min(steps, block_start + block)
                 conditioning = self.fallback.block_conditioning(local.block(block_start, block_stop), layer_bias)
+                draws = uniforms.block(block_start, block_stop).to(local.device)
                 for start in range(block_start, block_stop, chunk):
                     count = min(chunk, block_stop - start)  # short only at the end of the utterance
                     offset = start - block_start
                     program.conditioning[:, :count] = conditioning[:, offset : offset + count]
-                    program.uniforms[:, :count] = uniforms[:, start : start + count]
+                    program.uniforms[:, :count] = draws[:, offset : offset + count]
                     program.replay()
                     result.ids[:, start : start + count] = program.ids[:count].T
                     result.waveform[:, start : start + count] = program.waveform[:count].T

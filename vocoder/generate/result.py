@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vocoder.generate.sampling import Sampling
+from vocoder.generate.sampling import Sampling, Uniforms, as_uniforms
 from vocoder.models.conditioning import Conditioning, as_conditioning
 from vocoder.models.step_weights import StepWeights
 
@@ -33,6 +33,15 @@ def lpc_problem(lpc_order: int) -> str | None:
     if lpc_order:
         return f"the model predicts an LPC excitation (model.lpc_order {lpc_order}), which only the PyTorch loop runs"
     return None
+
+
+def checked_uniforms(uniforms: torch.Tensor | Uniforms, batch: int, steps: int) -> Uniforms:
+    """`uniforms` as `Uniforms`, checked: one draw per (utterance, step) of the conditioning."""
+    uniforms = as_uniforms(uniforms)
+    if uniforms.shape != (batch, steps):
+        expected = f"[{batch}, {steps}] draws (one per utterance and step)"
+        raise ValueError(f"uniforms: expected {expected}, found {list(uniforms.shape)}")
+    return uniforms
 
 
 def checked_lpc(order: int, hop: int, lpc: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor | None:
@@ -66,14 +75,15 @@ class BlockGenerator:
         local: torch.Tensor | Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: torch.Tensor | Uniforms,
         result: GenerationResult,
         chunk_samples: int | None = None,
         lpc: torch.Tensor | None = None,
     ) -> Iterator[tuple[int, int]]:
         """Generate into `result` block by block (at most `chunk_samples` per block), yielding each block's
-        `[start, stop)` as soon as it is done. A `Conditioning` is read a block at a time."""
+        `[start, stop)` as soon as it is done. A `Conditioning` and `Uniforms` are read a block at a time."""
         local = as_conditioning(local)
+        uniforms = checked_uniforms(uniforms, local.shape[0], local.shape[-1])
         coefficients = checked_lpc(
             self.weights.lpc_order, self.weights.hop_length, lpc, local.shape[0], local.shape[-1]
         )
@@ -85,7 +95,7 @@ class BlockGenerator:
         local: Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: Uniforms,
         result: GenerationResult,
         chunk_samples: int | None,
         lpc: torch.Tensor | None,
@@ -97,13 +107,13 @@ class BlockGenerator:
         local: torch.Tensor | Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: torch.Tensor | Uniforms,
         record_logits: bool = False,
         progress: ProgressCallback | None = None,
         lpc: torch.Tensor | None = None,
     ) -> GenerationResult:
         """`local [B, C, T]` upsampled conditioning (or a `Conditioning` that upsamples each block when it is
-        reached); `uniforms [B, T]` the draws (see `Sampling.uniforms`)."""
+        reached); `uniforms [B, T]` the draws (`Sampling.draws`: each block drawn when it is reached)."""
         result = self.allocate(local, record_logits)
         for start, stop in self.stream(local, speaker_ids, sampling, uniforms, result, lpc=lpc):
             if progress is not None:

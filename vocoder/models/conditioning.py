@@ -2,8 +2,8 @@
 
 Upsampled conditioning is the largest tensor of a synthesis: `[B, C, T]` at the sample rate (80 channels of float32
 are 5 MB per second of audio). Generators read it through `Conditioning.block`, so an upsampler can compute each
-block when it is reached (`UpsampledConditioning`) and memory does not grow with the utterance; a tensor that is
-already upsampled (tests, the naive reference) is wrapped by `as_conditioning`.
+block when it is reached (`UpsampledConditioning`, prenet included) and neither memory nor the work before the
+first block grows with the utterance; a tensor that is already upsampled (tests) is wrapped by `as_conditioning`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from torch.nn import functional as F
 
 if TYPE_CHECKING:
     from vocoder.models.layers import ConditioningUpsampler
@@ -45,29 +44,55 @@ class TensorConditioning(Conditioning):
         return self.local[:, :, start:stop]
 
 
+TILE_FRAMES = 64
+"""Frames upsampled together (12,800 samples at hop 200): the prenet and the polyphase filter run over one tile's
+frames and context at a time, small enough that a stream's first block costs little, large enough that a whole
+100-s utterance is 125 tiles' fixed costs."""
+
+
 class UpsampledConditioning(Conditioning):
-    """A batch of frame-rate features, upsampled a block at a time: the prenet runs once over the frames (frame
-    rate, so small), the stretch-and-smooth stages over each block's frames with `stage_reach` frames of context
-    either side. Every stage computes each output from the same inputs in the same order wherever a block starts,
-    so blocks are bitwise slices of `whole()`, however a generator cuts them."""
+    """A batch of frame-rate features, upsampled a tile of `TILE_FRAMES` frames at a time on a fixed grid: a tile
+    reads exactly its frames and `edge_frames` either side (the first and last frames repeated past the ends), runs
+    the prenet and the polyphase filter (`ConditioningUpsampler.polyphase`) over them, and every tile has the same
+    shapes, so it is computed the same whichever block asks for it. A block is cut from the tiles it overlaps (the
+    last one kept for the next block): blocks are bitwise slices of `whole()` however a generator cuts them, and
+    nothing past a block's last tile is read. For generation only (no gradients)."""
 
     def __init__(self, upsampler: ConditioningUpsampler, frames: torch.Tensor) -> None:
         """`frames [B, C_in, n]`."""
-        self.upsampler = upsampler
+        self.upsampler, self.frames = upsampler, frames
+        batch, _, count = frames.shape
+        self.shape = (batch, upsampler.prenet.out_channels, count * upsampler.hop)
+        self.device, self.dtype = frames.device, frames.dtype
+        self.tile_samples = TILE_FRAMES * upsampler.hop
+        with torch.no_grad():
+            self.phases = upsampler.phase_matrix()
         edge = upsampler.edge_frames
-        # The edge frames repeated on both sides, then the prenet: [B, C, n + 2 * edge], frame f at f + edge.
-        self.prenet = upsampler.prenet(F.pad(frames, (edge, edge), mode="replicate"))
-        batch, channels, _ = self.prenet.shape
-        self.shape = (batch, channels, frames.shape[-1] * upsampler.hop)
-        self.device, self.dtype = self.prenet.device, self.prenet.dtype
+        self.reads = torch.arange(-edge, TILE_FRAMES + edge, device=frames.device)  # frames of tile 0, context too
+        self.last: tuple[int, torch.Tensor] | None = None
+
+    def tile(self, index: int) -> torch.Tensor:
+        """`[B, C, tile_samples]`: the samples of frames `[index * TILE_FRAMES, (index + 1) * TILE_FRAMES)` (past
+        the last frame, the last frame repeated)."""
+        if self.last is not None and self.last[0] == index:
+            return self.last[1]
+        up = self.upsampler
+        positions = (self.reads + index * TILE_FRAMES).clamp_(0, self.frames.shape[-1] - 1)
+        with torch.no_grad():
+            tile = up.polyphase(up.prenet(self.frames.index_select(-1, positions)), self.phases)
+        self.last = index, tile
+        return tile
 
     def block(self, start: int, stop: int) -> torch.Tensor:
-        up = self.upsampler
-        first, last = start // up.hop, -(-stop // up.hop)  # the frames that samples [start, stop) fall in
-        reach, edge = up.stage_reach, up.edge_frames
-        x = up.stretch_and_smooth(self.prenet[..., first + edge - reach : last + edge + reach])
-        offset = reach * up.hop + start - first * up.hop
-        return x[..., offset : offset + stop - start]
+        size = self.tile_samples
+        first, last = start // size, -(-stop // size)  # the tiles that samples [start, stop) fall in
+        if last - first == 1:
+            return self.tile(first)[..., start - first * size : stop - first * size]
+        out = torch.empty(*self.shape[:2], stop - start, device=self.device, dtype=self.dtype)
+        for index in range(first, last):
+            lo, hi = max(start, index * size), min(stop, (index + 1) * size)
+            out[..., lo - start : hi - start] = self.tile(index)[..., lo - index * size : hi - index * size]
+        return out
 
 
 def as_conditioning(local: torch.Tensor | Conditioning) -> Conditioning:

@@ -553,7 +553,7 @@ class Generator {
   // state between calls. local [B, local channels, n] holds the conditioning of steps [local_start, local_start + n),
   // which must cover [start, stop): the caller upsamples it block by block (read in place: a transposed copy per
   // block would also wake torch's OpenMP threads), layer_bias [B, layers * 2Hp] (conv bias plus speaker
-  // projection), uniforms [B, T] float64.
+  // projection), uniforms [B, n] float64 the draws of the same steps as local (drawn block by block too).
   void run(torch::Tensor rings, torch::Tensor id_ring, torch::Tensor previous, torch::Tensor local,
            int64_t local_start, torch::Tensor layer_bias, torch::Tensor uniforms, int64_t start, int64_t stop,
            torch::Tensor ids, torch::Tensor waveform, c10::optional<torch::Tensor> logits, int64_t strategy,
@@ -564,6 +564,7 @@ class Generator {
     TORCH_CHECK(local.size(1) == local_ && local_start <= start && stop <= local_start + local.size(2) &&
                     stop <= ids.size(1),
                 "wavenet_step: bad local features");
+    TORCH_CHECK(uniforms.size(0) == ids.size(0) && uniforms.size(1) == local.size(2), "wavenet_step: bad uniforms");
     if (logits) TORCH_CHECK(logits->is_contiguous() && logits->size(2) == C_);
     const Block block{rings.data_ptr<float>(),
                       id_ring.data_ptr<int64_t>(),
@@ -867,7 +868,8 @@ class Generator {
         // Every thread samples (the same id, from the same logits and uniform): it needs it for the next step.
         const float* row_logits = parts > 1 ? shared->logits : lg[b];
         const int64_t row = b0 + b, at = row * blk.total + t;
-        const auto [id, value] = choose(row_logits, C_, blk.uniforms[at], blk.sampling);
+        const double uniform = blk.uniforms[row * blk.local_steps + (t - blk.local_start)];
+        const auto [id, value] = choose(row_logits, C_, uniform, blk.sampling);
         previous[b] = id;
         if (!lead) continue;
         blk.ids[at] = id;
