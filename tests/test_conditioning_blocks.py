@@ -24,7 +24,8 @@ from vocoder.generate import CudaGraphWaveNet, FastWaveNet, KernelStudent, Kerne
 from vocoder.generate.cpu_kernel import BLOCK_SAMPLES
 from vocoder.generate.sampling import SeededUniforms, Uniforms, as_uniforms
 from vocoder.generate.student_kernel import CHUNK_CONDITIONING_BYTES, FIRST_CHUNK_SAMPLES
-from vocoder.models.conditioning import TILE_FRAMES, Conditioning, UpsampledConditioning
+from vocoder.models import conditioning as conditioning_module
+from vocoder.models.conditioning import Conditioning, UpsampledConditioning
 from vocoder.models.layers import ConditioningUpsampler
 from vocoder.models.wavenet import WaveNet
 
@@ -33,6 +34,16 @@ ABSOLUTE_ERROR = 1e-5
 """Stated bound on |polyphase - Conv2d| of the shipped models' upsampled conditioning (measured at most 3.8e-6)."""
 RELATIVE_ERROR = 1e-6
 """...and relative to the largest |value| (measured at most 4.4e-7): float32 rounding, the taps summed first."""
+
+
+TILE_FRAMES = 16
+"""Frames per tile in these tests (`small_tiles`): blocks and first chunks span several."""
+
+
+@pytest.fixture
+def small_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiles of TILE_FRAMES frames for the test upsampler (5 channels at hop 200, float32)."""
+    monkeypatch.setattr(conditioning_module, "TILE_BYTES", TILE_FRAMES * 5 * 200 * 4)
 
 
 def conv2d_upsample(upsampler: ConditioningUpsampler, frames: torch.Tensor) -> torch.Tensor:
@@ -66,18 +77,20 @@ def test_the_shipped_upsamplers_compute_what_the_conv2d_form_did(name: str) -> N
 
 @pytest.mark.parametrize(("scales", "prenet"), [([4, 5, 10], 3), ([4, 4, 5], 5), ([2, 3], 1), ([7], 3)])
 @torch.inference_mode()
-def test_blocks_anywhere_are_bitwise_slices_of_the_whole(scales: list[int], prenet: int) -> None:
+def test_blocks_anywhere_are_bitwise_slices_of_the_whole(scales: list[int], prenet: int, small_tiles: None) -> None:
     torch.manual_seed(0)
     upsampler = ConditioningUpsampler(6, 5, scales, prenet)
     for smoother in upsampler.smoothers:
         torch.nn.init.normal_(smoother.weight)  # not the symmetric moving average: every tap matters
-    frames = torch.randn(2, 6, 2 * TILE_FRAMES + 13)  # three tiles, the last one partly past the end
+    hop = math.prod(scales)
+    frames = torch.randn(2, 6, 2 * TILE_FRAMES * 200 // hop + 13)  # three tiles, the last one partly past the end
     one_pass = upsampler(frames)
     assert torch.allclose(one_pass, conv2d_upsample(upsampler, frames), atol=1e-5)
     conditioning = upsampler.conditioning(frames)
     whole = conditioning.whole()
+    assert frames.shape[-1] > 2 * conditioning.tile_frames
     steps = conditioning.shape[-1]
-    assert whole.shape == one_pass.shape == (2, 5, steps) == (2, 5, frames.shape[-1] * math.prod(scales))
+    assert whole.shape == one_pass.shape == (2, 5, steps) == (2, 5, frames.shape[-1] * hop)
     assert torch.allclose(whole, one_pass, atol=1e-5)
     cuts = sorted({0, steps, *torch.randint(1, steps, (12,)).tolist()})
     blocks = [conditioning.block(start, stop) for start, stop in itertools.pairwise(cuts)]
@@ -89,12 +102,13 @@ def test_blocks_anywhere_are_bitwise_slices_of_the_whole(scales: list[int], pren
 
 
 @torch.inference_mode()
-def test_a_tile_reads_exactly_its_frames_and_the_context_it_needs() -> None:
+def test_a_tile_reads_exactly_its_frames_and_the_context_it_needs(small_tiles: None) -> None:
     """The prenet runs per tile too: frames past a tile's context cannot reach it (a NaN there leaves it finite),
     and the last frame of its context does (a NaN there reaches it)."""
     torch.manual_seed(0)
     upsampler = ConditioningUpsampler(6, 5, [4, 5, 10], 3)
     tile_samples = TILE_FRAMES * upsampler.hop
+    assert upsampler.conditioning(torch.randn(1, 6, 1)).tile_samples == tile_samples
     beyond = TILE_FRAMES + upsampler.edge_frames  # the first frame that tile 0 does not read
     for first_nan, finite in ((beyond, True), (beyond - 1, False)):
         frames = torch.randn(1, 6, 4 * TILE_FRAMES)
@@ -181,36 +195,35 @@ def test_teacher_generators_upsample_each_block_when_they_reach_it(generator: st
     assert torch.equal(result.ids, whole.ids) and torch.equal(result.logits, whole.logits)
 
 
-def first_chunk(generator: str, frames: torch.Tensor) -> torch.Tensor:
-    """The first streamed chunk of `frames [1, n, C]` (500 samples from a teacher, 2,048 from a student)."""
-    sampling = Sampling(seed=3)
-    if generator.startswith("student"):
-        model = random_student()
-        student = KernelStudent(model) if generator == "student-kernel" else TorchStudent(model)
+def first_chunk(generator: str, frames: torch.Tensor, poisoned: bool) -> torch.Tensor:
+    """The first streamed chunk of `frames [1, n, C]` (500 samples from a teacher, 2,048 from a student); `poisoned`:
+    every frame past the first tile's context NaN."""
+    model = random_student() if generator.startswith("student") else tiny_teacher()
+    conditioning = model.conditioning(frames)
+    assert frames.shape[1] >= 4 * conditioning.tile_frames  # an utterance of several tiles
+    if poisoned:
+        frames = frames.clone()
+        frames[:, conditioning.tile_frames + model.upsampler.edge_frames :] = math.nan
         conditioning = model.conditioning(frames)
-        speakers = torch.tensor([1])
-        _, chunk = next(student.stream(conditioning, speakers, sampling.draws(1, conditioning.shape[-1])))
-        return chunk
-    model = tiny_teacher()
+    sampling, speakers = Sampling(seed=3), torch.tensor([1])
+    uniforms = sampling.draws(1, conditioning.shape[-1])
+    if generator.startswith("student"):
+        student = KernelStudent(model) if generator == "student-kernel" else TorchStudent(model)
+        return next(student.stream(conditioning, speakers, uniforms))[1]
     fast = {"kernel": KernelWaveNet, "fast-torch": FastWaveNet}.get(generator)
     fast = fast(model) if fast is not None else CudaGraphWaveNet(model, capture=False)
-    conditioning = model.conditioning(frames)
     result = fast.allocate(conditioning)
-    uniforms = sampling.draws(1, conditioning.shape[-1])
-    start, stop = next(fast.stream(conditioning, torch.tensor([1]), sampling, uniforms, result, chunk_samples=500))
+    start, stop = next(fast.stream(conditioning, speakers, sampling, uniforms, result, chunk_samples=500))
     return result.waveform[:, start:stop]
 
 
 @pytest.mark.parametrize("generator", ["kernel", "fast-torch", "cuda-graph-eager", "student-kernel", "student-torch"])
 @torch.inference_mode()
-def test_the_first_streamed_chunk_reads_no_frame_past_the_first_tile(generator: str) -> None:
+def test_the_first_streamed_chunk_reads_no_frame_past_the_first_tile(generator: str, small_tiles: None) -> None:
     """Nothing before the first chunk runs over the whole utterance, the prenet included: with every frame past the
     first tile's context NaN, the first chunk is finite and the clean utterance's."""
-    upsampler = tiny_teacher().upsampler  # the students' too: the same features and scales
-    frames = torch.randn(1, 8 * TILE_FRAMES, upsampler.prenet.in_channels, generator=torch.Generator().manual_seed(4))
-    poisoned = frames.clone()
-    poisoned[:, TILE_FRAMES + upsampler.edge_frames :] = math.nan
-    clean, got = first_chunk(generator, frames), first_chunk(generator, poisoned)
+    frames = torch.randn(1, 400, tiny_config().features.dim, generator=torch.Generator().manual_seed(4))
+    clean, got = first_chunk(generator, frames, False), first_chunk(generator, frames, True)
     assert got.isfinite().all() and torch.equal(got, clean)
 
 

@@ -44,40 +44,43 @@ class TensorConditioning(Conditioning):
         return self.local[:, :, start:stop]
 
 
-TILE_FRAMES = 64
-"""Frames upsampled together (12,800 samples at hop 200): the prenet and the polyphase filter run over one tile's
-frames and context at a time, small enough that a stream's first block costs little, large enough that a whole
-100-s utterance is 125 tiles' fixed costs."""
+TILE_BYTES = 4 << 20
+"""Upsampled conditioning per batch row in one tile: the prenet and the polyphase filter run over one tile's frames
+(and their context) at a time. 65 frames of the teacher's 80 channels at hop 200 (13,000 samples), 327 of the
+student's 16: the first block waits for one small tile, and a whole synthesis is few tiles (each tile's products
+are a few PyTorch ops, and on a loaded machine every op that starts torch's threads can wait tens of ms)."""
 
 
 class UpsampledConditioning(Conditioning):
-    """A batch of frame-rate features, upsampled a tile of `TILE_FRAMES` frames at a time on a fixed grid: a tile
-    reads exactly its frames and `edge_frames` either side (the first and last frames repeated past the ends), runs
-    the prenet and the polyphase filter (`ConditioningUpsampler.polyphase`) over them, and every tile has the same
-    shapes, so it is computed the same whichever block asks for it. A block is cut from the tiles it overlaps (the
-    last one kept for the next block): blocks are bitwise slices of `whole()` however a generator cuts them, and
-    nothing past a block's last tile is read. For generation only (no gradients)."""
+    """A batch of frame-rate features, upsampled a tile of frames (`TILE_BYTES` a row) at a time on a fixed grid: a
+    tile reads exactly its frames and `edge_frames` either side (the first and last frames repeated past the ends),
+    runs the prenet and the polyphase filter (`ConditioningUpsampler.polyphase`) over them, and every tile has the
+    same shapes, so it is computed the same whichever block asks for it. A block is cut from the tiles it overlaps
+    (the last one kept for the next block): blocks are bitwise slices of `whole()` however a generator cuts them,
+    and nothing past a block's last tile is read. For generation only (no gradients)."""
 
     def __init__(self, upsampler: ConditioningUpsampler, frames: torch.Tensor) -> None:
         """`frames [B, C_in, n]`."""
         self.upsampler, self.frames = upsampler, frames
         batch, _, count = frames.shape
-        self.shape = (batch, upsampler.prenet.out_channels, count * upsampler.hop)
+        channels = upsampler.prenet.out_channels
+        self.shape = (batch, channels, count * upsampler.hop)
         self.device, self.dtype = frames.device, frames.dtype
-        self.tile_samples = TILE_FRAMES * upsampler.hop
+        self.tile_frames = max(1, TILE_BYTES // (channels * upsampler.hop * frames.element_size()))
+        self.tile_samples = self.tile_frames * upsampler.hop
         with torch.no_grad():
             self.phases = upsampler.phase_matrix()
         edge = upsampler.edge_frames
-        self.reads = torch.arange(-edge, TILE_FRAMES + edge, device=frames.device)  # frames of tile 0, context too
+        self.reads = torch.arange(-edge, self.tile_frames + edge, device=frames.device)  # tile 0's frames, context too
         self.last: tuple[int, torch.Tensor] | None = None
 
     def tile(self, index: int) -> torch.Tensor:
-        """`[B, C, tile_samples]`: the samples of frames `[index * TILE_FRAMES, (index + 1) * TILE_FRAMES)` (past
+        """`[B, C, tile_samples]`: the samples of frames `[index * tile_frames, (index + 1) * tile_frames)` (past
         the last frame, the last frame repeated)."""
         if self.last is not None and self.last[0] == index:
             return self.last[1]
         up = self.upsampler
-        positions = (self.reads + index * TILE_FRAMES).clamp_(0, self.frames.shape[-1] - 1)
+        positions = (self.reads + index * self.tile_frames).clamp_(0, self.frames.shape[-1] - 1)
         with torch.no_grad():
             tile = up.polyphase(up.prenet(self.frames.index_select(-1, positions)), self.phases)
         self.last = index, tile
