@@ -42,7 +42,8 @@ TILE_FRAMES = 16
 
 @pytest.fixture
 def small_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiles of TILE_FRAMES frames for the test upsampler (5 channels at hop 200, float32)."""
+    """Tiles of 64,000 bytes a row: TILE_FRAMES frames of the test upsamplers here (5 channels at hop 200), 40 of the
+    tiny teacher (10 channels at hop 40), 80 of the tiny student: every utterance below spans several."""
     monkeypatch.setattr(conditioning_module, "TILE_BYTES", TILE_FRAMES * 5 * 200 * 4)
 
 
@@ -175,12 +176,13 @@ def tiny_teacher() -> WaveNet:
 
 @pytest.mark.parametrize("generator", ["kernel", "fast-torch", "cuda-graph-eager"])
 @torch.inference_mode()
-def test_teacher_generators_upsample_each_block_when_they_reach_it(generator: str) -> None:
+def test_teacher_generators_upsample_each_block_when_they_reach_it(generator: str, small_tiles: None) -> None:
     model = tiny_teacher()
     make = {"kernel": KernelWaveNet, "fast-torch": FastWaveNet, "cuda-graph-eager": CudaGraphWaveNet}[generator]
     fast = make(model) if generator != "cuda-graph-eager" else CudaGraphWaveNet(model, capture=False)
     frames = torch.randn(2, 300, model.config.features.dim)  # 12,000 samples
     lazy = Recorded(model.conditioning(frames))
+    assert frames.shape[1] > 4 * lazy.inner.tile_frames  # blocks cross tiles
     speakers, sampling = torch.tensor([0, 1]), Sampling(seed=1)
     uniforms = RecordedUniforms(sampling.draws(2, lazy.shape[-1]))
     result = fast.allocate(lazy, record_logits=True)
@@ -229,13 +231,14 @@ def test_the_first_streamed_chunk_reads_no_frame_past_the_first_tile(generator: 
 
 @pytest.mark.parametrize("forward", ["kernel", "torch"])
 @torch.inference_mode()
-def test_student_chunks_are_the_whole_pass(forward: str) -> None:
+def test_student_chunks_are_the_whole_pass(forward: str, small_tiles: None) -> None:
     """Bitwise for the fused forward; PyTorch's convolutions round differently by length (measured 4.5e-8)."""
     model = random_student()
     student = KernelStudent(model) if forward == "kernel" else TorchStudent(model)
     student.min_chunk_samples, student.chunk_bytes = 3 * model.receptive_field, 0  # many chunks: 2,048, 3,120...
     frames, speakers, uniforms = inputs(model, 2, 500)  # 20,000 samples
     lazy = Recorded(model.conditioning(frames))
+    assert frames.shape[1] > 4 * lazy.inner.tile_frames  # chunks cross tiles
     whole = student.one_pass(lazy.inner.whole(), speakers, uniforms)
     draws = RecordedUniforms(as_uniforms(uniforms))
     stream = student.stream(lazy, speakers, draws)
