@@ -31,9 +31,10 @@ from vocoder.models.wavenet import WaveNet
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ABSOLUTE_ERROR = 1e-5
-"""Stated bound on |polyphase - Conv2d| of the shipped models' upsampled conditioning (measured at most 3.8e-6)."""
+"""Stated bound on |polyphase - Conv2d| of the shipped models' upsampled conditioning (measured at most 6.7e-6, the
+student's tiles; 3.8e-6 its one pass)."""
 RELATIVE_ERROR = 1e-6
-"""...and relative to the largest |value| (measured at most 4.4e-7): float32 rounding, the taps summed first."""
+"""...and relative to the largest |value| (measured at most 7.2e-7): float32 rounding, the stages composed first."""
 
 
 TILE_FRAMES = 16
@@ -63,17 +64,20 @@ def conv2d_upsample(upsampler: ConditioningUpsampler, frames: torch.Tensor) -> t
 @pytest.mark.parametrize("name", ["teacher", "tts-teacher", "student"])
 @torch.inference_mode()
 def test_the_shipped_upsamplers_compute_what_the_conv2d_form_did(name: str) -> None:
+    """The one pass (training, the ONNX export) and the tiles generation reads (the teacher's examples span several)."""
     model = vocoder.load(name, device="cpu")
+    upsampler = model.model.upsampler
     for path in sorted(EXAMPLES.glob("*.npz")):
         try:
             features = model.features(path)
         except VocoderError:  # the other kind of features
             continue
         frames = torch.from_numpy(features.conditioning(model.config))[None].transpose(1, 2)
-        expected, got = conv2d_upsample(model.model.upsampler, frames), model.model.upsampler(frames)
-        assert got.shape == expected.shape
-        error = (got - expected).abs().max().item()
-        assert error < ABSOLUTE_ERROR and error < RELATIVE_ERROR * expected.abs().max().item()
+        expected = conv2d_upsample(upsampler, frames)
+        for got in (upsampler(frames), upsampler.conditioning(frames).whole()):
+            assert got.shape == expected.shape
+            error = (got - expected).abs().max().item()
+            assert error < ABSOLUTE_ERROR and error < RELATIVE_ERROR * expected.abs().max().item()
 
 
 @pytest.mark.parametrize(("scales", "prenet"), [([4, 5, 10], 3), ([4, 4, 5], 5), ([2, 3], 1), ([7], 3)])
