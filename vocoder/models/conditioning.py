@@ -47,8 +47,8 @@ class TensorConditioning(Conditioning):
 TILE_BYTES = 4 << 20
 """Upsampled conditioning per batch row in one tile: the prenet and the polyphase filter run over one tile's frames
 (and their context) at a time. 65 frames of the teacher's 80 channels at hop 200 (13,000 samples), 327 of the
-student's 16: the first block waits for one small tile, and a whole synthesis is few tiles (each tile's products
-are a few PyTorch ops, and on a loaded machine every op that starts torch's threads can wait tens of ms)."""
+student's 16: the first block waits for one small tile (under 1 ms), and memory is a tile whatever the channels.
+The student's 100-s synthesis spends 0.02 s of 1.2 s in its tiles, with 64-frame tiles as with these."""
 
 
 class UpsampledConditioning(Conditioning):
