@@ -30,7 +30,7 @@ $(VENV)/.apt: | $(VENV)/bin/python
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup tests
 
-# The suite less the tests marked slow (end-to-end, multi-process, browser): under a minute once kernels are built.
+# The suite less the tests marked slow (end-to-end, multi-process, browser): about 145 s of CPU once kernels are built.
 test-fast: install
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" tests
 

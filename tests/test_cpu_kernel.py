@@ -19,9 +19,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from tests.conftest import HEAVY, tiny_config
 from vocoder import native
+from vocoder.audio import mu_law_encode
 from vocoder.bench.generation import plot_generation
+from vocoder.features.lpc import predict_signal
 from vocoder.generate import FastWaveNet, Sampling, cpu_kernel, generate_naive
 from vocoder.generate.backends import fast_generator
 from vocoder.generate.cpu_kernel import KernelWaveNet
@@ -81,14 +83,21 @@ class RecordedSteps:
 
 
 def assert_same_as_naive(
-    model: WaveNet, local: torch.Tensor, speaker_ids, sampling: Sampling, threads: int = 1, **options
+    model: WaveNet,
+    local: torch.Tensor,
+    speaker_ids,
+    sampling: Sampling,
+    threads: int = 1,
+    lpc: torch.Tensor | None = None,
+    **options,
 ) -> RecordedSteps:
+    """`lpc`: an LPC model's predictor coefficients (tests/test_lpc.py)."""
     uniforms = sampling.uniforms(local.shape[0], local.shape[-1])
-    naive = generate_naive(model, local, speaker_ids, sampling, uniforms, record_logits=True)
+    naive = generate_naive(model, local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc)
     generator = KernelWaveNet(model, **options)
     steps = RecordedSteps(generator)
     with torch_threads(threads):
-        kernel = generator.generate(local, speaker_ids, sampling, uniforms, record_logits=True)
+        kernel = generator.generate(local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc)
     assert torch.equal(kernel.ids, naive.ids)
     assert (kernel.logits - naive.logits).abs().max() < 1e-4
     if sampling.strategy != "mean":  # a mean is a float64 sum: equal to rounding, not bitwise
@@ -287,19 +296,24 @@ def test_reduced_precision_keeps_logits_within_the_stated_tolerance(config: str,
 
 @pytest.mark.parametrize(("name", "example"), [("teacher", "kal_0165_mel"), ("tts-teacher", "slt_0004_tts")])
 def test_int8_keeps_a_trained_models_logits_within_the_stated_tolerance(name: str, example: str) -> None:
-    """Trained weights and real features (logits up to about 90) on the bundled models."""
+    """Trained weights and real features (logits up to about 90) on the bundled models (the teacher predicts an LPC
+    excitation: the forward reads the generated signal's prediction classes too)."""
     import vocoder
 
     synthesizer = vocoder.load(name, device="cpu")
     features = synthesizer.features(Path(__file__).parents[1] / "examples" / f"{example}.npz")
+    frames = synthesizer.frames([features])
     with torch.no_grad():
         local = synthesizer.local_conditioning([features]).block(0, 2000).contiguous()
     speaker_ids, model, sampling = synthesizer.speaker_ids([features]), synthesizer.model, Sampling(seed=1)
+    lpc = model.lpc(frames)
     result = KernelWaveNet(model, "int8").generate(
-        local, speaker_ids, sampling, sampling.uniforms(1, local.shape[-1]), record_logits=True
+        local, speaker_ids, sampling, sampling.uniforms(1, local.shape[-1]), record_logits=True, lpc=lpc
     )
+    hop = model.config.features.hop_length
+    prediction = None if lpc is None else mu_law_encode(predict_signal(lpc, result.waveform, hop))
     with torch.no_grad():
-        forward = model(shift_right(result.ids, model.start_id), local, speaker_ids).transpose(1, 2)
+        forward = model(shift_right(result.ids, model.start_id), local, speaker_ids, prediction).transpose(1, 2)
     assert (forward - result.logits).abs().max() < INT8_RELATIVE_TOLERANCE * forward.abs().max()
 
 
@@ -389,6 +403,7 @@ PORTABLE_CHECKS = "naive or bitwise or stated_tolerance or streamed_blocks or ga
 
 
 @pytest.mark.slow
+@HEAVY
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="an x86-64 -march level")
 def test_a_build_for_older_cpus_passes_the_kernel_checks() -> None:
     """Built with -march=x86-64-v2 (no AVX2, F16C or AVX-512: the portable vector code, fp16 conversion and int8

@@ -14,6 +14,7 @@ import torch
 
 import vocoder
 from tests.test_generation import model_and_inputs
+from tests.test_lpc import lpc_inputs, lpc_model
 from vocoder.generate import CudaGraphWaveNet, FastWaveNet, Sampling, fast_generator, generate_naive
 from vocoder.generate.cuda_graph import _StepProgram
 
@@ -121,6 +122,28 @@ def test_captured_graphs_equal_the_naive_reference_on_cuda(batch: int) -> None:
     assert (result.logits - naive.logits).abs().max() < 1e-4
     again = generator.generate(local, speaker_ids, sampling, uniforms)  # replayed, state reset
     assert torch.equal(again.ids, result.ids)
+
+
+@cuda
+@pytest.mark.usefixtures("exact_cuda")
+def test_captured_graphs_run_an_lpc_model_as_the_naive_reference_on_cuda() -> None:
+    """The prediction, its class and the signal's history inside the captured graph; streamed == whole."""
+    model = lpc_model(2)
+    local, lpc, speakers = lpc_inputs(model, 2, 800)
+    model, local, lpc, speakers = model.cuda(), local.cuda(), lpc.cuda(), speakers.cuda()
+    sampling = Sampling(seed=9)
+    uniforms = sampling.uniforms(2, 800)
+    generator = fast_generator(model)
+    assert isinstance(generator, CudaGraphWaveNet) and generator.capture
+    result = generator.generate(local, speakers, sampling, uniforms, record_logits=True, lpc=lpc)
+    naive = generate_naive(model, local, speakers, sampling, uniforms, record_logits=True, lpc=lpc)
+    eager = FastWaveNet(model).generate(local, speakers, sampling, uniforms, lpc=lpc)
+    assert torch.equal(result.ids, naive.ids) and torch.equal(result.ids, eager.ids)
+    assert torch.equal(result.waveform, eager.waveform)
+    assert (result.logits - naive.logits).abs().max() < 1e-4
+    streamed = generator.allocate(local)
+    list(generator.stream(local, speakers, sampling, uniforms, streamed, chunk_samples=100, lpc=lpc))
+    assert torch.equal(streamed.ids, result.ids) and torch.equal(streamed.waveform, result.waveform)
 
 
 @cuda

@@ -205,8 +205,6 @@ def test_mismatched_teacher_or_missing_student_section_is_refused(
         DistillTrainer(tmp_path / "student" / "model", distill_config(), cache_dir, tmp_path / "run", "cpu")
 
 
-@pytest.mark.slow
-@HEAVY
 def distill_under_ddp(config: dict[str, object], cache_dir: Path, teacher_file: Path, tmp_path: Path) -> Path:
     """`vocoder distill` under torchrun on two CPU processes for two steps, into tmp_path/run; returns the config
     file it wrote."""
@@ -225,6 +223,7 @@ def distill_under_ddp(config: dict[str, object], cache_dir: Path, teacher_file: 
 
 
 @pytest.mark.slow
+@HEAVY
 def test_cli_distills_under_ddp_then_synthesizes_with_the_student(
     cache_dir: Path, teacher_file: Path, tmp_path: Path
 ) -> None:

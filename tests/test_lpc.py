@@ -1,5 +1,6 @@
 """Linear-prediction excitation (issue #14 section 3): the predictor from the mel, the training targets, the
-generators (fast == naive, streamed == whole), the compiled paths refusing it, and fine-tuning a model into it."""
+generators (the PyTorch loop, the fused CPU kernel in every precision and thread mode, the CUDA-graph step program:
+each == naive, streamed == whole), and fine-tuning a model into it."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from scipy import signal
 
 import vocoder
 from tests.conftest import tiny_config, tone
+from tests.test_cpu_kernel import TOLERANCES, RecordedSteps, assert_same_as_naive, torch_threads
 from tests.test_train import TRAIN, build_cache
-from vocoder.audio import mu_law_decode, mu_law_encode, preemphasize
-from vocoder.bench.generation import GenerationBenchSettings, bench_generation
+from vocoder.audio import mu_law_decode, mu_law_encode, mu_law_thresholds, preemphasize
+from vocoder.bench.generation import GenerationBenchSettings, bench_generation, figure_count
 from vocoder.bench.training import bench_training
 from vocoder.config import ConfigError, load_config
-from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features, log_mel
 from vocoder.features.lpc import (
     excitation_targets,
@@ -30,14 +31,14 @@ from vocoder.features.lpc import (
     predict_signal,
     prediction_gain_db,
 )
-from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
+from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, cpu_kernel, fast_generator, generate_naive
 from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet, shift_right
-from vocoder.native import KernelUnavailable
+from vocoder.native import load_extension
 from vocoder.train.data import SegmentSampler, TrainingCorpus
-from vocoder.train.distill import load_teacher
 from vocoder.train.trainer import Trainer
+from vocoder.vocabulary import PRECISIONS
 
 ORDER = 6
 
@@ -153,6 +154,7 @@ def test_training_batches_target_the_excitation_and_read_the_signal(lpc_cache: P
     assert torch.equal(batch.targets, mu_law_encode((wav - predicted).clamp(-1, 1)))
     assert torch.equal(batch.prediction, mu_law_encode(predicted))
     signal_ids = mu_law_encode(wav)
+    assert torch.equal(batch.signal_ids, signal_ids)  # clean, noise or not: what distillation compares with
     if noise:  # noise goes into the past input, never into the targets or the prediction
         assert not torch.equal(batch.past, signal_ids) and (batch.past - signal_ids).abs().max() <= 12
     else:
@@ -207,16 +209,143 @@ def test_generators_refuse_missing_or_unexpected_coefficients() -> None:
         FastWaveNet(plain).generate(local, torch.tensor([0]), sampling, uniforms, lpc=torch.zeros(1, 2, ORDER))
 
 
-def test_the_compiled_paths_refuse_an_lpc_model_and_the_choice_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+def lpc_inputs(model: WaveNet, batch: int, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(upsampled conditioning `[B, C, steps]`, predictor coefficients, speaker ids) from random log-mel frames."""
+    frames = torch.randn(batch, -(-steps // 40), 10, generator=torch.Generator().manual_seed(steps)) - 2
+    with torch.no_grad():
+        return model.upsample(frames)[:, :, :steps], model.lpc(frames), torch.arange(batch) % 2
+
+
+def test_the_kernels_prediction_is_bitwise_predicts() -> None:
+    """The fused kernel rounds p_t as `predict` does (products, then halves added pairwise, no fused multiply-add),
+    for orders that are and are not powers of two: one FMA, or a sum in another order, changes the last bit of
+    many of these rows."""
+    extension = load_extension(cpu_kernel.SOURCE)
+    generator = torch.Generator().manual_seed(0)
+    for order in (2, 6, 16, 23, 32):
+        coefficients = torch.randn(20_000, order, generator=generator)
+        history = torch.randn(20_000, order, generator=generator) * torch.logspace(-4, 0, order)
+        assert torch.equal(extension.linear_prediction(coefficients, history), predict(coefficients, history))
+
+
+def test_mu_law_thresholds_reproduce_the_encoding() -> None:
+    """The compiled generators encode by counting thresholds; that must be `mu_law_encode` itself, log1p's rounding
+    included (checked once over every float32 in [-1, 1]: no difference; here at every threshold, the float just
+    below it, and random values)."""
+    thresholds = mu_law_thresholds(255)
+    assert thresholds.shape == (255,) and bool((thresholds[1:] > thresholds[:-1]).all())
+    assert torch.equal(mu_law_encode(thresholds), torch.arange(1, 256))
+    assert torch.equal(mu_law_encode(torch.nextafter(thresholds, torch.tensor(-2.0))), torch.arange(255))
+    generator = torch.Generator().manual_seed(0)
+    values = torch.rand(200_000, generator=generator) * 2 - 1
+    values = torch.cat([values, values * 1e-3, torch.tensor([-3.0, -1.0, -0.0, 0.0, 1.0, 3.0])])
+    assert torch.equal(torch.searchsorted(thresholds, values, right=True), mu_law_encode(values))
+
+
+KERNEL_STEPS = 1000
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+@pytest.mark.parametrize("strategy", ["sample", "argmax", "mean"])
+def test_the_kernel_equals_naive_for_an_lpc_model(kernel_size: int, strategy: str) -> None:
+    """Batch 2, two speakers: the same signal ids and samples as the naive reference, logits within 1e-4."""
+    model = lpc_model(kernel_size, kernel_size=kernel_size, input_kernel_size=kernel_size)
+    local, lpc, speakers = lpc_inputs(model, 2, KERNEL_STEPS)
+    reshaped = {"temperature": 0.8, "top_k": 50, "top_p": 0.95} if strategy != "sample" else {}
+    assert_same_as_naive(model, local, speakers, Sampling(strategy, seed=3, **reshaped), lpc=lpc)
+
+
+def test_lpc_batch_tiles_on_two_threads_equal_naive() -> None:
+    """Batch 11 on two threads: tiles of 4 and 2 in one half of the batch, 4 and 1 in the other."""
+    model = lpc_model(3, kernel_size=3, input_kernel_size=3)
+    local, lpc, speakers = lpc_inputs(model, 11, 400)
+    assert_same_as_naive(model, local, speakers, Sampling(seed=4), threads=2, lpc=lpc)
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_one_lpc_utterance_split_across_two_threads_equals_naive(split: bool) -> None:
+    """Both threads of a split step predict from their own copy of the signal's history."""
+    model = lpc_model(2, gate_channels=64, skip_channels=32)
+    local, lpc, speakers = lpc_inputs(model, 1, KERNEL_STEPS)
+    assert KernelWaveNet(model).groups == 2
+    steps = assert_same_as_naive(model, local, speakers, Sampling(seed=8), threads=2, split=split, lpc=lpc)
+    assert steps.splits and all(flag == split for flag in steps.splits)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_lpc_split_and_single_thread_are_bitwise_equal(precision: str) -> None:
+    model = lpc_model(2, gate_channels=64)
+    local, lpc, speakers = lpc_inputs(model, 1, 600)
+    sampling = Sampling(seed=2)
+    uniforms = sampling.uniforms(1, 600)
+    kernels = [KernelWaveNet(model, precision, split) for split in (True, False)]
+    recorded = [RecordedSteps(kernel) for kernel in kernels]
+    with torch_threads(2):
+        results = [kernel.generate(local, speakers, sampling, uniforms, True, lpc=lpc) for kernel in kernels]
+    assert all(recorded[0].splits) and not any(recorded[1].splits)
+    assert torch.equal(results[0].logits, results[1].logits) and torch.equal(results[0].ids, results[1].ids)
+
+
+@pytest.mark.parametrize("generator", ["fp32", "fp16", "int8", "torch", "cuda-graph"])
+def test_an_lpc_model_streams_exactly_what_it_generates_whole(generator: str) -> None:
+    """The signal's history and the prediction classes of the input taps carry across kernel calls (100-sample
+    blocks: partial conditioning tiles) and CUDA-graph replays as they do in the PyTorch loop."""
+    model = lpc_model(2)
+    local, lpc, speakers = lpc_inputs(model, 2, 520)
+    if generator == "torch":
+        fast: FastWaveNet | KernelWaveNet | CudaGraphWaveNet = FastWaveNet(model)
+    elif generator == "cuda-graph":
+        fast = CudaGraphWaveNet(model, capture=False)
+    else:
+        fast = KernelWaveNet(model, generator)
+    sampling = Sampling(seed=6)
+    uniforms = sampling.uniforms(2, 520)
+    whole = fast.generate(local, speakers, sampling, uniforms, record_logits=True, lpc=lpc)
+    streamed = fast.allocate(local, record_logits=True)
+    blocks = list(fast.stream(local, speakers, sampling, uniforms, streamed, chunk_samples=100, lpc=lpc))
+    assert blocks[0] == (0, 100) and blocks[-1] == (500, 520)
+    assert torch.equal(streamed.ids, whole.ids) and torch.equal(streamed.waveform, whole.waveform)
+    assert torch.equal(streamed.logits, whole.logits)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precision_keeps_an_lpc_models_logits_within_the_stated_tolerance(precision: str) -> None:
+    """The teacher-forced forward of the generated signal (and its prediction classes) against the kernel's logits,
+    with a trained model's logit range."""
+    model = lpc_model(2)
+    with torch.no_grad():
+        model.head[3].weight.mul_(50)
+        model.head[3].bias.mul_(50)
+    local, lpc, speakers = lpc_inputs(model, 2, 400)
+    sampling = Sampling(seed=1)
+    result = KernelWaveNet(model, precision).generate(
+        local, speakers, sampling, sampling.uniforms(2, 400), record_logits=True, lpc=lpc
+    )
+    prediction = mu_law_encode(predict_signal(lpc, result.waveform, model.config.features.hop_length))
+    with torch.no_grad():
+        forward = model(shift_right(result.ids, model.start_id), local, speakers, prediction).transpose(1, 2)
+    assert (forward - result.logits).abs().max() < TOLERANCES[precision] * forward.abs().max()
+
+
+def test_the_cuda_graph_step_program_equals_fast_for_an_lpc_model() -> None:
+    """Run eagerly on CPU: the same ops the graph records (600 samples: 37 replays of 16 steps and a short one)."""
+    model = lpc_model(3, kernel_size=3, input_kernel_size=3)
+    local, lpc, speakers = lpc_inputs(model, 2, 600)
+    sampling = Sampling(seed=7)
+    uniforms = sampling.uniforms(2, 600)
+    reference = FastWaveNet(model).generate(local, speakers, sampling, uniforms, record_logits=True, lpc=lpc)
+    graph = CudaGraphWaveNet(model, capture=False, steps_per_graph=16)
+    result = graph.generate(local, speakers, sampling, uniforms, record_logits=True, lpc=lpc)
+    assert torch.equal(result.ids, reference.ids) and torch.equal(result.waveform, reference.waveform)
+    assert (result.logits - reference.logits).abs().max() < 1e-5
+
+
+def test_auto_runs_an_lpc_model_on_the_fused_kernel(caplog: pytest.LogCaptureFixture) -> None:
     model = lpc_model()
-    with pytest.raises(KernelUnavailable, match="LPC excitation"):
-        KernelWaveNet(model)
-    with pytest.raises(KernelUnavailable, match="CUDA graphs: .*LPC excitation"):
-        CudaGraphWaveNet(model, capture=False)
     with caplog.at_level(logging.WARNING):
         chosen = fast_generator(model)
-    assert type(chosen) is FastWaveNet
-    assert "model.lpc_order 6" in caplog.text and "plain PyTorch Fast-WaveNet" in caplog.text
+    assert type(chosen) is KernelWaveNet
+    assert "unavailable" not in caplog.text and "plain PyTorch Fast-WaveNet" not in caplog.text
 
 
 @pytest.fixture
@@ -227,17 +356,14 @@ def lpc_model_file(tmp_path: Path) -> Path:
 
 def test_the_api_streams_an_lpc_model_exactly_as_whole_and_as_naive(lpc_model_file: Path) -> None:
     model = vocoder.load(lpc_model_file, device="cpu")
-    features = extract_features(tone(0.25), lpc_config(), speaker="bob")
+    assert type(model._fast) is KernelWaveNet
+    features = extract_features(tone(0.1), lpc_config(), speaker="bob")  # 1,600 samples: three chunks of 700 or less
     whole = model.synthesize(features, seed=4)
     chunks = list(model.synthesize_stream(features, Sampling(seed=4), chunk_samples=700))
     assert len(chunks) > 1 and np.array_equal(np.concatenate(chunks), whole)
     assert np.array_equal(model.synthesize(features, method="naive", seed=4), whole)
+    assert np.array_equal(model.synthesize(features, method="fast-torch", seed=4), whole)
     assert np.abs(whole).max() > 0.01
-
-
-def test_distillation_refuses_an_lpc_teacher(lpc_model_file: Path) -> None:
-    with pytest.raises(VocoderError, match="teacher predicts an LPC excitation"):
-        load_teacher(lpc_model_file, lpc_config())
 
 
 # --- training --------------------------------------------------------------------------------------------------
@@ -265,9 +391,21 @@ def test_init_from_a_model_without_lpc_starts_the_prediction_at_zero(
     assert exported.config.model.lpc_order == ORDER and trainer.model.prediction_embedding.weight.any()
 
 
-def test_the_training_benchmark_times_an_lpc_step_and_its_targets_and_generation_is_refused() -> None:
+def test_the_training_benchmark_times_an_lpc_step_and_its_targets() -> None:
     report = bench_training(lpc_config(), "cpu", steps=1, repeats=1)
     assert report["train_samples_per_s"] > 0 and report["lpc_targets_ms_per_batch"] > 0
     assert "lpc_targets_ms_per_batch" not in bench_training(tiny_config(), "cpu", steps=1, repeats=1)
-    with pytest.raises(VocoderError, match="lpc_order is 6; the generation benchmark"):
-        bench_generation(lpc_config(), GenerationBenchSettings())
+
+
+def test_the_generation_benchmark_times_an_lpc_model_beside_the_same_shape_without_it() -> None:
+    settings = GenerationBenchSettings(naive_steps=4, fast_steps=80, batch_steps=20, batch_sizes=(2,), repeats=1)
+    figures: list[str] = []
+    report = bench_generation(lpc_config(), settings, lambda name, rates: figures.append(name))
+    assert report["fast_generator"] == "KernelWaveNet"
+    assert "fast_without_lpc" in figures and report["fast_without_lpc_samples_per_s"] > 0
+    assert report["speed_with_lpc_vs_without"] == pytest.approx(
+        report["fast_samples_per_s"] / report["fast_without_lpc_samples_per_s"], rel=0.01
+    )
+    assert len(figures) == figure_count(lpc_config(), settings) == figure_count(tiny_config(), settings) + 1
+    plain = bench_generation(tiny_config(), settings)
+    assert "fast_without_lpc_samples_per_s" not in plain and "speed_with_lpc_vs_without" not in plain

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import HEAVY
 from vocoder.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,6 +68,7 @@ def fake_venv(folder: Path) -> None:
 
 
 @pytest.mark.slow
+@HEAVY
 def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     fake_venv(tmp_path)
     port = free_port()

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from tests.test_cli import refuse_to_serve, run
 from tests.test_server_support import HOP, build_models_dir, free_port, npz_bytes, serving, upload, wait_ready
 from vocoder_server import Settings, create_app
 from vocoder_server.inference import InferenceEngine
@@ -88,10 +89,9 @@ def _running_in_group(group: int) -> list[int]:
     return running
 
 
-def test_vocoder_serve_refuses_bad_settings_in_one_line() -> None:
-    env = {**os.environ, "VOCODER_MAX_QUEUE": "0"}
-    command = [sys.executable, "-m", "vocoder.cli", "serve"]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+def test_vocoder_serve_refuses_bad_settings_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    refuse_to_serve(monkeypatch)
+    result = run("serve", env={"VOCODER_MAX_QUEUE": "0"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "max_queue" in result.stderr
 

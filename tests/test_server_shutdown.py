@@ -64,7 +64,7 @@ def test_uvicorn_told_to_exit_mid_job_answers_503_and_exits(models_dir: Path) ->
     `shutdown_grace` seconds instead of waiting for its generation, and the server exits."""
     from vocoder_server.serving import ServiceServer, service_config
 
-    settings = Settings(models_dir=models_dir, device="cpu", port=0, timeout=300.0, shutdown_grace=0.2)
+    settings = Settings(models_dir=models_dir, device="cpu", port=0, timeout=3600.0, shutdown_grace=0.2)
     app = create_app(settings)
     server = ServiceServer(service_config(app, settings, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
@@ -88,6 +88,8 @@ def test_uvicorn_told_to_exit_mid_job_answers_503_and_exits(models_dir: Path) ->
             release.set()  # the job goes on, to its next progress report
             response = request.result(60)
         _shutting_down(response)
-        thread.join(60)
+        thread.join(600)
         assert not thread.is_alive()
-        assert time.monotonic() - began < 30  # not the request's 300 s timeout
+        # Generous for a loaded 2-core machine, and still far from the request's 3,600-s timeout it must not wait for.
+        elapsed = time.monotonic() - began
+        assert elapsed < 600, f"the server took {elapsed:.0f} s to end the job: it waited for the request's timeout"

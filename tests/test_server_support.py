@@ -18,6 +18,8 @@ import uvicorn
 from tests.conftest import tiny_config
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
+from vocoder_server import Settings
+from vocoder_server.serving import ServiceServer, service_config
 
 HOP = 40
 N_MELS = 10
@@ -77,19 +79,25 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
+def serving(app: Any, settings: Settings | None = None) -> Iterator[str]:
     """`app` served by uvicorn on a loopback port in a thread (real sockets: a client can hang up mid-stream, which
-    the in-process TestClient cannot do); yields the base URL, and stops the server on exit."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    the in-process TestClient cannot do); yields the base URL, and stops the server on exit. With `settings`, served
+    as `vocoder serve` serves it: its server class and uvicorn settings (header deadline, keep-alive), on a free
+    port in place of `settings.port`."""
+    if settings is None:
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    else:
+        on_loopback = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+        server = ServiceServer(service_config(app, on_loopback, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # generous: a loaded 2-core machine, not the service, sets this time
         while not server.started:
             assert thread.is_alive(), "uvicorn exited during start-up"
-            assert time.monotonic() < deadline, "uvicorn did not start within 60 s"
+            assert time.monotonic() < deadline, "uvicorn did not start within 180 s"
             time.sleep(0.01)
         yield f"http://127.0.0.1:{server.config.port}"
     finally:
         server.should_exit = True
-        thread.join(60)
+        thread.join(180)

@@ -60,8 +60,7 @@ def level_before_tail(mel: np.ndarray) -> float:
     ("model_name", "example"),
     [
         ("teacher", "slt_0004_mel"),
-        ("teacher", "kal_0165_mel"),
-        ("real-teacher", "kal_0165_mel"),  # noise shaped: its de-emphasis must not ring at the end either
+        ("teacher", "kal_0165_mel"),  # noise shaped: its de-emphasis must not ring at the end either
         ("student", "slt_0004_mel"),
         ("student", "kal_0165_mel"),
         ("tts-teacher", "slt_0004_tts"),

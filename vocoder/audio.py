@@ -180,6 +180,30 @@ def mu_law_encode(wav: torch.Tensor, mu: int = 255) -> torch.Tensor:
     return (mu_law_position(wav, mu) + 0.5).to(torch.int64)
 
 
+def _float32_from_order(keys: torch.Tensor) -> torch.Tensor:
+    """int64 keys -> float32 values, in the same order: key k >= 0 is the float whose bits are k, -k its negation
+    (so consecutive keys are adjacent floats, and bisection over keys is bisection over the floats)."""
+    magnitude = keys.abs().to(torch.int32).view(torch.float32)
+    return torch.where(keys < 0, -magnitude, magnitude)
+
+
+@lru_cache(maxsize=4)
+def mu_law_thresholds(mu: int = 255) -> torch.Tensor:
+    """`[mu]` float32: entry k - 1 is the smallest float32 value that `mu_law_encode` maps to class k or above.
+    A compiled generator encodes a value as the number of thresholds at or below it, which reproduces this module's
+    float32 arithmetic (its log1p included) bit for bit without computing it. Found by bisection over the floats
+    in [-1, 1] with `mu_law_encode` itself (32 calls); the encoding is monotone, so one threshold per class."""
+    classes = torch.arange(1, mu + 1)
+    one = int(torch.tensor(1.0).view(torch.int32))
+    low = torch.full((mu,), -one, dtype=torch.int64)  # -1.0: class 0, below every threshold
+    high = torch.full((mu,), one, dtype=torch.int64)  # 1.0: class mu, at or above every threshold
+    while bool((high - low > 1).any()):
+        middle = (low + high) // 2
+        reached = mu_law_encode(_float32_from_order(middle), mu) >= classes
+        high, low = torch.where(reached, middle, high), torch.where(reached, low, middle)
+    return _float32_from_order(high)
+
+
 def mu_law_decode(ids: torch.Tensor, mu: int = 255, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Class ids in [0, mu] to waveform values in [-1, 1] (each bin's centre in the companded domain)."""
     companded = ids.to(dtype) / mu * 2 - 1

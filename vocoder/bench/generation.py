@@ -2,6 +2,8 @@
 fused CPU kernel on CPU, CUDA graphs on a GPU; and the plain PyTorch one), batch 1 and each of `batch_sizes`.
 
 Speed does not depend on the weights' values, so a random model measures what a trained one of that shape would.
+A model with linear prediction (`model.lpc_order > 0`) generates from random frames' predictor coefficients, and the
+same shape without it is timed as `fast_without_lpc`, interleaved with `fast`: the prediction's cost as a ratio.
 Each figure is the median of `repeats` timed runs; all runs of one call happen in the same process, so their ratios
 are comparable even on a noisy shared machine.
 """
@@ -18,10 +20,21 @@ import torch
 
 from vocoder.bench.timing import FigureCallback, device_name, rate_summary, timed_rates
 from vocoder.config import Config
-from vocoder.errors import VocoderError
 from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
+from vocoder.generate.result import BlockGenerator
 from vocoder.models.wavenet import WaveNet
 from vocoder.vocabulary import Backend, Precision
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """One timed generation's inputs."""
+
+    local: torch.Tensor
+    speakers: torch.Tensor | None
+    uniforms: torch.Tensor
+    lpc: torch.Tensor | None
+    """An LPC model's predictor coefficients; None for any other."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +52,15 @@ class GenerationBenchSettings:
     seed: int = 0
 
 
-def figure_count(settings: GenerationBenchSettings) -> int:
-    """Figures `bench_generation` measures: naive, fast, fast-torch, fast-torch at the smallest batch, each batch."""
-    return 4 + len(settings.batch_sizes)
+def figure_count(config: Config, settings: GenerationBenchSettings) -> int:
+    """Figures `bench_generation` measures: naive, fast, fast-torch, fast-torch at the smallest batch, each batch,
+    and for an LPC model fast without LPC."""
+    return 4 + len(settings.batch_sizes) + (config.model.lpc_order > 0)
+
+
+def without_lpc(config: Config) -> Config:
+    """The same model shape without linear prediction."""
+    return config.model_copy(update={"model": config.model.model_copy(update={"lpc_order": 0})})
 
 
 def bench_generation(
@@ -49,22 +68,30 @@ def bench_generation(
 ) -> dict[str, object]:
     """Samples per second (aggregate over the batch) for each generator; medians plus the min and max. `progress`
     hears of each figure as it is measured."""
-    if config.model.lpc_order:
-        raise VocoderError(
-            f"config '{config.name}': model.lpc_order is {config.model.lpc_order}; the generation benchmark times "
-            "models without linear prediction (an LPC model runs only the PyTorch loop so far)"
-        )
     torch.manual_seed(settings.seed)
     device = torch.device(settings.device)
     model = WaveNet(config).eval().to(device)
     fast = fast_generator(model, settings.backend, settings.precision)
     fast_torch = FastWaveNet(model)
+    lpc = config.model.lpc_order > 0
+    plain = (  # the same shape without linear prediction, for an LPC model
+        fast_generator(WaveNet(without_lpc(config)).eval().to(device), settings.backend, settings.precision)
+        if lpc
+        else None
+    )
     sampling = Sampling(seed=settings.seed)
+    hop = config.features.hop_length
 
-    def inputs(batch: int, steps: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def inputs(batch: int, steps: int) -> Inputs:
+        """Random conditioning, speakers, uniforms and (an LPC model's) predictor coefficients of random frames."""
         local = torch.randn(batch, model.local_channels, steps, device=device)
         speakers = torch.zeros(batch, dtype=torch.long, device=device) if config.speakers else None
-        return local, speakers, sampling.uniforms(batch, steps)
+        frames = torch.randn(batch, -(-steps // hop), config.features.dim, device=device) - 2  # log-mel-like
+        return Inputs(local, speakers, sampling.uniforms(batch, steps), model.lpc(frames) if lpc else None)
+
+    def generation(generator: BlockGenerator, given: Inputs) -> Callable[[], object]:
+        coefficients = given.lpc if generator.weights.lpc_order else None
+        return lambda: generator.generate(given.local, given.speakers, sampling, given.uniforms, lpc=coefficients)
 
     # The naive generator is timed in its steady state: primed with a receptive field of samples, so every
     # timed step runs the network over a full window, as it does for all but the first few ms of an utterance.
@@ -75,35 +102,47 @@ def bench_generation(
     batch_steps = {size: max(100, settings.batch_steps * 8 // size) for size in settings.batch_sizes}
     batch_in = {size: inputs(size, steps) for size, steps in batch_steps.items()}
     torch_batch = min(settings.batch_sizes)  # the plain loop is timed at the smallest batch only: it is slow
-    for generator, size in [(fast_torch, 1), (fast, 1), *((fast, size) for size in settings.batch_sizes)]:
-        generator.generate(*inputs(size, 64)[:2], sampling, inputs(size, 64)[2])  # warm-up: kernels, graph capture
+    warm = [(fast_torch, 1), (fast, 1), *((fast, size) for size in settings.batch_sizes)]
+    warm += [] if plain is None else [(plain, 1)]
+    for generator, size in warm:
+        generation(generator, inputs(size, 64))()  # warm-up: kernels, graph capture
     rates: dict[str, list[float]] = {}
 
-    def timed(name: str, run: Callable[[], None], samples: int) -> None:
-        rates[name] = timed_rates({name: (run, samples)}, settings.repeats, device)[name]
-        if progress is not None:
-            progress(name, rates[name])
+    def timed(runs: dict[str, tuple[Callable[[], object], int]]) -> None:
+        """Time `runs` interleaved (see `timed_rates`) and report each figure."""
+        for name, values in timed_rates(runs, settings.repeats, device).items():
+            rates[name] = values
+            if progress is not None:
+                progress(name, values)
 
-    naive = lambda: generate_naive(model, *naive_in[:2], sampling, naive_in[2], prime=prime)  # noqa: E731
-    timed("naive", naive, settings.naive_steps)
-    timed("fast", lambda: fast.generate(*fast_in[:2], sampling, fast_in[2]), settings.fast_steps)
-    timed("fast_torch", lambda: fast_torch.generate(*fast_in[:2], sampling, fast_in[2]), settings.fast_steps)
+    naive = lambda: generate_naive(  # noqa: E731
+        model, naive_in.local, naive_in.speakers, sampling, naive_in.uniforms, prime=prime, lpc=naive_in.lpc
+    )
+    timed({"naive": (naive, settings.naive_steps)})
+    fast_runs = {"fast": (generation(fast, fast_in), settings.fast_steps)}
+    if plain is not None:  # interleaved with `fast`: the prediction's cost as a ratio
+        fast_runs["fast_without_lpc"] = (generation(plain, fast_in), settings.fast_steps)
+    timed(fast_runs)
+    timed({"fast_torch": (generation(fast_torch, fast_in), settings.fast_steps)})
     timed(
-        f"fast_torch_batch{torch_batch}",
-        lambda: fast_torch.generate(*batch_in[torch_batch][:2], sampling, batch_in[torch_batch][2]),
-        batch_steps[torch_batch] * torch_batch,
+        {
+            f"fast_torch_batch{torch_batch}": (
+                generation(fast_torch, batch_in[torch_batch]),
+                batch_steps[torch_batch] * torch_batch,
+            )
+        }
     )
     for size, batch in batch_in.items():
-        timed(
-            f"fast_batch{size}",
-            lambda batch=batch: fast.generate(*batch[:2], sampling, batch[2]),
-            batch_steps[size] * size,
-        )
+        timed({f"fast_batch{size}": (generation(fast, batch), batch_steps[size] * size)})
     report: dict[str, object] = rate_summary(rates)
     report["speedup_fast_vs_naive"] = round(statistics.median(rates["fast"]) / statistics.median(rates["naive"]), 2)
     report["speedup_fast_vs_fast_torch"] = round(
         statistics.median(rates["fast"]) / statistics.median(rates["fast_torch"]), 2
     )
+    if lpc:
+        report["speed_with_lpc_vs_without"] = round(
+            statistics.median(rates["fast"]) / statistics.median(rates["fast_without_lpc"]), 3
+        )
     report["realtime_factor"] = round(statistics.median(rates["fast"]) / config.audio.sample_rate, 3)
     report.update(
         fast_generator=type(fast).__name__,

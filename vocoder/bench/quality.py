@@ -136,8 +136,8 @@ def bench_quality(
         scores[source] = {system: [] for system in systems}
         references = [load_wav(cache.audio_path(utterance), rate) for utterance in ids]
         features = [read_features(cache.feature_path(utterance)) for utterance in ids]
-        # Each model synthesizes the source's utterances as one batch: a step costs about the same for one
-        # utterance or several, which is what makes the PyTorch loop (an LPC model's only path) affordable here.
+        # Each model synthesizes the source's utterances as one batch: a step of several costs little more than
+        # a step of one.
         sampling = Sampling(seed=settings.seed)
         synthesized = {vocoder.name: vocoder.synthesize_batch(features, sampling=sampling) for vocoder in vocoders}
         for index, utterance in enumerate(tqdm(ids, desc=source, unit="utt", disable=not progress)):

@@ -36,7 +36,7 @@ def bench_training(config: Config, device_name: str, steps: int = 5, repeats: in
         targets=torch.randint(0, config.audio.classes, shape, device=device),
         mask=torch.ones(shape, device=device),
         speaker_ids=torch.zeros(batch_size, dtype=torch.long, device=device) if config.speakers else None,
-        inputs=torch.randint(0, config.audio.classes, shape, device=device) if lpc else None,
+        signal=torch.randint(0, config.audio.classes, shape, device=device) if lpc else None,
         prediction=torch.randint(0, config.audio.classes, shape, device=device) if lpc else None,
     )
     dtype = autocast_dtype(device, config.train.amp)

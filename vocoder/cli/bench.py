@@ -107,7 +107,7 @@ def generation(
         backend=backend,  # type: ignore[arg-type]
     )
     loaded = load_config(config)
-    progress = _Progress(figure_count(settings) + STUDENT_FIGURES + onnx, repeats)
+    progress = _Progress(figure_count(loaded, settings) + STUDENT_FIGURES + onnx, repeats)
     report = bench_generation(loaded, settings, progress)
     fast_rate = report["fast_samples_per_s"]
     student = bench_student(loaded, fast_rate, student_seconds, repeats, device, onnx=onnx, progress=progress)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ def train(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     init: str | None = typer.Option(None, help="fine-tune: start from this teacher model's weights (name or path)"),
     resume_from: Path | None = typer.Option(
-        None, help="continue a saved training state (e.g. models/real-teacher/training/state.pt) in a new --out"
+        None, help="continue a saved training state (e.g. models/teacher/training/state.pt) in a new --out"
     ),
 ) -> None:
     """Train a teacher WaveNet. Multi-GPU: `torchrun --nproc_per_node N -m vocoder.cli train ...`."""

@@ -95,20 +95,38 @@ def frame_lpc(frames: torch.Tensor, config: Config) -> torch.Tensor:
 
 
 def predict(coefficients: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-    """One step of every generator: `coefficients [B, order]`, `history [B, order]` (newest first: s[t-1], ...,
-    s[t-order]) -> `p_t [B]`. The one formula the naive and fast generators share, so their predictions are equal
-    bit for bit."""
-    return (coefficients * history).sum(-1)
+    """One step of every generator: `coefficients [..., order]`, `history [..., order]` (newest first: s[t-1],
+    ..., s[t-order]) -> `p_t [...]`; teacher forcing uses it too. Its rounding is fixed, so that every generator
+    (the compiled kernel does exactly this) predicts bit for bit alike: products rounded to float32, zero-padded to
+    a power of two, halves added pairwise (a `sum` reduces in an order torch does not fix)."""
+    terms = coefficients * history
+    width = 1 << (terms.shape[-1] - 1).bit_length()
+    terms = F.pad(terms, (0, width - terms.shape[-1]))
+    while width > 1:
+        width //= 2
+        terms = terms[..., :width] + terms[..., width:]
+    return terms[..., 0]
 
 
 def predict_signal(coefficients: torch.Tensor, signal: torch.Tensor, hop: int) -> torch.Tensor:
     """Teacher forcing: `p_t` for every sample of `signal [B, frames * hop]` from its own past (zeros before it),
     `coefficients [B, frames, order]` -> `[B, frames * hop]`."""
+    return predict_samples(sample_coefficients(coefficients, hop, signal.shape[-1]), signal)
+
+
+def sample_coefficients(coefficients: torch.Tensor, hop: int, steps: int) -> torch.Tensor:
+    """Frame f's coefficients for each of its `hop` samples: `[B, frames, order]` -> `[B, steps, order]`."""
+    return coefficients.repeat_interleave(hop, dim=1)[:, :steps]
+
+
+def predict_samples(coefficients: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+    """`predict_signal` with a predictor per sample, `coefficients [B, T, order]` (distillation's contrastive term
+    rotates them in time by a number of samples, not of frames). Differentiable in `signal`."""
     order = coefficients.shape[-1]
     padded = F.pad(signal, (order, 0))
     steps = signal.shape[-1]
     history = torch.stack([padded[:, order - k : order - k + steps] for k in range(1, order + 1)], dim=-1)
-    return (coefficients.repeat_interleave(hop, dim=1)[:, :steps] * history).sum(-1)
+    return predict(coefficients, history)
 
 
 def excitation_targets(

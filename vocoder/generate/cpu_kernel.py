@@ -4,7 +4,9 @@ The plain PyTorch loop (`FastWaveNet`) spends its time dispatching ~200 tiny ops
 same arithmetic (queue caching; the conditioning projections computed 8 steps at a time, from each block's upsampled
 conditioning, made when generation reaches the block) with prepacked weights, a vectorised gate (tanh and sigmoid
 from a polynomial exp, absolute error < 1e-6) and the project's sampling in float64, so with fp32 weights it picks
-the same samples as the naive reference (logits within 1e-4). Threads:
+the same samples as the naive reference (logits within 1e-4). An LPC model's step also predicts p_t from the
+signal's last `lpc_order` samples, rounded as `lpc.predict` rounds it, and encodes with `mu_law_thresholds`, so its
+signal is the reference's bit for bit too. Threads:
 a batch is split across torch's threads by utterance (no synchronisation within a step); one utterance on two or
 more threads may split every step across two threads (each owns half of every layer's weights; one spin barrier per
 layer), which gives bitwise the same samples. The extra threads belong to the generator: made once, parked between
@@ -37,9 +39,9 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from vocoder.audio import mu_law_bin_centres
+from vocoder.audio import mu_law_bin_centres, mu_law_thresholds
 from vocoder.generate.fast import FastWaveNet
-from vocoder.generate.result import BlockGenerator, GenerationResult, lpc_problem
+from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import Sampling, Uniforms
 from vocoder.models.conditioning import Conditioning
 from vocoder.models.step_weights import StepWeights
@@ -118,7 +120,7 @@ def unsupported_reason(weights: StepWeights) -> str | None:
         return problem
     if len(set(weights.layers.kernel_sizes)) > 1:
         return f"its layers' kernel sizes differ ({sorted(set(weights.layers.kernel_sizes))}); the kernel takes one"
-    return lpc_problem(weights.lpc_order)
+    return None
 
 
 class KernelWaveNet(BlockGenerator):
@@ -181,6 +183,11 @@ class KernelWaveNet(BlockGenerator):
         rs_weights, rs_scale = stacked([(torch.cat([r, s]), torch.cat([rsc, ssc])) for (r, rsc), (s, ssc) in rs_packs])
         head1, head1_scale = pack(_pad_columns(w.head_hidden, padded_skip))
         head2, head2_scale = pack(_pad_columns(w.head_logits, padded_classes))
+        prediction_table = (
+            torch.empty(0)
+            if w.prediction_embedding is None
+            else _pad_columns(w.prediction_embedding @ input_taps, self.padded_residual)
+        )
         weights = [
             _pad_columns(w.embedding @ input_taps, self.padded_residual),
             _pad_columns(w.input_bias, self.padded_residual),
@@ -193,10 +200,12 @@ class KernelWaveNet(BlockGenerator):
             _pad_columns(w.head_hidden_bias, padded_skip),
             head2[None],
             _pad_columns(w.head_logits_bias, padded_classes),
+            prediction_table,
+            mu_law_thresholds(self.mu),
         ]
         scales = [conv_scale, rs_scale, head1_scale, head2_scale] if precision == "int8" else []
         dims = [residual, half, skip, classes, w.local_channels, kernel_size, self.input_kernel, groups]
-        dims += [self.padded_residual, self.padded_half, padded_skip, padded_classes]
+        dims += [self.padded_residual, self.padded_half, padded_skip, padded_classes, w.lpc_order, w.hop_length]
         self._step = extension.Generator(
             [t.contiguous() for t in weights], dims, list(layers.dilations), w.skip_scale,
             [t.contiguous() for t in scales],
@@ -223,7 +232,8 @@ class KernelWaveNet(BlockGenerator):
         chunk_samples: int | None,
         lpc: torch.Tensor | None,
     ) -> Iterator[tuple[int, int]]:
-        """Tensors the kernel cannot take go to the plain generator (`lpc` is None: LPC models are refused)."""
+        """Tensors the kernel cannot take go to the plain generator. An LPC model's state also carries the
+        signal's last `lpc_order` samples and the prediction classes of the input conv's taps."""
         outputs = [result.ids, result.waveform] + ([] if result.logits is None else [result.logits])
         if local.device.type != "cpu" or local.dtype != torch.float32 or not all(t.is_contiguous() for t in outputs):
             log.warning(
@@ -233,7 +243,9 @@ class KernelWaveNet(BlockGenerator):
             return
         batch, _, steps = local.shape
         rings = self._step.new_rings(batch)
-        id_ring = torch.zeros(batch, self.input_kernel, dtype=torch.long)
+        id_ring = torch.zeros(batch, self.input_kernel * (1 if lpc is None else 2), dtype=torch.long)
+        history = None if lpc is None else torch.zeros(batch, self.weights.lpc_order)
+        coefficients = None if lpc is None else lpc.contiguous()
         previous = torch.full((batch,), self.weights.start_id, dtype=torch.long)
         layer_bias = self._layer_bias(speaker_ids, batch)
         options = (
@@ -242,7 +254,6 @@ class KernelWaveNet(BlockGenerator):
             sampling.top_k or 0,
             1.0 if sampling.top_p is None else sampling.top_p,
             self.centres,
-            self.mu,
         )
         # One utterance on two or more torch threads may split each step across two threads (bitwise the same
         # samples either way); self.split None: the last measured choice, or time both on the first blocks.
@@ -265,7 +276,7 @@ class KernelWaveNet(BlockGenerator):
             draws = uniforms.block(start, stop).to(torch.float64).contiguous()  # drawn when reached, as `block`
             began = time.perf_counter()
             self._step.run(
-                rings, id_ring, previous, block, start, layer_bias, draws,
+                rings, id_ring, previous, history, block, start, coefficients, layer_bias, draws,
                 start, stop, result.ids, result.waveform, result.logits, *options, use_split,
             )  # fmt: skip
             per_sample = (time.perf_counter() - began) / (stop - start)

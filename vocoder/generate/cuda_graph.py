@@ -9,7 +9,8 @@ upsampled and projected, and its uniforms drawn, when the replays reach it.
 
 The arithmetic is `FastWaveNet`'s (its arrangement of the model's `export_weights`, the same sampling) except that
 the skip outputs of all layers are summed at the end of a step instead of one by one, so logits agree to float32
-rounding. The step program also
+rounding. An LPC model's step predicts from a ring of the signal's last `lpc_order` samples and its frame's
+coefficients (copied in per chunk like the conditioning), as `FastWaveNet` does. The step program also
 runs uncaptured (eagerly) on any device, which is how the CPU test suite checks it.
 """
 
@@ -24,12 +25,13 @@ from collections.abc import Iterator
 
 import torch
 
-from vocoder.generate.fast import BLOCK_ELEMENTS, FastWaveNet
-from vocoder.generate.result import BlockGenerator, GenerationResult, lpc_problem
+from vocoder.audio import mu_law_encode
+from vocoder.features.lpc import predict
+from vocoder.generate.fast import BLOCK_ELEMENTS, FastWaveNet, newest_first
+from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import Sampling, Uniforms
 from vocoder.models.conditioning import Conditioning
 from vocoder.models.wavenet import WaveNet
-from vocoder.native import KernelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,19 @@ class _StepProgram:
         self.ids = torch.zeros(steps, batch, dtype=torch.long, device=device)
         self.waveform = torch.zeros(steps, batch, device=device)
         self.logits = torch.zeros(steps, batch, packed.weights.classes, device=device)
+        # LPC: each step's predictor coefficients `[B, steps, order]` (copied in) and the signal's last `order`
+        # samples (empty without LPC).
+        self.order = order = packed.weights.lpc_order
+        self.coefficients = torch.zeros(batch, steps, order, device=device)
+        self.history = torch.zeros(batch, order, device=device)
+        self.slots = newest_first(order, device)
         self.graph: torch.cuda.CUDAGraph | None = None
 
     def reset(self) -> None:
         """Silence in every ring and the start id as the previous sample: the state before an utterance."""
         for ring in self.rings:
             ring.zero_()
+        self.history.zero_()
         self.t.zero_()
         self.previous.fill_(self.packed.weights.start_id)
 
@@ -87,6 +96,11 @@ class _StepProgram:
             positions = torch.remainder(self.t, self.lengths)
             taps = torch.remainder(positions.unsqueeze(1) - self.offsets, self.lengths.unsqueeze(1))
             embedded = packed.embedding.index_select(0, self.previous)
+            if self.order:
+                slot = torch.remainder(self.t, self.order).view(1)  # where sample t goes in the history
+                recent = self.history.index_select(1, self.slots.index_select(0, slot)[0])
+                prediction = predict(self.coefficients[:, k], recent)
+                embedded = embedded + packed.prediction_embedding.index_select(0, mu_law_encode(prediction, packed.mu))
             x = torch.addmm(packed.input_bias, self._taps(0, positions, taps, embedded), packed.input_conv.weight)
             for index, ring in enumerate(packed.convs):
                 h = torch.addmm(self.conditioning[:, k, index], self._taps(index + 1, positions, taps, x), ring.weight)
@@ -102,6 +116,10 @@ class _StepProgram:
             )
             logits = torch.addmm(packed.head[1][1], hidden, packed.head[1][0], out=self.logits[k])
             ids, values = self.sampling.choose(logits, self.uniforms[:, k], packed.mu)
+            if self.order:  # the excitation drawn, the signal kept and fed back
+                values = (prediction + values).clamp(-1.0, 1.0)
+                ids = mu_law_encode(values, packed.mu)
+                self.history.index_copy_(1, slot, values.unsqueeze(1))
             self.previous.copy_(ids)
             self.ids[k].copy_(ids)
             self.waveform[k].copy_(values)
@@ -134,8 +152,6 @@ class CudaGraphWaveNet(BlockGenerator):
     program eagerly, on any device (tests)."""
 
     def __init__(self, model: WaveNet, capture: bool | None = None, steps_per_graph: int = GRAPH_STEPS) -> None:
-        if (reason := lpc_problem(model.lpc_order)) is not None:
-            raise KernelUnavailable(f"CUDA graphs: {reason}")
         self.fallback = FastWaveNet(model)
         self.weights = self.fallback.weights
         self.steps_per_graph = steps_per_graph
@@ -176,7 +192,6 @@ class CudaGraphWaveNet(BlockGenerator):
         chunk_samples: int | None,
         lpc: torch.Tensor | None,
     ) -> Iterator[tuple[int, int]]:
-        """`lpc` is None: LPC models are refused."""
         batch, _, steps = local.shape
         try:
             program = self._program(batch, sampling, local.device)
@@ -190,6 +205,7 @@ class CudaGraphWaveNet(BlockGenerator):
         if chunk_samples is not None:  # the first chunk waits for no more conditioning than it needs
             block = min(block, -(-chunk_samples // chunk) * chunk)
         layer_bias = self.fallback.layer_bias(speaker_ids, batch)
+        hop = self.weights.hop_length
         with program.lock:
             program.reset()
             emitted = 0
@@ -197,11 +213,16 @@ class CudaGraphWaveNet(BlockGenerator):
                 block_stop = min(steps, block_start + block)
                 conditioning = self.fallback.block_conditioning(local.block(block_start, block_stop), layer_bias)
                 draws = uniforms.block(block_start, block_stop).to(local.device)
+                if lpc is not None:  # each sample's frame's coefficients, `[B, block, order]`
+                    frames = torch.arange(block_start, block_stop, device=lpc.device) // hop
+                    coefficients = lpc.index_select(1, frames).to(local.device)
                 for start in range(block_start, block_stop, chunk):
                     count = min(chunk, block_stop - start)  # short only at the end of the utterance
                     offset = start - block_start
                     program.conditioning[:, :count] = conditioning[:, offset : offset + count]
                     program.uniforms[:, :count] = draws[:, offset : offset + count]
+                    if lpc is not None:
+                        program.coefficients[:, :count] = coefficients[:, offset : offset + count]
                     program.replay()
                     result.ids[:, start : start + count] = program.ids[:count].T
                     result.waveform[:, start : start + count] = program.waveform[:count].T

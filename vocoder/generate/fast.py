@@ -45,6 +45,12 @@ class _RingConv:
         return ((positions - offsets) % self.length).to(device)
 
 
+def newest_first(order: int, device: torch.device) -> torch.Tensor:
+    """`[order, order]`: row r lists the slots of a ring of the signal's last `order` samples (sample t in slot
+    t % order) newest first, when sample t with t % order = r is the next to be written."""
+    return ((torch.arange(order)[:, None] - 1 - torch.arange(order)) % order).to(device)
+
+
 class FastWaveNet(BlockGenerator):
     """A WaveNet's weights (its `export_weights`) arranged for one-step generation. Build once per model;
     `generate` is reentrant."""
@@ -126,12 +132,11 @@ class FastWaveNet(BlockGenerator):
         half = math.sqrt(0.5)
 
         previous = torch.full((batch,), self.weights.start_id, dtype=torch.long, device=device)
-        # LPC: a ring of the signal's last `order` samples; row r of `newest_first` reads them, newest first, when
-        # sample t (t % order = r) is next to be written.
+        # LPC: a ring of the signal's last `order` samples, read newest first for each step's prediction.
         order, hop = self.weights.lpc_order, self.weights.hop_length
         if lpc is not None:
             history = torch.zeros(batch, order, device=device)
-            newest_first = ((torch.arange(order)[:, None] - 1 - torch.arange(order)) % order).to(device)
+            slots = newest_first(order, device)
         block = max(1, BLOCK_ELEMENTS // (batch * layers * gate))
         if chunk_samples is not None:
             block = min(block, chunk_samples)
@@ -142,7 +147,7 @@ class FastWaveNet(BlockGenerator):
             for t in range(start, stop):
                 embedded = self.embedding[previous]
                 if lpc is not None:
-                    prediction = predict(lpc[:, t // hop], history.index_select(1, newest_first[t % order]))
+                    prediction = predict(lpc[:, t // hop], history.index_select(1, slots[t % order]))
                     embedded = embedded + self.prediction_embedding[mu_law_encode(prediction, self.mu)]
                 taps = self._push(self.input_conv, buffers[0], tables[0], embedded, t)
                 x = torch.addmm(self.input_bias, taps, self.input_conv.weight)

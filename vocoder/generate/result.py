@@ -17,6 +17,15 @@ ProgressCallback = Callable[[int], None]
 PROGRESS_EVERY = 256
 
 
+@torch.inference_mode()
+def _in_inference_mode(blocks: Iterator[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """`blocks` under inference mode while they run, entered and left at each resume in the resuming thread. A `with`
+    around `yield`s would leave the mode on in the consumer's thread between blocks, and a stream closed elsewhere
+    (the garbage collector closes an abandoned one in whatever thread it runs) would restore this thread's modes
+    there: grad re-enabled inside another thread's `no_grad`."""
+    yield from blocks
+
+
 @dataclass
 class GenerationResult:
     """An LPC model's `waveform` is the signal (prediction plus decoded excitation, clipped to [-1, 1]) and its
@@ -25,14 +34,6 @@ class GenerationResult:
     waveform: torch.Tensor  # [B, T] float32 in [-1, 1]
     ids: torch.Tensor  # [B, T] int64 class ids fed back as inputs
     logits: torch.Tensor | None = None  # [B, T, classes] when recorded (tests, diagnostics)
-
-
-def lpc_problem(lpc_order: int) -> str | None:
-    """Why a compiled teacher step (the fused CPU kernel, CUDA graphs) cannot run a model of this `lpc_order`: they
-    have no linear prediction yet and must not run an LPC model as if it had none. None when it has no LPC."""
-    if lpc_order:
-        return f"the model predicts an LPC excitation (model.lpc_order {lpc_order}), which only the PyTorch loop runs"
-    return None
 
 
 def checked_uniforms(uniforms: torch.Tensor | Uniforms, batch: int, steps: int) -> Uniforms:
@@ -87,8 +88,9 @@ class BlockGenerator:
         coefficients = checked_lpc(
             self.weights.lpc_order, self.weights.hop_length, lpc, local.shape[0], local.shape[-1]
         )
-        with torch.inference_mode():
-            yield from self._stream(local, speaker_ids, sampling, uniforms, result, chunk_samples, coefficients)
+        yield from _in_inference_mode(
+            self._stream(local, speaker_ids, sampling, uniforms, result, chunk_samples, coefficients)
+        )
 
     def _stream(
         self,

@@ -8,6 +8,14 @@ H_t(P_S, P_T) = sum_k P_S(bin k) [log width_k - log P_T(k)], with P_S(bin k) fro
 estimator of the Parallel WaveNet paper). Mass beyond [-1, 1] goes to the end bins, as `mu_law_encode` clamps.
 The student's entropy is analytic: H_t(P_S) = E[log s_tot_t] + 2.
 
+An LPC teacher's categorical is over the classes of the excitation e_t = x_t - p_t, where p_t = sum_k a_k x_(t-k) is
+fixed given z_<t (a function of the student's own past x_<t and the frame's predictor). Its density over the signal
+is then p_T(x_t) = P_T(bin(x_t - p_t)) / width(bin(x_t - p_t)) (a shift: unit Jacobian), and under the student
+e_t = x_t - p_t is Logistic(mu_tot_t - p_t, s_tot_t). So the cross-entropy is the same sum over the excitation's
+bins with the student's location shifted by -p_t, the entropy (shift-invariant) is unchanged, and the KL between
+the student's and the teacher's densities of the signal equals the KL of their excitations. The student keeps
+producing the signal; only the bins it is scored in move with p_t.
+
 The spectral losses that keep the student from whispering are `vocoder.losses.spectral`.
 """
 
@@ -64,9 +72,18 @@ def student_entropy(log_scale: torch.Tensor) -> torch.Tensor:
 
 
 def density_distillation(
-    location: torch.Tensor, log_scale: torch.Tensor, teacher_logits: torch.Tensor, edges: torch.Tensor
+    location: torch.Tensor,
+    log_scale: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    edges: torch.Tensor,
+    prediction: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample (KL, cross-entropy) `[B, T]` of the student's logistics against the teacher's binned density."""
+    """Per-sample (KL, cross-entropy) `[B, T]` of the student's logistics against the teacher's binned density.
+
+    `prediction [B, T]`: an LPC teacher's p_t; its logits are then over the excitation x_t - p_t, which the student's
+    logistic is scored as by moving its location to `location - prediction` (differentiable in both)."""
+    if prediction is not None:
+        location = location - prediction
     probabilities = logistic_bin_probabilities(location, log_scale, edges)
     cross_entropy = teacher_cross_entropy(probabilities, teacher_logits, torch.log(edges.diff()))
     return cross_entropy - student_entropy(log_scale), cross_entropy

@@ -81,7 +81,7 @@ def write_card(
         if config.model.lpc_order:
             lines.append(
                 f"| linear prediction | order {config.model.lpc_order} from the mel; the network models the mu-law "
-                "excitation (PyTorch Fast-WaveNet loop only) |"
+                "excitation |"
             )
     elif kind == STUDENT and config.student is not None:
         student = StudentWaveNet(config)
@@ -94,6 +94,11 @@ def write_card(
         ]
         if teacher := metadata.get("teacher"):
             lines.append(f"| distilled from | `{_file_name(teacher)}` (sha256 {teacher['sha256'][:12]}) |")
+        if config.model.lpc_order:
+            lines.append(
+                f"| linear prediction | the teacher's (order {config.model.lpc_order}): it was distilled against the "
+                "teacher's excitation density; the student outputs the signal, with no prediction at synthesis |"
+            )
     if initial := metadata.get("initialised_from"):
         lines.append(f"| fine-tuned from | `{_file_name(initial)}` (sha256 {initial['sha256'][:12]}) |")
     lines += [

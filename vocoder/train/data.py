@@ -48,12 +48,19 @@ class Batch:
     speaker_ids: torch.Tensor | None  # [B]
     inputs: torch.Tensor | None = None  # [B, (context + segment) * hop] class ids the model sees as its past
     prediction: torch.Tensor | None = None  # [B, (context + segment) * hop] LPC prediction's class ids (LPC only)
+    signal: torch.Tensor | None = None  # [B, (context + segment) * hop] the signal's clean class ids (LPC only)
+
+    @property
+    def signal_ids(self) -> torch.Tensor:
+        """The clean class ids of the signal itself: the targets, or an LPC model's `signal` (its targets are the
+        excitation's). What distillation's spectral and adversarial terms compare a student's sample with."""
+        return self.targets if self.signal is None else self.signal
 
     @property
     def past(self) -> torch.Tensor:
-        """The class ids the model is teacher-forced on: `inputs` when set (a noisy copy of the targets, or an LPC
-        model's signal), else the targets."""
-        return self.targets if self.inputs is None else self.inputs
+        """The class ids the model is teacher-forced on: `inputs` when set (a noisy copy of the signal's ids),
+        else the signal's ids."""
+        return self.signal_ids if self.inputs is None else self.inputs
 
     def to(self, device: torch.device) -> Batch:
         return Batch(
@@ -63,6 +70,7 @@ class Batch:
             None if self.speaker_ids is None else self.speaker_ids.to(device),
             None if self.inputs is None else self.inputs.to(device, non_blocking=True),
             None if self.prediction is None else self.prediction.to(device, non_blocking=True),
+            None if self.signal is None else self.signal.to(device, non_blocking=True),
         )
 
 
@@ -231,19 +239,19 @@ class SegmentSampler:
             names = [self.corpus.utterances[i].row.speaker for i in indices]
             speakers = torch.tensor([self.config.speaker_id(name) for name in names], dtype=torch.long)
         mu = self.config.audio.mu
-        inputs = prediction = None
+        inputs = prediction = signal = None
         if self.config.model.lpc_order:
             coefficients = frame_lpc(frames[:, self.margin : -self.margin], self.config)
             predicted = predict_signal(coefficients, audio, self.config.features.hop_length)
-            targets, inputs, prediction = excitation_targets(audio, predicted, mu)
+            targets, signal, prediction = excitation_targets(audio, predicted, mu)
         else:
             targets = mu_law_encode(audio, mu)
         if self.input_noise > 0:
             deviation = torch.rand(len(segments), 1, generator=generator) * self.input_noise
             noise = torch.randn(targets.shape, generator=generator) * deviation
-            clean = targets if inputs is None else inputs
+            clean = targets if signal is None else signal
             inputs = (clean + noise.round().long()).clamp(0, mu)
-        return Batch(frames, targets, mask, speakers, inputs, prediction)
+        return Batch(frames, targets, mask, speakers, inputs, prediction, signal)
 
     def fixed_batches(self, count: int, batch_size: int, seed: int) -> list[Batch]:
         """The same `count` segments every time: the validation set."""

@@ -7,12 +7,17 @@ the student as the model and this loss per segment:
 2. the frozen teacher scores x teacher-forced, on the embeddings of the mu-law ids of x. The gradient reaches the
    student through the closed-form cross-entropy over bins, which is differentiable in mu_tot and s_tot, through
    the entropy and spectral terms, which are differentiable in x, and (`student.pathwise_gradient`) through the
-   teacher's inputs by a straight-through relaxation of its embedding (`teacher_inputs`);
+   teacher's inputs by a straight-through relaxation of its embedding (`teacher_inputs`). An LPC teacher
+   (`model.lpc_order > 0`) also reads the class id of p_t = sum_k a_k x_(t-k), predicted from the student's own
+   past with the frame's coefficients from the mel (the teacher's `lpc`), and its classes are those of the
+   excitation x_t - p_t: the student's logistic is scored shifted by -p_t (`density_distillation`), and the
+   student still outputs the signal x, which synthesis uses as it is (no LPC in a student);
 3. loss = kl_weight * KL - contrastive_weight * KL under the wrong conditioning + power_weight * power loss
    + stft_weight * multi-resolution STFT loss, each averaged over the segment's loss samples
-   (`vocoder.losses.distillation`, `vocoder.losses.spectral`). The real audio is the mu-law decoded segment; the
-   wrong conditioning is the segment's own rotated by half its length (other phones at every sample), which the same
-   sample should not fit;
+   (`vocoder.losses.distillation`, `vocoder.losses.spectral`). The real audio is the mu-law decoded segment (the
+   signal's, never an LPC model's excitation targets); the wrong conditioning is the segment's own rotated by half
+   its length (other phones at every sample, and for an LPC teacher their predictors), which the same sample should
+   not fit;
 4. with `student.adversarial_weight` (or `feature_matching_weight`), from `adversarial_start_step` on, plus the
    least-squares GAN and feature-matching losses of the sample against a multi-period discriminator that takes its
    own step first (`vocoder.train.adversary`). It judges the loss samples in the model's signal domain (pre-emphasised
@@ -34,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from vocoder.audio import mu_law_decode, mu_law_encode, mu_law_position
 from vocoder.config import Config
 from vocoder.errors import VocoderError
+from vocoder.features.lpc import predict_samples, sample_coefficients
 from vocoder.generate import Sampling
 from vocoder.losses.distillation import density_distillation, mu_law_bin_edges, student_entropy
 from vocoder.losses.spectral import multi_resolution_stft_loss, power_loss
@@ -66,11 +72,6 @@ def load_teacher(name_or_path: str | Path, config: Config) -> WaveNet:
     teacher_config, kind, _ = read_model_header(path)
     if kind != TEACHER:
         raise VocoderError(f"{path}: --teacher must be a teacher model, found kind {kind!r}")
-    if teacher_config.model.lpc_order:
-        raise VocoderError(
-            f"{path}: the teacher predicts an LPC excitation (model.lpc_order {teacher_config.model.lpc_order}); "
-            "distillation scores a student's waveform with a teacher of the waveform itself: use one without LPC"
-        )
     for section in TEACHER_SECTIONS:
         if getattr(teacher_config, section) != getattr(config, section):
             raise VocoderError(f"{path}: the teacher's '{section}' section differs from the config's")
@@ -79,24 +80,40 @@ def load_teacher(name_or_path: str | Path, config: Config) -> WaveNet:
     return teacher.requires_grad_(False).eval()
 
 
-def teacher_inputs(teacher: WaveNet, waveform: torch.Tensor, mu: int, pathwise: bool) -> torch.Tensor:
-    """The teacher's input embeddings `[B, T, C]` for teacher-forcing on the student's sample `waveform [B, T]`.
+def class_embeddings(table: torch.Tensor, values: torch.Tensor, mu: int, pathwise: bool) -> torch.Tensor:
+    """`table [classes, C]`'s rows for the mu-law ids of `values [B, T]` -> `[B, T, C]`.
 
-    Their values are always the embeddings of the shifted sample's mu-law ids, the inputs the teacher was trained
-    on. With `pathwise`, their gradient is that of the embedding interpolated linearly between the two classes on
-    either side of each sample's continuous mu-law position (straight-through): the cross-entropy at t then reaches
-    the student's earlier samples through the teacher, the pathwise part of the KL gradient, which pushes the
-    student towards histories the teacher finds predictable (voiced periods) and which discrete inputs would drop.
-    """
-    table = teacher.embedding.weight
-    embedded = table[mu_law_encode(waveform.detach(), mu)]
+    Their values are always the embeddings of the ids, the inputs the teacher was trained on. With `pathwise`, their
+    gradient is that of the embedding interpolated linearly between the two classes on either side of each value's
+    continuous mu-law position (straight-through)."""
+    embedded = table[mu_law_encode(values.detach(), mu)]
     if pathwise:
-        position = mu_law_position(waveform, mu)
+        position = mu_law_position(values, mu)
         low = position.detach().floor().clamp(max=mu - 1).long()
         soft = torch.lerp(table[low], table[low + 1], (position - low).unsqueeze(-1))
         embedded = embedded + (soft - soft.detach())
+    return embedded
+
+
+def teacher_inputs(teacher: WaveNet, waveform: torch.Tensor, mu: int, pathwise: bool) -> torch.Tensor:
+    """The teacher's input embeddings `[B, T, C]` for teacher-forcing on the student's sample `waveform [B, T]`: the
+    shifted sample's (`class_embeddings`). With `pathwise` the cross-entropy at t reaches the student's earlier
+    samples through the teacher, the pathwise part of the KL gradient, which pushes the student towards histories
+    the teacher finds predictable (voiced periods) and which discrete inputs would drop. An LPC teacher's second
+    input is added by `prediction_inputs`."""
+    table = teacher.embedding.weight
+    embedded = class_embeddings(table, waveform, mu, pathwise)
     start = table[teacher.start_id].expand(embedded.shape[0], 1, -1)
     return torch.cat([start, embedded[:, :-1]], dim=1)
+
+
+def prediction_inputs(teacher: WaveNet, prediction: torch.Tensor, mu: int, pathwise: bool) -> torch.Tensor:
+    """An LPC teacher's second input `[B, T, C]`: the embeddings of the class ids of `prediction [B, T]` (p_t, not
+    shifted: it is a function of the samples before t), added to `teacher_inputs` as `WaveNet.forward` adds them.
+    With `pathwise`, relaxed as the signal's embedding is, so the gradient also reaches `x_<t` through p_t's class."""
+    if teacher.prediction_embedding is None:
+        raise ValueError("this teacher has no linear prediction (model.lpc_order is 0); it reads no prediction")
+    return class_embeddings(teacher.prediction_embedding.weight, prediction, mu, pathwise)
 
 
 class DistillTrainer(Trainer):
@@ -218,24 +235,56 @@ class DistillTrainer(Trainer):
         discriminator could learn instead of the sound."""
         samples = self.config.train.segment_frames * self.config.features.hop_length
         mask = batch.mask[:, -samples:]
-        ids = batch.targets[:, -samples:]
+        ids = batch.signal_ids[:, -samples:]
         low, high = self.edges[ids], self.edges[ids + 1]
         within = torch.rand(ids.shape, device=ids.device, dtype=low.dtype)
         real = (low + within * (high - low)).float() * mask
         return waveform[:, -samples:].float() * mask, real
 
+    def teacher_lpc(self, frames: torch.Tensor, steps: int) -> torch.Tensor | None:
+        """An LPC teacher's predictor for each of the segment's `steps` samples, `[B, steps, order]`, from the
+        batch's frames without their margins, as its training data computes them (None without LPC)."""
+        margin = self.sampler.margin
+        coefficients = self.teacher.lpc(frames[:, margin:-margin])
+        if coefficients is None:
+            return None
+        return sample_coefficients(coefficients, self.config.features.hop_length, steps)
+
+    def teacher_scores(
+        self,
+        embedded: torch.Tensor,
+        signal: torch.Tensor,
+        local: torch.Tensor,
+        lpc: torch.Tensor | None,
+        speaker_ids: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The teacher's float32 logits `[B, classes, T]` for the student's sample `signal [B, T]` (its input
+        embeddings `embedded`) under the upsampled conditioning `local`, and an LPC teacher's prediction p_t `[B, T]`
+        from the signal's own past (clipped to [-1, 1], as every generator's history is) with the per-sample
+        predictor `lpc`; None without LPC. p_t keeps its gradient: it is a differentiable function of x_<t, and the
+        KL's exact gradient includes the path through it."""
+        prediction = None
+        if lpc is not None:
+            prediction = predict_samples(lpc, signal.clamp(-1.0, 1.0))
+            pathwise = self.config.student.pathwise_gradient
+            embedded = embedded + prediction_inputs(self.teacher, prediction, self.config.audio.mu, pathwise)
+        return self.teacher.forward_embedded(embedded, local, speaker_ids).float(), prediction
+
     def objective(self, output: StudentOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """The weighted distillation loss of one student sample, and its parts (in nats per sample for KL)."""
         student = self.config.student
         mu = self.config.audio.mu
+        signal = output.waveform.float()
         with torch.no_grad():
             local = self.teacher.upsample(batch.frames)[:, :, self.margin_samples : -self.margin_samples]
-        embedded = teacher_inputs(self.teacher, output.waveform.float(), mu, student.pathwise_gradient)
-        logits = self.teacher.forward_embedded(embedded, local, batch.speaker_ids).float()
-        wrong_logits = None
+            lpc = self.teacher_lpc(batch.frames, signal.shape[-1])
+        embedded = teacher_inputs(self.teacher, signal, mu, student.pathwise_gradient)
+        logits, prediction = self.teacher_scores(embedded, signal, local, lpc, batch.speaker_ids)
+        wrong = None
         if student.contrastive_weight > 0:  # the same sample scored under other phones, which it should not fit
-            wrong = local.roll(local.shape[-1] // 2, dims=-1)
-            wrong_logits = self.teacher.forward_embedded(embedded, wrong, batch.speaker_ids).float()
+            shift = local.shape[-1] // 2
+            wrong_lpc = None if lpc is None else lpc.roll(shift, dims=1)
+            wrong = self.teacher_scores(embedded, signal, local.roll(shift, dims=-1), wrong_lpc, batch.speaker_ids)
         with torch.autocast(self.dist.device.type, enabled=False):  # CDFs, logs and STFTs in float32 under AMP
             location, log_scale = output.location.float(), output.log_scale.float()
             mask = batch.mask
@@ -244,12 +293,17 @@ class DistillTrainer(Trainer):
             def masked_mean(values: torch.Tensor) -> torch.Tensor:
                 return (values * mask).sum() / count
 
-            kl, cross_entropy = map(masked_mean, density_distillation(location, log_scale, logits, self.edges))
+            kl, cross_entropy = map(
+                masked_mean, density_distillation(location, log_scale, logits, self.edges, prediction)
+            )
             contrast = None
-            if wrong_logits is not None:
-                contrast = masked_mean(density_distillation(location, log_scale, wrong_logits, self.edges)[0])
-            generated = output.waveform.float() * mask
-            reference = mu_law_decode(batch.targets, mu) * mask
+            if wrong is not None:
+                wrong_logits, wrong_prediction = wrong
+                contrast = masked_mean(
+                    density_distillation(location, log_scale, wrong_logits, self.edges, wrong_prediction)[0]
+                )
+            generated = signal * mask
+            reference = mu_law_decode(batch.signal_ids, mu) * mask
             power = power_loss(generated, reference, student.stft_resolutions[0])
             stft = multi_resolution_stft_loss(generated, reference, student.stft_resolutions)
         total = student.kl_weight * kl + student.power_weight * power + student.stft_weight * stft

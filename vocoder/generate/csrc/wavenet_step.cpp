@@ -4,7 +4,10 @@
 // 200 small ops per sample). Here a step is a handful of register-blocked matrix-vector products over weights
 // prepacked in column panels, a vectorised gate, and the project's sampling (float64, same semantics as
 // `Sampling.choose`), with no allocation and no Python in the loop. The local-conditioning projections of all layers
-// are computed here too, 8 steps at a time, so their weights are read once per 8 samples.
+// are computed here too, 8 steps at a time, so their weights are read once per 8 samples. A model with linear
+// prediction (LPC order > 0) also predicts p_t from the signal's last `order` samples and its frame's coefficients,
+// reads p_t's class through a second table, draws the excitation's class and keeps p_t plus it (clipped) as the
+// signal, whose class is fed back: O(order) more per step.
 //
 // Threads: the utterances of a batch are shared out over torch's thread count of threads (the Generator's own
 // Workers: this extension is built without OpenMP), with no synchronisation inside a step.
@@ -417,13 +420,34 @@ class Workers {
   std::unique_ptr<State> state_ = std::make_unique<State>();
 };
 
-// mu_law_encode of one float32 value, as vocoder.audio does it.
-int64_t mu_law_encode(float wav, int64_t mu) {
-  wav = std::min(1.0f, std::max(-1.0f, wav));
-  const float m = static_cast<float>(mu);
-  const float sign = wav > 0 ? 1.0f : (wav < 0 ? -1.0f : 0.0f);
-  const float companded = sign * std::log1p(m * std::fabs(wav)) / std::log1p(m);
-  return static_cast<int64_t>((companded + 1.0f) / 2.0f * m + 0.5f);
+// vocoder.audio.mu_law_encode of one float32 value, bit for bit: the number of `thresholds` (mu_law_thresholds:
+// the smallest value of each class 1..mu under it) at or below the value.
+inline int64_t mu_law_encode(float wav, const float* thresholds, int64_t mu) {
+  return std::upper_bound(thresholds, thresholds + mu, wav) - thresholds;
+}
+
+constexpr int64_t kMaxOrder = 32;  // the largest model.lpc_order (vocoder.config.LPC_MAX_ORDER)
+
+// p_t = sum_k a[k] recent[k] (recent newest first: s[t-1], s[t-2], ...) rounded exactly as
+// vocoder.features.lpc.predict rounds it: each product to float, zero-padded to a power of two, halves added
+// pairwise. The build contracts a * b + c into one FMA (one rounding) elsewhere; not here (and not inlined into
+// code that does).
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, optimize("fp-contract=off")))
+#endif
+float linear_prediction(const float* a, const float* recent, int64_t order) {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+  float terms[kMaxOrder];
+  int64_t width = 1;
+  while (width < order) width *= 2;
+  for (int64_t k = 0; k < width; ++k) terms[k] = k < order ? a[k] * recent[k] : 0.0f;
+  while (width > 1) {
+    width /= 2;
+    for (int64_t k = 0; k < width; ++k) terms[k] = terms[k] + terms[k + width];
+  }
+  return terms[0];
 }
 
 enum Strategy : int64_t { kSample = 0, kArgmax = 1, kMean = 2 };
@@ -434,6 +458,7 @@ struct SamplingParams {
   int64_t top_k;  // <= 0: off
   double top_p;   // >= 1: off
   const double* centres;
+  const float* thresholds;  // mu_law_encode's, mu of them
   int64_t mu;
 };
 
@@ -483,7 +508,7 @@ struct Chooser {
       double mean = 0;
       for (int64_t i = 0; i < C; ++i) mean += probs[i] * s.centres[i];
       const float value = static_cast<float>(mean);
-      return {mu_law_encode(value, s.mu), value};
+      return {mu_law_encode(value, s.thresholds, s.mu), value};
     }
     double cumulative = 0;
     for (int64_t i = 0; i < C; ++i) sorted[i] = (cumulative += probs[i]);
@@ -508,21 +533,29 @@ struct Chooser {
 };
 
 // Weights of index i in Generator::weights_.
+// kPredictionTable: an LPC model's prediction embedding times the input taps, like kInputTable (empty without LPC);
+// kThresholds: mu_law_encode's (mu_law_thresholds).
 enum Weight : int { kInputTable, kInputBias, kLocal, kConv, kResidualSkip, kResidualBias, kSkipBias, kHead1, kHead1Bias,
-                    kHead2, kHead2Bias, kWeightCount };
+                    kHead2, kHead2Bias, kPredictionTable, kThresholds, kWeightCount };
 
 class Generator {
  public:
-  // dims: residual R, half gate H, skip S, classes C, local channels, kernel, input kernel, gate groups, and the
-  // padded Rp, Hp, Sp, Cp. Gate columns come in `groups` blocks of [filter | gate] Hp / groups channels each.
+  // dims: residual R, half gate H, skip S, classes C, local channels, kernel, input kernel, gate groups, the
+  // padded Rp, Hp, Sp, Cp, and the LPC order (0: none) and hop length (samples per frame of LPC coefficients).
+  // Gate columns come in `groups` blocks of [filter | gate] Hp / groups channels each.
   // scales: with int8 (uint8) weights, the column scales of the conv, residual-skip and two head matrices, in that
   // order (conv and residual-skip ones [layers, columns]); none otherwise. The local matrix is then fp16.
   Generator(std::vector<torch::Tensor> weights, std::vector<int64_t> dims, std::vector<int64_t> dilations,
             double skip_scale, std::vector<torch::Tensor> scales)
       : weights_(std::move(weights)), dilations_(std::move(dilations)), skip_scale_(static_cast<float>(skip_scale)) {
-    TORCH_CHECK(weights_.size() == kWeightCount && dims.size() == 12, "wavenet_step: bad weights or dims");
+    TORCH_CHECK(weights_.size() == kWeightCount && dims.size() == 14, "wavenet_step: bad weights or dims");
     R_ = dims[0], H_ = dims[1], S_ = dims[2], C_ = dims[3], local_ = dims[4], kernel_ = dims[5];
     input_kernel_ = dims[6], groups_ = dims[7], Rp_ = dims[8], Hp_ = dims[9], Sp_ = dims[10], Cp_ = dims[11];
+    order_ = dims[12], hop_ = dims[13];
+    TORCH_CHECK(order_ >= 0 && order_ <= kMaxOrder && hop_ > 0, "wavenet_step: bad LPC order or hop");
+    TORCH_CHECK(weights_[kPredictionTable].numel() == (order_ ? input_kernel_ * C_ * Rp_ : 0) &&
+                    weights_[kThresholds].numel() == C_ - 1,
+                "wavenet_step: bad prediction table or mu-law thresholds");
     int64_t offset = 0;
     for (const int64_t d : dilations_) {
       const int64_t length = (kernel_ - 1) * d + 1;
@@ -549,15 +582,19 @@ class Generator {
     return rings;
   }
 
-  // Generate steps [start, stop) into ids / waveform / logits ([B, T...]); rings, id_ring and previous carry the
-  // state between calls. local [B, local channels, n] holds the conditioning of steps [local_start, local_start + n),
-  // which must cover [start, stop): the caller upsamples it block by block (read in place: a transposed copy per
-  // block would also wake torch's OpenMP threads), layer_bias [B, layers * 2Hp] (conv bias plus speaker
-  // projection), uniforms [B, n] float64 the draws of the same steps as local (drawn block by block too).
-  void run(torch::Tensor rings, torch::Tensor id_ring, torch::Tensor previous, torch::Tensor local,
-           int64_t local_start, torch::Tensor layer_bias, torch::Tensor uniforms, int64_t start, int64_t stop,
-           torch::Tensor ids, torch::Tensor waveform, c10::optional<torch::Tensor> logits, int64_t strategy,
-           double temperature, int64_t top_k, double top_p, torch::Tensor centres, int64_t mu, bool split) {
+  // Generate steps [start, stop) into ids / waveform / logits ([B, T...]); rings, id_ring [B, input kernel] (with
+  // LPC [B, 2 * input kernel]: the signal's class ids, then the prediction's), previous and, with LPC, history
+  // [B, order] (the signal's last samples, sample t at t % order) carry the state between calls. local [B, local
+  // channels, n] holds the conditioning of steps [local_start, local_start + n), which must cover [start, stop): the
+  // caller upsamples it block by block (read in place: a transposed copy per block would also wake torch's OpenMP
+  // threads); coefficients [B, frames, order] an LPC model's predictor of every frame (frame-rate and small: passed
+  // whole); layer_bias [B, layers * 2Hp] (conv bias plus speaker projection), uniforms [B, n] float64 the draws of the
+  // same steps as local (drawn block by block too).
+  void run(torch::Tensor rings, torch::Tensor id_ring, torch::Tensor previous, c10::optional<torch::Tensor> history,
+           torch::Tensor local, int64_t local_start, c10::optional<torch::Tensor> coefficients,
+           torch::Tensor layer_bias, torch::Tensor uniforms, int64_t start, int64_t stop, torch::Tensor ids,
+           torch::Tensor waveform, c10::optional<torch::Tensor> logits, int64_t strategy, double temperature,
+           int64_t top_k, double top_p, torch::Tensor centres, bool split) {
     for (const auto* t : {&rings, &id_ring, &previous, &local, &layer_bias, &uniforms, &ids, &waveform, &centres})
       TORCH_CHECK(t->is_contiguous() && t->device().is_cpu(), "wavenet_step: CPU contiguous tensors expected");
     TORCH_CHECK(local.scalar_type() == at::kFloat && uniforms.scalar_type() == at::kDouble);
@@ -566,12 +603,27 @@ class Generator {
                 "wavenet_step: bad local features");
     TORCH_CHECK(uniforms.size(0) == ids.size(0) && uniforms.size(1) == local.size(2), "wavenet_step: bad uniforms");
     if (logits) TORCH_CHECK(logits->is_contiguous() && logits->size(2) == C_);
+    const int64_t batch = ids.size(0);
+    TORCH_CHECK(id_ring.numel() == batch * input_kernel_ * (order_ ? 2 : 1), "wavenet_step: bad id ring");
+    TORCH_CHECK(history.has_value() == (order_ > 0) && coefficients.has_value() == (order_ > 0),
+                "wavenet_step: an LPC model needs history and coefficients, any other model neither");
+    if (order_) {
+      for (const auto* t : {&*history, &*coefficients})
+        TORCH_CHECK(t->is_contiguous() && t->device().is_cpu() && t->scalar_type() == at::kFloat,
+                    "wavenet_step: CPU contiguous float32 LPC tensors expected");
+      TORCH_CHECK(history->numel() == batch * order_ && coefficients->dim() == 3 && coefficients->size(0) == batch &&
+                      coefficients->size(2) == order_ && coefficients->size(1) * hop_ >= stop,
+                  "wavenet_step: bad LPC history or coefficients");
+    }
     const Block block{rings.data_ptr<float>(),
                       id_ring.data_ptr<int64_t>(),
                       previous.data_ptr<int64_t>(),
+                      order_ ? history->data_ptr<float>() : nullptr,
                       local.data_ptr<float>(),
                       local_start,
                       local.size(2),
+                      order_ ? coefficients->data_ptr<float>() : nullptr,
+                      order_ ? coefficients->size(1) : 0,
                       layer_bias.data_ptr<float>(),
                       uniforms.data_ptr<double>(),
                       start,
@@ -580,8 +632,8 @@ class Generator {
                       ids.data_ptr<int64_t>(),
                       waveform.data_ptr<float>(),
                       logits ? logits->data_ptr<float>() : nullptr,
-                      SamplingParams{strategy, temperature, top_k, top_p, centres.data_ptr<double>(), mu}};
-    const int64_t batch = ids.size(0);
+                      SamplingParams{strategy, temperature, top_k, top_p, centres.data_ptr<double>(),
+                                     weights_[kThresholds].data_ptr<float>(), C_ - 1}};
     py::gil_scoped_release no_gil;
     if (split) {
       // One utterance, two cores: each thread computes half of every product (gate channels, residual-skip rows,
@@ -610,8 +662,11 @@ class Generator {
     float* rings;
     int64_t* id_ring;
     int64_t* previous;
+    float* history;
     const float* local;
     int64_t local_start, local_steps;
+    const float* coefficients;
+    int64_t frames;
     const float* layer_bias;
     const double* uniforms;
     int64_t start, stop, total;
@@ -749,6 +804,13 @@ class Generator {
     std::vector<Quantized> quantized(BT);
     for (auto& q : quantized) q.values.resize(std::max({kernel_ * round4(R_), Hp_, Sp_}) + V);
     std::vector<int64_t> previous(blk.previous + b0, blk.previous + b0 + BT);
+    // LPC: every thread keeps its own copy of the signal's last `order` samples (both threads of a split step
+    // compute the same prediction, as they sample the same id), and this step's prediction per utterance.
+    std::vector<float> history(order_ ? blk.history + b0 * order_ : nullptr,
+                               order_ ? blk.history + (b0 + BT) * order_ : nullptr);
+    std::array<float, BT> prediction{};
+    float recent[kMaxOrder];
+    const int64_t id_stride = input_kernel_ * (order_ ? 2 : 1);
     Chooser choose(C_);
     // Residual and skip partial sums of each gate group's rows of the residual-skip product, in the shared block
     // when two threads split the step, else in this thread's scratch: either way the groups' partial sums are
@@ -770,19 +832,36 @@ class Generator {
           conditioning<W, BT, 1>(b0, blk, t + i, g0, g1, out, features.data());
         }
       }
-      // Input conv: a table lookup per tap (embedding times tap weights), the newest tap is the previous sample.
+      // Input conv: a table lookup per tap (embedding times tap weights), the newest tap is the previous sample;
+      // an LPC model adds the lookup of each tap's prediction class (the newest: this step's p_t from the signal's
+      // last `order` samples and the coefficients of sample t's frame).
       for (int b = 0; b < BT; ++b) {
         const int64_t row = b0 + b;
-        int64_t* ring = blk.id_ring + row * input_kernel_;
+        int64_t* ring = blk.id_ring + row * id_stride;
+        int64_t* prediction_ring = ring + input_kernel_;
+        int64_t prediction_id = 0;
+        if (order_) {
+          const float* past = history.data() + b * order_;
+          for (int64_t k = 0, slot = (t + order_ - 1) % order_; k < order_; ++k, slot = slot ? slot - 1 : order_ - 1)
+            recent[k] = past[slot];  // s[t - 1 - k], zero before the first sample
+          prediction[b] = linear_prediction(blk.coefficients + (row * blk.frames + t / hop_) * order_, recent, order_);
+          prediction_id = mu_law_encode(prediction[b], blk.sampling.thresholds, blk.sampling.mu);
+        }
         std::copy(bias(kInputBias), bias(kInputBias) + Rp_, x[b]);
         for (int64_t j = 0; j < input_kernel_; ++j) {
           const int64_t when = t - (input_kernel_ - 1 - j);
           if (when < 0) continue;  // before the first sample: zero padding
-          const int64_t id = j == input_kernel_ - 1 ? previous[b] : ring[when % input_kernel_];
+          const bool newest = j == input_kernel_ - 1;
+          const int64_t id = newest ? previous[b] : ring[when % input_kernel_];
           const float* e = bias(kInputTable) + (j * C_ + id) * Rp_;
           for (int64_t i = 0; i < Rp_; i += V) store(x[b] + i, load(x[b] + i) + load(e + i));
+          if (!order_) continue;
+          const int64_t predicted = newest ? prediction_id : prediction_ring[when % input_kernel_];
+          const float* p = bias(kPredictionTable) + (j * C_ + predicted) * Rp_;
+          for (int64_t i = 0; i < Rp_; i += V) store(x[b] + i, load(x[b] + i) + load(p + i));
         }
         if (lead) ring[t % input_kernel_] = previous[b];
+        if (lead && order_) prediction_ring[t % input_kernel_] = prediction_id;
         for (int64_t g = g0; g < g1; ++g) {
           if (g == 0) std::copy(bias(kSkipBias), bias(kSkipBias) + Sp_, skip_part(b, g));
           else std::fill(skip_part(b, g), skip_part(b, g) + Sp_, 0.0f);
@@ -869,9 +948,15 @@ class Generator {
         const float* row_logits = parts > 1 ? shared->logits : lg[b];
         const int64_t row = b0 + b, at = row * blk.total + t;
         const double uniform = blk.uniforms[row * blk.local_steps + (t - blk.local_start)];
-        const auto [id, value] = choose(row_logits, C_, uniform, blk.sampling);
+        auto [id, value] = choose(row_logits, C_, uniform, blk.sampling);
+        if (order_) {  // the excitation drawn; the signal (prediction plus it, clipped) kept and fed back
+          value = std::min(1.0f, std::max(-1.0f, prediction[b] + value));
+          id = mu_law_encode(value, blk.sampling.thresholds, blk.sampling.mu);
+          history[b * order_ + t % order_] = value;
+        }
         previous[b] = id;
         if (!lead) continue;
+        if (order_) blk.history[row * order_ + t % order_] = value;
         blk.ids[at] = id;
         blk.waveform[at] = value;
         blk.previous[row] = id;
@@ -884,7 +969,7 @@ class Generator {
   std::array<torch::Tensor, kWeightCount> scales_;  // int8 column scales, by weight index (others undefined)
   std::vector<int64_t> dilations_, offsets_, lengths_;
   float skip_scale_;
-  int64_t R_, H_, S_, C_, local_, kernel_, input_kernel_, groups_, Rp_, Hp_, Sp_, Cp_, ring_rows_;
+  int64_t R_, H_, S_, C_, local_, kernel_, input_kernel_, groups_, Rp_, Hp_, Sp_, Cp_, order_, hop_, ring_rows_;
   bool half_, int8_;
   Workers workers_;
 };
@@ -900,6 +985,19 @@ torch::Tensor gate_activation(torch::Tensor f, torch::Tensor g) {
   return torch::from_blob(out.data(), f.sizes(), torch::kFloat).clone();
 }
 
+// The kernel's p_t for each row of coefficients and history [N, order] (newest first), for testing its rounding.
+torch::Tensor prediction_rows(torch::Tensor coefficients, torch::Tensor history) {
+  TORCH_CHECK(coefficients.sizes() == history.sizes() && coefficients.dim() == 2 &&
+              coefficients.size(1) <= kMaxOrder && coefficients.scalar_type() == at::kFloat &&
+              history.scalar_type() == at::kFloat);
+  const auto a = coefficients.contiguous(), s = history.contiguous();
+  const int64_t rows = a.size(0), order = a.size(1);
+  auto out = torch::empty({rows});
+  for (int64_t r = 0; r < rows; ++r)
+    out.data_ptr<float>()[r] = linear_prediction(a.data_ptr<float>() + r * order, s.data_ptr<float>() + r * order, order);
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -909,6 +1007,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("new_rings", &Generator::new_rings)
       .def("run", &Generator::run);
   m.def("gate_activation", &gate_activation);
+  m.def("linear_prediction", &prediction_rows);
 #if defined(__x86_64__) && defined(__AVX512VNNI__)
   m.attr("int8_vnni") = true;
 #else
