@@ -17,15 +17,23 @@ from torch.nn import functional as F
 
 import vocoder
 from tests.conftest import tiny_config
+from tests.test_lpc import lpc_model
 from tests.test_student_kernel import inputs, random_student
 from vocoder.bench.memory_probe import tiled
 from vocoder.errors import VocoderError
+from vocoder.features.lpc import frame_lpc
 from vocoder.generate import CudaGraphWaveNet, FastWaveNet, KernelStudent, KernelWaveNet, Sampling, TorchStudent
 from vocoder.generate.cpu_kernel import BLOCK_SAMPLES
 from vocoder.generate.sampling import SeededUniforms, Uniforms, as_uniforms
 from vocoder.generate.student_kernel import CHUNK_CONDITIONING_BYTES, FIRST_CHUNK_SAMPLES
 from vocoder.models import conditioning as conditioning_module
-from vocoder.models.conditioning import Conditioning, UpsampledConditioning
+from vocoder.models.conditioning import (
+    Conditioning,
+    FramePredictors,
+    Predictors,
+    TensorPredictors,
+    UpsampledConditioning,
+)
 from vocoder.models.layers import ConditioningUpsampler
 from vocoder.models.wavenet import WaveNet
 
@@ -44,7 +52,8 @@ TILE_FRAMES = 16
 @pytest.fixture
 def small_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiles of 64,000 bytes a row: TILE_FRAMES frames of the test upsamplers here (5 channels at hop 200), 40 of the
-    tiny teacher (10 channels at hop 40), 80 of the tiny student: every utterance below spans several."""
+    tiny teacher (10 channels at hop 40), 80 of the tiny student, and predictor coefficients in tiles of 31 frames
+    (n_fft 256): every utterance below spans several."""
     monkeypatch.setattr(conditioning_module, "TILE_BYTES", TILE_FRAMES * 5 * 200 * 4)
 
 
@@ -201,6 +210,80 @@ def test_teacher_generators_upsample_each_block_when_they_reach_it(generator: st
     assert torch.equal(result.ids, whole.ids) and torch.equal(result.logits, whole.logits)
 
 
+@torch.inference_mode()
+def test_predictor_blocks_anywhere_are_bitwise_slices_of_the_whole(small_tiles: None) -> None:
+    """An LPC model's coefficients are computed a tile of frames at a time (#22): any block of samples reads its
+    frames' rows of `whole()` bitwise, in any order, and a tile reads exactly its own frames."""
+    model = lpc_model()
+    hop = model.config.features.hop_length
+    tile = 64_000 // (model.config.features.n_fft * 8)  # frames a tile (`small_tiles`): 31
+    frames = torch.randn(2, 3 * tile + 5, model.config.features.dim) - 2  # four tiles, the last one partial
+    predictors = model.predictors(frames)
+    assert isinstance(predictors, FramePredictors) and predictors.tile_frames == tile
+    whole = predictors.whole()
+    assert whole.shape == (2, frames.shape[1], model.lpc_order) and whole.dtype == torch.float32
+    assert torch.allclose(whole, frame_lpc(frames, model.config), rtol=0, atol=1e-6)  # the one pass, within rounding
+    steps = frames.shape[1] * hop
+    cuts = sorted({0, steps, *torch.randint(1, steps, (12,), generator=torch.Generator().manual_seed(0)).tolist()})
+    for start, stop in itertools.pairwise(cuts):
+        assert torch.equal(predictors.block(start, stop), whole[:, start // hop : -(-stop // hop)])
+    backwards = model.predictors(frames)  # another order of tiles, overlapping blocks
+    for start, stop in reversed(list(itertools.pairwise(cuts))):
+        first = max(0, start - 7 * hop)
+        assert torch.equal(backwards.block(first, stop), whole[:, first // hop : -(-stop // hop)])
+    for first_nan, finite in ((tile, True), (tile - 1, False)):
+        poisoned = frames.clone()
+        poisoned[:, first_nan:] = math.nan
+        assert bool(model.predictors(poisoned).block(0, tile * hop).isfinite().all()) is finite
+
+
+class RecordedPredictors(Predictors):
+    """Predictor coefficients that remember which frames were read."""
+
+    def __init__(self, inner: Predictors) -> None:
+        self.inner, self.reads, self.shape, self.hop = inner, [], inner.shape, inner.hop
+
+    def frames(self, first: int, last: int) -> torch.Tensor:
+        self.reads.append((first, last))
+        return self.inner.frames(first, last)
+
+
+@pytest.mark.parametrize("generator", ["fp32", "int8", "fast-torch", "cuda-graph-eager"])
+@torch.inference_mode()
+def test_lpc_generators_compute_each_blocks_predictors_when_they_reach_it(generator: str, small_tiles: None) -> None:
+    """An LPC teacher's generators read the coefficients of each block's frames with its conditioning, none before
+    the first chunk past it, and stream bitwise what they generate from whole tensors."""
+    model = lpc_model(2, gate_channels=64)
+    if generator == "fast-torch":
+        fast: KernelWaveNet | FastWaveNet | CudaGraphWaveNet = FastWaveNet(model)
+    elif generator == "cuda-graph-eager":
+        fast = CudaGraphWaveNet(model, capture=False)
+    else:
+        fast = KernelWaveNet(model, generator, split=False)
+    hop = model.config.features.hop_length
+    frames = torch.randn(2, 150, model.config.features.dim, generator=torch.Generator().manual_seed(1)) - 2
+    lazy = Recorded(model.conditioning(frames))
+    predictors = RecordedPredictors(model.predictors(frames))
+    assert frames.shape[1] > 4 * predictors.inner.tile_frames  # blocks of 2,048 samples cross tiles of 1,240
+    speakers, sampling = torch.tensor([0, 1]), Sampling(seed=5)
+    uniforms = sampling.draws(2, lazy.shape[-1])
+    result = fast.allocate(lazy, record_logits=True)
+    stream = fast.stream(lazy, speakers, sampling, uniforms, result, chunk_samples=500, lpc=predictors)
+    assert next(stream) == (0, 500)
+    assert max(last for _, last in predictors.reads) <= -(-512 // hop)  # no frame past the first chunk's yet
+    for _ in stream:
+        pass
+    assert predictors.reads == [(start // hop, -(-stop // hop)) for start, stop in lazy.reads]
+    whole = fast.generate(
+        lazy.inner.whole(), speakers, sampling, uniforms.whole(), record_logits=True, lpc=predictors.inner.whole()
+    )
+    assert torch.equal(result.ids, whole.ids) and torch.equal(result.waveform, whole.waveform)
+    assert torch.equal(result.logits, whole.logits)
+    other_hop = TensorPredictors(predictors.inner.whole(), 2 * hop)  # another model's frames
+    with pytest.raises(ValueError, match="coefficients of frames of 40 samples, found .* of frames of 80"):
+        fast.generate(lazy, speakers, sampling, uniforms, lpc=other_hop)
+
+
 def first_chunk(generator: str, frames: torch.Tensor, poisoned: bool) -> torch.Tensor:
     """The first streamed chunk of `frames [1, n, C]` (500 samples from a teacher, 2,048 from a student); `poisoned`:
     every frame past the first tile's context NaN."""
@@ -280,7 +363,7 @@ def test_the_first_streamed_chunk_upsamples_and_draws_one_block_of_a_long_uttera
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = vocoder.load(name, device="cpu")
-    calls: dict[str, list[tuple[int, ...]]] = {"block": [], "draw": [], "tile": []}
+    calls: dict[str, list[tuple[int, ...]]] = {"block": [], "draw": [], "tile": [], "predictor tile": []}
 
     def record(owner: type, method: str, name: str) -> None:
         original = getattr(owner, method)
@@ -294,11 +377,13 @@ def test_the_first_streamed_chunk_upsamples_and_draws_one_block_of_a_long_uttera
     record(UpsampledConditioning, "block", "block")
     record(UpsampledConditioning, "tile", "tile")
     record(SeededUniforms, "block", "draw")
+    record(FramePredictors, "tile", "predictor tile")
     long = tiled(model.features(EXAMPLES / "slt_0004_mel.npz"), 8000)  # the input limit: 100 s
     chunks = model.synthesize_stream(long, Sampling(seed=1), chunk_samples=1024)
     first = next(chunks)
     chunks.close()
     assert len(first) == 1024 and set(calls["tile"]) == {(0,)}  # the prenet too ran over the first tile's frames
+    assert calls["predictor tile"] == ([(0,)] if name == "teacher" else [])  # the LPC teacher's first 64 frames
     for name in ("block", "draw"):
         assert max(stop for _, stop in calls[name]) <= max(BLOCK_SAMPLES, FIRST_CHUNK_SAMPLES)
 

@@ -169,7 +169,7 @@ class Vocoder:
         if method == "student":
             waveform = self._student.generate(conditioning, speaker_ids, uniforms, progress)
             return GenerationResult(waveform, mu_law_encode(waveform, self.config.audio.mu))
-        lpc = self.model.lpc(frames)
+        lpc = self.model.predictors(frames)  # an LPC model's, computed a tile of frames at a time as well
         if method == "naive":  # the reference reads whole windows (and is capped to short utterances)
             local, draws = conditioning.whole(), uniforms.whole()
             return generate_naive(self.model, local, speaker_ids, sampling, draws, record_logits, progress, lpc=lpc)
@@ -203,7 +203,7 @@ class Vocoder:
                 yield pending
             return
         result = self._fast.allocate(conditioning)
-        lpc = self.model.lpc(frames)
+        lpc = self.model.predictors(frames)
         for start, stop in self._fast.stream(conditioning, speaker_ids, sampling, uniforms, result, chunk_samples, lpc):
             yield deemphasis(result.waveform[0, start:stop].cpu().numpy())
 

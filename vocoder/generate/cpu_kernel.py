@@ -43,7 +43,7 @@ from vocoder.audio import mu_law_bin_centres, mu_law_thresholds
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import Sampling, Uniforms
-from vocoder.models.conditioning import Conditioning
+from vocoder.models.conditioning import Conditioning, Predictors
 from vocoder.models.step_weights import StepWeights
 from vocoder.models.wavenet import WaveNet
 from vocoder.native import KernelUnavailable, load_extension, weights_problem
@@ -230,7 +230,7 @@ class KernelWaveNet(BlockGenerator):
         uniforms: Uniforms,
         result: GenerationResult,
         chunk_samples: int | None,
-        lpc: torch.Tensor | None,
+        lpc: Predictors | None,
     ) -> Iterator[tuple[int, int]]:
         """Tensors the kernel cannot take go to the plain generator. An LPC model's state also carries the
         signal's last `lpc_order` samples and the prediction classes of the input conv's taps."""
@@ -245,7 +245,6 @@ class KernelWaveNet(BlockGenerator):
         rings = self._step.new_rings(batch)
         id_ring = torch.zeros(batch, self.input_kernel * (1 if lpc is None else 2), dtype=torch.long)
         history = None if lpc is None else torch.zeros(batch, self.weights.lpc_order)
-        coefficients = None if lpc is None else lpc.contiguous()
         previous = torch.full((batch,), self.weights.start_id, dtype=torch.long)
         layer_bias = self._layer_bias(speaker_ids, batch)
         options = (
@@ -274,6 +273,7 @@ class KernelWaveNet(BlockGenerator):
             stop = min(steps, start + (size if chunk_samples is None else min(size, chunk_samples)))
             block = local.block(start, stop).contiguous()  # upsampled when reached, so memory is one block's
             draws = uniforms.block(start, stop).to(torch.float64).contiguous()  # drawn when reached, as `block`
+            coefficients = None if lpc is None else lpc.block(start, stop).contiguous()  # its frames' predictors
             began = time.perf_counter()
             self._step.run(
                 rings, id_ring, previous, history, block, start, coefficients, layer_bias, draws,

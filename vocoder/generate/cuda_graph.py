@@ -5,7 +5,8 @@ Here every tensor one step touches lives in static buffers, the ring positions c
 device, and `GRAPH_STEPS` consecutive steps are captured once per (batch size, sampling settings) as one CUDA graph.
 Generation replays that graph, copying in each chunk's precomputed conditioning and uniform draws and copying out the
 ids, samples and logits: one launch per `GRAPH_STEPS` samples instead of thousands. Each block's conditioning is
-upsampled and projected, and its uniforms drawn, when the replays reach it.
+upsampled and projected, and its uniforms drawn (and an LPC model's coefficients computed), when the replays reach
+it.
 
 The arithmetic is `FastWaveNet`'s (its arrangement of the model's `export_weights`, the same sampling) except that
 the skip outputs of all layers are summed at the end of a step instead of one by one, so logits agree to float32
@@ -30,7 +31,7 @@ from vocoder.features.lpc import predict
 from vocoder.generate.fast import BLOCK_ELEMENTS, FastWaveNet, newest_first
 from vocoder.generate.result import BlockGenerator, GenerationResult
 from vocoder.generate.sampling import Sampling, Uniforms
-from vocoder.models.conditioning import Conditioning
+from vocoder.models.conditioning import Conditioning, Predictors
 from vocoder.models.wavenet import WaveNet
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class CudaGraphWaveNet(BlockGenerator):
         uniforms: Uniforms,
         result: GenerationResult,
         chunk_samples: int | None,
-        lpc: torch.Tensor | None,
+        lpc: Predictors | None,
     ) -> Iterator[tuple[int, int]]:
         batch, _, steps = local.shape
         try:
@@ -213,9 +214,9 @@ class CudaGraphWaveNet(BlockGenerator):
                 block_stop = min(steps, block_start + block)
                 conditioning = self.fallback.block_conditioning(local.block(block_start, block_stop), layer_bias)
                 draws = uniforms.block(block_start, block_stop).to(local.device)
-                if lpc is not None:  # each sample's frame's coefficients, `[B, block, order]`
-                    frames = torch.arange(block_start, block_stop, device=lpc.device) // hop
-                    coefficients = lpc.index_select(1, frames).to(local.device)
+                if lpc is not None:  # each sample's frame's coefficients, `[B, block, order]`, from the block's frames
+                    frames = torch.arange(block_start, block_stop, device=local.device) // hop - block_start // hop
+                    coefficients = lpc.block(block_start, block_stop).to(local.device).index_select(1, frames)
                 for start in range(block_start, block_stop, chunk):
                     count = min(chunk, block_stop - start)  # short only at the end of the utterance
                     offset = start - block_start

@@ -587,9 +587,9 @@ class Generator {
   // [B, order] (the signal's last samples, sample t at t % order) carry the state between calls. local [B, local
   // channels, n] holds the conditioning of steps [local_start, local_start + n), which must cover [start, stop): the
   // caller upsamples it block by block (read in place: a transposed copy per block would also wake torch's OpenMP
-  // threads); coefficients [B, frames, order] an LPC model's predictor of every frame (frame-rate and small: passed
-  // whole); layer_bias [B, layers * 2Hp] (conv bias plus speaker projection), uniforms [B, n] float64 the draws of the
-  // same steps as local (drawn block by block too).
+  // threads); coefficients [B, frames, order] an LPC model's predictors of frames local_start / hop onwards, which
+  // must cover [start, stop) (computed block by block too); layer_bias [B, layers * 2Hp] (conv bias plus speaker
+  // projection), uniforms [B, n] float64 the draws of the same steps as local (drawn block by block too).
   void run(torch::Tensor rings, torch::Tensor id_ring, torch::Tensor previous, c10::optional<torch::Tensor> history,
            torch::Tensor local, int64_t local_start, c10::optional<torch::Tensor> coefficients,
            torch::Tensor layer_bias, torch::Tensor uniforms, int64_t start, int64_t stop, torch::Tensor ids,
@@ -612,7 +612,8 @@ class Generator {
         TORCH_CHECK(t->is_contiguous() && t->device().is_cpu() && t->scalar_type() == at::kFloat,
                     "wavenet_step: CPU contiguous float32 LPC tensors expected");
       TORCH_CHECK(history->numel() == batch * order_ && coefficients->dim() == 3 && coefficients->size(0) == batch &&
-                      coefficients->size(2) == order_ && coefficients->size(1) * hop_ >= stop,
+                      coefficients->size(2) == order_ &&
+                      (local_start / hop_ + coefficients->size(1)) * hop_ >= stop,
                   "wavenet_step: bad LPC history or coefficients");
     }
     const Block block{rings.data_ptr<float>(),
@@ -624,6 +625,7 @@ class Generator {
                       local.size(2),
                       order_ ? coefficients->data_ptr<float>() : nullptr,
                       order_ ? coefficients->size(1) : 0,
+                      local_start / hop_,
                       layer_bias.data_ptr<float>(),
                       uniforms.data_ptr<double>(),
                       start,
@@ -666,7 +668,7 @@ class Generator {
     const float* local;
     int64_t local_start, local_steps;
     const float* coefficients;
-    int64_t frames;
+    int64_t frames, first_frame;  // coefficients [B, frames, order] of frames first_frame onwards
     const float* layer_bias;
     const double* uniforms;
     int64_t start, stop, total;
@@ -844,7 +846,7 @@ class Generator {
           const float* past = history.data() + b * order_;
           for (int64_t k = 0, slot = (t + order_ - 1) % order_; k < order_; ++k, slot = slot ? slot - 1 : order_ - 1)
             recent[k] = past[slot];  // s[t - 1 - k], zero before the first sample
-          prediction[b] = linear_prediction(blk.coefficients + (row * blk.frames + t / hop_) * order_, recent, order_);
+          prediction[b] = linear_prediction(blk.coefficients + (row * blk.frames + t / hop_ - blk.first_frame) * order_, recent, order_);
           prediction_id = mu_law_encode(prediction[b], blk.sampling.thresholds, blk.sampling.mu);
         }
         std::copy(bias(kInputBias), bias(kInputBias) + Rp_, x[b]);
