@@ -223,6 +223,8 @@ def test_predictor_blocks_anywhere_are_bitwise_slices_of_the_whole(small_tiles: 
     whole = predictors.whole()
     assert whole.shape == (2, frames.shape[1], model.lpc_order) and whole.dtype == torch.float32
     assert torch.allclose(whole, frame_lpc(frames, model.config), rtol=0, atol=1e-6)  # the one pass, within rounding
+    short = model.predictors(frames[:, :5])  # fewer frames than a tile: one tile of just those
+    assert short.tile_frames == 5 and torch.allclose(short.whole(), whole[:, :5], rtol=0, atol=1e-6)
     steps = frames.shape[1] * hop
     cuts = sorted({0, steps, *torch.randint(1, steps, (12,), generator=torch.Generator().manual_seed(0)).tolist()})
     for start, stop in itertools.pairwise(cuts):

@@ -162,13 +162,15 @@ class FramePredictors(Predictors):
     a fixed grid (`Tiles`; past the last frame, the last repeated), so every tile has the same shapes and blocks are
     bitwise slices of `whole()`. Each frame's coefficients come from its own mel frame: a tile needs no context. A
     tile's largest tensor, the autocorrelation's inverse FFT (`n_fft` float64 a frame), is `TILE_BYTES` a row: 512
-    frames of the teacher (n_fft 1,024). For generation only (no gradients)."""
+    frames of the teacher (n_fft 1,024), or the utterance's frames if fewer (one tile, computed once either way).
+    For generation only (no gradients)."""
 
     def __init__(self, conditioning: torch.Tensor, config: Config) -> None:
         self.conditioning, self.config = conditioning, config
         self.hop = config.features.hop_length
         self.shape = (conditioning.shape[0], conditioning.shape[1], config.model.lpc_order)
-        self.tile_frames = max(1, TILE_BYTES // (config.features.n_fft * torch.float64.itemsize))
+        budget = TILE_BYTES // (config.features.n_fft * torch.float64.itemsize)
+        self.tile_frames = max(1, min(budget, conditioning.shape[1]))
         self.reads = torch.arange(self.tile_frames, device=conditioning.device)  # tile 0's frames
         self.tiles = Tiles(self.tile, self.tile_frames, 1)
 
