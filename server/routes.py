@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -30,6 +31,7 @@ from vocoder_server.schemas import (
     ModelInfo,
     ModelList,
     Readiness,
+    SamplingDefaults,
     SpeechBody,
     SpeechFormat,
     SynthesisParams,
@@ -153,6 +155,7 @@ async def models(state: ServiceState = Depends(get_state)) -> ModelList:
                 receptive_field_ms=round(1000 * model.model.receptive_field / model.sample_rate, 3),
                 max_frames=frame_cap(model, state.settings.max_frames),
                 parameters=model.model.parameter_count(),
+                sampling=SamplingDefaults(**{k: v for k, v in asdict(model.default_sampling).items() if k != "seed"}),
             )
         )
     return ModelList(models=infos)
@@ -338,13 +341,7 @@ async def _deliver(
         raise ApiError(422, "invalid_parameter", f"method: a {model.kind} model takes one of {allowed}", "method")
     if method == "naive":
         _admit_naive(features, settings.naive_max_frames)
-    sampling = Sampling(
-        strategy=params.strategy,
-        temperature=params.temperature,
-        top_k=params.top_k,
-        top_p=params.top_p,
-        seed=params.seed,
-    )
+    sampling = model.sampling(params.strategy, params.temperature, params.top_k, params.top_p, params.seed)
     headers = {
         "X-Model": model.name,
         "X-Sample-Rate": str(model.sample_rate),

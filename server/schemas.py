@@ -33,12 +33,20 @@ class SynthesisParams(BaseModel):
         description="a teacher: fast (Fast-WaveNet queues, fused kernel where it runs), fast-torch (plain PyTorch "
         "queues) or naive (the reference); a student: student. Default: fast for a teacher, student for a student",
     )
-    strategy: Strategy = "sample"
-    temperature: float = Field(
-        1.0, ge=TEMPERATURE_MIN, le=TEMPERATURE_MAX, allow_inf_nan=False, description="divides the logits"
+    strategy: Strategy | None = Field(None, description="sample (default), argmax or mean")
+    temperature: float | None = Field(
+        None,
+        ge=TEMPERATURE_MIN,
+        le=TEMPERATURE_MAX,
+        allow_inf_nan=False,
+        description="divides the logits; default: the model's (GET /v1/models, `sampling`)",
     )
-    top_k: int | None = Field(None, ge=1, le=TOP_K_MAX, description="sample among the k most likely classes")
-    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="nucleus mass")
+    top_k: int | None = Field(
+        None, ge=1, le=TOP_K_MAX, description="sample among the k most likely classes; default: the model's"
+    )
+    top_p: float | None = Field(
+        None, gt=0, le=1, allow_inf_nan=False, description="nucleus mass (1: no cut); default: the model's"
+    )
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="reproducible sampling (the CLI's audio)")
     speaker: str | None = Field(None, max_length=NAME_LENGTH, description="overrides the features' speaker")
     format: AudioFormat = Field("pcm16", description="pcm16 or float WAV, or FLAC (16 bit)")
@@ -116,6 +124,15 @@ class ConditioningInfo(BaseModel):
     dim: int
 
 
+class SamplingDefaults(BaseModel):
+    """A model's default sampling: its card's measured best (a student draws plainly: no distribution to shape)."""
+
+    strategy: Strategy
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+
+
 class ModelInfo(BaseModel):
     """What a client needs to build valid input for a model."""
 
@@ -130,6 +147,7 @@ class ModelInfo(BaseModel):
     receptive_field_ms: float
     max_frames: int = Field(description="longest input accepted, after the service's own cap")
     parameters: int
+    sampling: SamplingDefaults = Field(description="what a request's unset sampling parameters mean for this model")
 
 
 class ModelList(BaseModel):

@@ -13,8 +13,11 @@ import torch
 import vocoder
 from tests.conftest import tiny_config
 from tests.test_train import build_cache
+from vocoder.audio import load_wav
 from vocoder.bench.quality import CEILING, GRIFFIN_LIM, QualitySettings, bench_quality, held_out, mu_law_ceiling
+from vocoder.corpus.cache import FeatureCache
 from vocoder.errors import VocoderError
+from vocoder.features.featurefile import read_features
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
 
@@ -66,3 +69,25 @@ def test_bench_quality_scores_models_beside_griffin_lim_and_the_ceiling(cache_di
 def test_bench_quality_refuses_what_it_cannot_score(cache_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(VocoderError, match="at least one --model"):
         bench_quality([], [cache_dir], tmp_path, QualitySettings())
+
+
+def test_bench_quality_runs_each_model_at_its_sampling(cache_dir: Path, tmp_path: Path) -> None:
+    """A model at its default sampling, and the same model at another given with `@` on the command line."""
+    from tests.test_cli import run
+
+    torch.manual_seed(0)
+    config = tiny_config(speakers=[], sampling={"temperature": 0.7})
+    path = save_model(tmp_path / "cool" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
+    out = tmp_path / "out"
+    args = ["bench", "quality", "--data", str(cache_dir), "--split", "train", "--limit", "1", "--no-dnsmos"]
+    result = run(*args, "--model", str(path), "--model", f"hot={path}@temperature=1.0,top_k=9", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "quality.json").read_text())
+    assert report["sampling"] == {"cool": "sample, temperature 0.7", "hot": "sample, top_k 9"}
+    assert "sampling: cool: sample, temperature 0.7; hot: sample, top_k 9" in result.stdout
+    source = cache_dir.name
+    expected = vocoder.load(path, "cpu").synthesize(read_features(FeatureCache(cache_dir).feature_path("utt0")), seed=0)
+    written = load_wav(out / "wavs" / source / "cool" / "utt0.wav", 16000)
+    assert np.allclose(written, expected, atol=1 / 32767)  # 16-bit WAV of the default-sampled synthesis
+    bad = run(*args, "--model", f"{path}@warmth=2", "--out", str(out))
+    assert bad.returncode == 2 and "--model " in bad.stderr and "found 'warmth=2'" in bad.stderr

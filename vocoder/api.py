@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,9 @@ class Vocoder:
         # The fused kernel and the CUDA graphs keep the plain PyTorch loop as their fallback: fast-torch is that one.
         self._fast_torch: FastWaveNet | None = getattr(self._fast, "fallback", self._fast)
         self._student = student_generator(self.model, backend) if kind == STUDENT else None
+        # What unset sampling settings mean: a teacher's `sampling` section (its card's measured best), replaceable
+        # (e.g. to compare samplings of one model); a student has no distribution to reshape.
+        self.default_sampling = Sampling() if kind == STUDENT else Sampling(**self.config.sampling.model_dump())
 
     @property
     def config(self) -> Config:
@@ -91,6 +95,19 @@ class Vocoder:
     def sample_rate(self) -> int:
         return self.config.audio.sample_rate
 
+    def sampling(
+        self,
+        strategy: Strategy | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> Sampling:
+        """The model's default sampling with the given settings in place of its own, field by field (`None`: the
+        model's). top_p 1 or top_k at the class count turn the model's truncation off."""
+        given = {"strategy": strategy, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+        return replace(self.default_sampling, **{name: value for name, value in given.items() if value is not None})
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -101,7 +118,8 @@ class Vocoder:
         if self.kind == STUDENT:
             reason = "a student draws the whole waveform in one pass from noise that only the seed fixes"
             return sampling.reshaping(), reason
-        return sampling.unused_by_strategy(), "argmax takes the most likely class of the unshaped distribution"
+        reason = "argmax takes the most likely class of the unshaped distribution"
+        return sampling.unused_by_strategy(self.default_sampling), reason
 
     def features(self, features: Features | str | Path, speaker: str | None = None) -> Features:
         """Read (if a path) and validate features against this model; `speaker` overrides the file's."""
@@ -117,16 +135,17 @@ class Vocoder:
         self,
         features: Features | str | Path,
         method: Method | None = None,
-        strategy: Strategy = "sample",
-        temperature: float = 1.0,
+        strategy: Strategy | None = None,
+        temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
         speaker: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> np.ndarray:
-        """One utterance -> float32 waveform of `frames * hop` samples at `self.sample_rate`."""
-        sampling = Sampling(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        """One utterance -> float32 waveform of `frames * hop` samples at `self.sample_rate`; sampling settings
+        left `None` take the model's defaults (`default_sampling`)."""
+        sampling = self.sampling(strategy, temperature, top_k, top_p, seed)
         return self.synthesize_batch([features], method, sampling, speaker, progress)[0]
 
     def synthesize_batch(
@@ -137,7 +156,8 @@ class Vocoder:
         speaker: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> list[np.ndarray]:
-        """Several utterances generated together (padded to the longest, then trimmed back)."""
+        """Several utterances generated together (padded to the longest, then trimmed back); `sampling` `None`:
+        the model's default (build one from it with `self.sampling(...)`)."""
         method = method or self.default_method
         if method not in KIND_METHODS[self.kind]:
             raise VocoderError(
@@ -145,7 +165,7 @@ class Vocoder:
             )
         if not features:
             return []
-        sampling = sampling or Sampling()
+        sampling = sampling or self.default_sampling
         loaded = [self.features(item, speaker) for item in features]
         result = self.generate(loaded, method, sampling, progress)
         waveforms = deemphasize(result.waveform.cpu().numpy(), self.config.audio.preemphasis)
@@ -186,7 +206,7 @@ class Vocoder:
         """One utterance with the fast generator, yielded in float32 chunks of at most `chunk_samples` as they
         are generated, so a listener can start before the end."""
         loaded = self.features(features, speaker)
-        sampling = sampling or Sampling()
+        sampling = sampling or self.default_sampling
         frames = self.frames([loaded])
         conditioning = self.model.conditioning(frames)
         uniforms = sampling.draws(1, conditioning.shape[-1])

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.errors import VocoderError
 from vocoder.paths import recipes_dir
 from vocoder.vocabulary import AmpDtype, ConditioningArray
@@ -306,8 +307,20 @@ class StudentConfig(_Strict):
         return [2 ** (i % self.dilation_cycle) for i in range(layers)]
 
 
+class SamplingConfig(_Strict):
+    """How a teacher samples unless the caller says otherwise (field by field): the setting its card measured best
+    on held-out speech. A cooler or truncated excitation distribution trades a little variety for less noise, as
+    LPCNet's sampling does; temperature 1 without truncation draws from the distribution as trained. It does not
+    change the weights, so it may differ between runs and be set when a model is bundled."""
+
+    temperature: float = Field(1.0, ge=TEMPERATURE_MIN, le=TEMPERATURE_MAX, allow_inf_nan=False)
+    top_k: int | None = Field(None, ge=1, le=TOP_K_MAX)
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+
+
 class Config(_Strict):
-    """A complete recipe: audio, features, the model, its speakers, how to train it, and optionally a student."""
+    """A complete recipe: audio, features, the model, its speakers, how to train it, how it samples by default,
+    and optionally a student."""
 
     name: str = Field(min_length=1)
     audio: AudioConfig = Field(default_factory=AudioConfig)
@@ -315,6 +328,7 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     speakers: list[str] = Field(default_factory=list, description="speaker names; empty: no global conditioning")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="a teacher's default sampling")
     student: StudentConfig | None = Field(None, description="a Parallel WaveNet student distilled from this teacher")
 
     @model_validator(mode="after")

@@ -27,7 +27,6 @@ from vocoder.errors import VocoderError
 from vocoder.eval import metrics
 from vocoder.eval.plots import spectrogram_comparison
 from vocoder.features.featurefile import read_features
-from vocoder.generate import Sampling
 
 GRIFFIN_LIM = "griffin-lim"
 CEILING = "mu-law-ceiling"
@@ -138,8 +137,10 @@ def bench_quality(
         features = [read_features(cache.feature_path(utterance)) for utterance in ids]
         # Each model synthesizes the source's utterances as one batch: a step of several costs little more than
         # a step of one.
-        sampling = Sampling(seed=settings.seed)
-        synthesized = {vocoder.name: vocoder.synthesize_batch(features, sampling=sampling) for vocoder in vocoders}
+        synthesized = {  # each model at its own default sampling, as a user hears it
+            vocoder.name: vocoder.synthesize_batch(features, sampling=vocoder.sampling(seed=settings.seed))
+            for vocoder in vocoders
+        }
         for index, utterance in enumerate(tqdm(ids, desc=source, unit="utt", disable=not progress)):
             reference = references[index]
             outputs = {
@@ -156,7 +157,16 @@ def bench_quality(
                 panels = [("recording", reference), *((name, outputs[name]) for name in systems[1:])]
                 image = out_dir / "spectrograms" / f"{source}_{utterance}.png"
                 spectrogram_comparison(panels, rate, f"{source}: {utterance}", image)
-    return summarize(scores, utterances, systems, settings)
+    report = summarize(scores, utterances, systems, settings)
+    report["sampling"] = {vocoder.name: _sampling_label(vocoder) for vocoder in vocoders}
+    return report
+
+
+def _sampling_label(vocoder: Vocoder) -> str:
+    """How a model sampled in the run, e.g. `sample, temperature 0.8` (its defaults, or the run's override)."""
+    sampling = vocoder.default_sampling
+    shaped = [f"{name} {getattr(sampling, name)}" for name in sampling.reshaping() if name != "strategy"]
+    return ", ".join([sampling.strategy, *shaped])
 
 
 def summarize(

@@ -221,7 +221,10 @@ def training(
 @bench_app.command("quality")
 def quality(
     model: list[str] = typer.Option(
-        ..., "--model", help="model name or path, or LABEL=PATH; repeat to compare several"
+        ...,
+        "--model",
+        help="model name or path, or LABEL=PATH, optionally @SETTING=VALUE,... for a sampling other than the "
+        "model's default (e.g. cool=teacher@temperature=0.8); repeat to compare several",
     ),
     data: list[Path] = typer.Option(
         ..., "--data", help="feature cache of held-out recordings (e.g. data/real/feats/festvox-ru); repeat per source"
@@ -240,15 +243,18 @@ def quality(
     mu-law ceiling, in one run: PESQ-WB, STOI, MCD, DNSMOS OVRL and each model's ratio to Griffin-Lim."""
     from vocoder.api import load
     from vocoder.bench.quality import QualitySettings, bench_quality, summary_table
+    from vocoder.generate.sampling import parse_settings
 
     if split not in SPLITS:
         raise typer.BadParameter(f"expected one of {list(SPLITS)}, found {split!r}", param_hint="--split")
     settings = QualitySettings(split, limit, seed, griffin_lim_iterations, dnsmos, spectrograms)
     vocoders = []
     for entry in model:
-        label, _, path = entry.rpartition("=")
+        named, _, sampling = entry.partition("@")
+        label, _, path = named.rpartition("=")
         loaded = load(path, device)
         loaded.name = label or loaded.name
+        loaded.default_sampling = loaded.sampling(**parse_settings(sampling, f"--model {entry}"))
         vocoders.append(loaded)
     report = bench_quality(vocoders, data, out, settings)
     table = summary_table(report)
@@ -256,6 +262,7 @@ def quality(
     (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "summary.md").write_text(table + "\n")
     typer.echo(table)
+    typer.echo("sampling: " + "; ".join(f"{name}: {label}" for name, label in report["sampling"].items()))
     typer.echo(f"spectrograms and WAVs: {out}")
     if as_json:
         typer.echo(json.dumps(report))

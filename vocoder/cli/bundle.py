@@ -20,8 +20,14 @@ def bundle(
     training_state: Path | None = typer.Option(
         None, help="the run's checkpoint to ship as training/state.pt (continued by `vocoder train --resume-from`)"
     ),
+    sampling: str = typer.Option(
+        "",
+        help="a teacher's default sampling, SETTING=VALUE,... (temperature, top_k, top_p; e.g. temperature=0.8), "
+        "written into the bundled copy: what a request's unset settings mean",
+    ),
 ) -> None:
     """Bundle a trained model: model.safetensors, config.yaml and README.md (model card)."""
+    from vocoder.generate.sampling import parse_settings
     from vocoder.models.bundle import bundle_model
     from vocoder.paths import bundled_models_dir
 
@@ -33,5 +39,6 @@ def bundle(
         evaluation,
         notes.read_text() if notes else "",
         training_state,
+        parse_settings(sampling, "--sampling"),
     )
     typer.echo(f"bundled {model} as {target}")

@@ -25,12 +25,18 @@ def synthesize(
         None,
         help="fast (Fast WaveNet), fast-torch or naive for a teacher; student for a student (default: fast / student)",
     ),
-    strategy: str = typer.Option(STRATEGIES[0], help=" | ".join(STRATEGIES)),
-    temperature: float = typer.Option(
-        1.0, help=f"divides the logits before sampling ({TEMPERATURE_MIN:g} to {TEMPERATURE_MAX:g})"
+    strategy: str | None = typer.Option(None, help=" | ".join(STRATEGIES) + f" (default: {STRATEGIES[0]})"),
+    temperature: float | None = typer.Option(
+        None,
+        help=f"divides the logits before sampling ({TEMPERATURE_MIN:g} to {TEMPERATURE_MAX:g}; default: the "
+        "model's, in its card)",
     ),
-    top_k: int | None = typer.Option(None, help=f"sample among the k most likely classes (1 to {TOP_K_MAX:,})"),
-    top_p: float | None = typer.Option(None, help="sample within the smallest set of mass >= p"),
+    top_k: int | None = typer.Option(
+        None, help=f"sample among the k most likely classes (1 to {TOP_K_MAX:,}; default: the model's)"
+    ),
+    top_p: float | None = typer.Option(
+        None, help="sample within the smallest set of mass >= p (1: no cut; default: the model's)"
+    ),
     seed: int | None = typer.Option(None, help="makes sampling reproducible"),
     speaker: str | None = typer.Option(None, help="overrides the feature files' speaker"),
     batch_size: int = typer.Option(1, min=1, help="utterances generated together"),
@@ -46,13 +52,12 @@ def synthesize(
 
     import vocoder
     from vocoder.audio import AUDIO_FORMATS, save_wav
-    from vocoder.generate import Sampling
 
     if audio_format not in AUDIO_FORMATS:
         raise VocoderError(f"--format: expected one of {sorted(AUDIO_FORMATS)}, found {audio_format!r}")
-    sampling = Sampling(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)  # type: ignore[arg-type]
     targets = output_paths(inputs, out, AUDIO_SUFFIX[audio_format])
     loaded = vocoder.load(model, device, precision, backend)  # type: ignore[arg-type]
+    sampling = loaded.sampling(strategy, temperature, top_k, top_p, seed)  # type: ignore[arg-type]
     ignored, reason = loaded.ignored_settings(sampling)
     if ignored:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in ignored)

@@ -87,6 +87,27 @@ def as_uniforms(draws: torch.Tensor | Uniforms) -> Uniforms:
     return draws if isinstance(draws, Uniforms) else TensorUniforms(draws)
 
 
+SETTING_TYPES = {"strategy": str, "temperature": float, "top_k": int, "top_p": float}
+"""The settings `parse_settings` reads, with their value types (the reshaping ones)."""
+
+
+def parse_settings(text: str, where: str) -> dict[str, object]:
+    """`temperature=0.8,top_p=0.9` -> Sampling keyword arguments; `where` names the option in errors. Values are
+    range-checked when the Sampling is built."""
+    settings: dict[str, object] = {}
+    for item in filter(None, text.split(",")):
+        name, equals, value = item.partition("=")
+        name = name.strip()
+        if not equals or name not in SETTING_TYPES:
+            expected = f"SETTING=VALUE with SETTING one of {list(SETTING_TYPES)}"
+            raise SamplingError(f"{where}: expected {expected}, found {item!r}")
+        try:
+            settings[name] = SETTING_TYPES[name](value.strip())
+        except ValueError:
+            raise SamplingError(f"{where}: {name} expects a {SETTING_TYPES[name].__name__}, found {value!r}") from None
+    return settings
+
+
 @dataclass(frozen=True)
 class Sampling:
     """`sample`: draw from the distribution; `argmax`: its mode; `mean`: its expected value in the waveform
@@ -109,14 +130,18 @@ class Sampling:
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise SamplingError(f"top_p: expected a number in (0, 1], found {self.top_p}")
 
-    def reshaping(self) -> tuple[str, ...]:
-        """The settings other than the seed that differ from their defaults, in the order of the fields."""
-        default = Sampling()
-        return tuple(name for name in RESHAPING if getattr(self, name) != getattr(default, name))
+    def reshaping(self, baseline: Sampling | None = None) -> tuple[str, ...]:
+        """The settings other than the seed that differ from `baseline`'s (default: the class defaults), in the
+        order of the fields."""
+        baseline = baseline or Sampling()
+        return tuple(name for name in RESHAPING if getattr(self, name) != getattr(baseline, name))
 
-    def unused_by_strategy(self) -> tuple[str, ...]:
-        """Reshaping settings that the strategy itself ignores: argmax takes the mode of the raw logits."""
-        return tuple(name for name in self.reshaping() if name != "strategy") if self.strategy == "argmax" else ()
+    def unused_by_strategy(self, baseline: Sampling | None = None) -> tuple[str, ...]:
+        """Reshaping settings (changed from `baseline`'s) that the strategy itself ignores: argmax takes the mode
+        of the raw logits."""
+        if self.strategy != "argmax":
+            return ()
+        return tuple(name for name in self.reshaping(baseline) if name != "strategy")
 
     def draws(self, batch: int, steps: int) -> SeededUniforms:
         """The `[batch, steps]` uniform draws of a generation, reproducible from the seed (a fresh random one

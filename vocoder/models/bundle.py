@@ -15,7 +15,7 @@ import yaml
 
 from vocoder.config import config_from_dict
 from vocoder.errors import VocoderError
-from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, resolve_model_path
+from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, replace_config, resolve_model_path
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.checkpoints import read_checkpoint, save_checkpoint
@@ -83,6 +83,8 @@ def write_card(
                 f"| linear prediction | order {config.model.lpc_order} from the mel; the network models the mu-law "
                 "excitation |"
             )
+        shaped = [f"{key} {value}" for key, value in config.sampling.model_dump().items() if value is not None]
+        lines.append(f"| default sampling | {', '.join(shaped)} (a request's own settings replace it) |")
     elif kind == STUDENT and config.student is not None:
         student = StudentWaveNet(config)
         lines += [
@@ -124,17 +126,26 @@ def bundle_model(
     evaluation: Path | None = None,
     notes: str = "",
     training_state: Path | None = None,
+    sampling: dict[str, object] | None = None,
 ) -> Path:
     """Copy a model file into `models_dir/name/` with `config.yaml` and a generated `README.md` card, and the run's
-    training state (a checkpoint, verified first) as `training/state.pt` so the next run continues it."""
+    training state (a checkpoint, verified first) as `training/state.pt` so the next run continues it. `sampling`
+    (e.g. `{"temperature": 0.8}`) replaces settings of the bundled copy's default sampling (its weights untouched)."""
     model_file = resolve_model_path(source)
     if model_file.stat().st_size > MAX_BUNDLE_BYTES:
         raise VocoderError(f"{model_file}: {model_file.stat().st_size / 2**20:.1f} MB exceeds the 20 MB bundle limit")
+    config, kind, _ = read_model_header(model_file)
+    if sampling:
+        if kind != TEACHER:
+            raise VocoderError(f"--sampling: {model_file} is a {kind}, which has no distribution to reshape")
+        changed = {**config.model_dump(mode="json"), "sampling": {**config.sampling.model_dump(), **sampling}}
+        config = config_from_dict(changed, f"{model_file} with --sampling {sampling}")  # range errors name the key
     state = None if training_state is None else read_checkpoint(training_state)  # damaged: refused before copying
     if state is not None:
-        # Both read through today's Config, so a state saved before a config field was added still matches.
-        saved = config_from_dict(state["config"], f"{training_state} (checkpoint config)").model_dump(mode="json")
-        if saved != read_model_header(model_file)[0].model_dump(mode="json"):
+        # Both read through today's Config, so a state saved before a config field was added still matches; the
+        # default sampling does not change the weights, so it may differ.
+        saved = config_from_dict(state["config"], f"{training_state} (checkpoint config)")
+        if saved.model_dump(exclude={"sampling"}) != config.model_dump(exclude={"sampling"}):
             raise VocoderError(f"{training_state}: its config differs from {model_file}'s: not the same run")
     target = models_dir / name
     target.mkdir(parents=True, exist_ok=True)
@@ -143,8 +154,9 @@ def bundle_model(
         save_checkpoint(state, target / TRAINING_STATE)  # written afresh: it carries its digest whatever its age
     temporary = target / f".{WEIGHTS_NAME}.partial"
     shutil.copyfile(model_file, temporary)
+    if sampling:
+        replace_config(temporary, config)
     temporary.replace(target / WEIGHTS_NAME)
-    config, _, _ = read_model_header(model_file)
     (target / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    write_card(target / "README.md", name, model_file, feature_dirs or [], evaluation, notes)
+    write_card(target / "README.md", name, target / WEIGHTS_NAME, feature_dirs or [], evaluation, notes)
     return target

@@ -75,6 +75,19 @@ def save_model(path: str | Path, model: nn.Module, config: Config, kind: ModelKi
     return path
 
 
+def replace_config(path: Path, config: Config) -> None:
+    """Rewrite a model file with `config` embedded in place of its own, weights and metadata unchanged
+    (atomically): for settings that do not change what the weights mean, such as the default sampling."""
+    weights = read_model_file(path)[0]
+    header = {**_header(path), "config": json.dumps(config.model_dump(mode="json"))}
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        save_file(weights, str(temporary), metadata=header)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _header(path: Path) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as handle:
