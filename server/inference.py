@@ -68,8 +68,8 @@ class Job:
 
     @property
     def batch_key(self) -> Hashable | None:
-        """Jobs with equal keys may share a batch. A seeded `sample` runs alone: its draws depend on the batch
-        size and padded length, and the seed must reproduce what the CLI generates for that file."""
+        """Jobs with equal keys may share a batch. A seeded `sample` runs alone: its draws depend on its row in
+        the batch, and the seed must reproduce what the CLI generates for that file (row 0)."""
         if self.emit is not None or (self.sampling.seed is not None and self.sampling.strategy == "sample"):
             return None
         return (self.model.name, self.method, self.sampling)

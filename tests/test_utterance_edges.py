@@ -69,15 +69,21 @@ def level_before_tail(mel: np.ndarray) -> float:
 )
 def test_bundled_models_end_no_louder_than_the_reference(model_name: str, example: str) -> None:
     """The reference's tail level is its log-mel for a mel example; a linguistic example carries no recording, so
-    there it is the model's own output over the 18 frames before the tail (a click is a jump at the very end)."""
+    there it is the model's own output over the 18 frames before the tail (a click is a jump at the very end).
+
+    The click this guards against (zero padding read as a loud frame) ended every draw louder. A sampled ending can
+    be loud by chance: the tts-teacher's last 150 frames of these examples end louder than LOUDER_BY for 2.5% of
+    seeds (10 of 400, seeds 60-259, with the draws before #22 and with today's alike), so one seed of four may."""
     model = vocoder.load(model_name, device="cpu")
     features = read_features(EXAMPLES / f"{example}.npz")
     features = last_frames(features, 60 if features.mel is not None else 150)
+    louder = []
     for seed in range(4):
         wav = model.synthesize(features, seed=seed)
         mel = log_mel(wav, model.sample_rate, model.config.features)
         reference = tail_level(features.mel) if features.mel is not None else level_before_tail(mel)
-        assert tail_level(mel) < reference + LOUDER_BY, f"{model_name} on {example}, seed {seed}: a click at the end"
+        louder += [seed] if tail_level(mel) >= reference + LOUDER_BY else []
+    assert len(louder) <= 1, f"{model_name} on {example}, seeds {louder}: a click at the end"
 
 
 def test_training_segments_cover_the_ends_and_repeat_the_edge_frames() -> None:

@@ -185,14 +185,14 @@ class Vocoder:
         frames = self.frames(features)
         conditioning = self.model.conditioning(frames)
         speaker_ids = self.speaker_ids(features)
-        uniforms = sampling.uniforms(len(features), conditioning.shape[-1])
+        uniforms = sampling.draws(len(features), conditioning.shape[-1])  # each block drawn when reached
         if method == "student":
             waveform = self._student.generate(conditioning, speaker_ids, uniforms, progress)
             return GenerationResult(waveform, mu_law_encode(waveform, self.config.audio.mu))
-        lpc = self.model.lpc(frames)
+        lpc = self.model.predictors(frames)  # an LPC model's, computed a tile of frames at a time as well
         if method == "naive":  # the reference reads whole windows (and is capped to short utterances)
-            local = conditioning.whole()
-            return generate_naive(self.model, local, speaker_ids, sampling, uniforms, record_logits, progress, lpc=lpc)
+            local, draws = conditioning.whole(), uniforms.whole()
+            return generate_naive(self.model, local, speaker_ids, sampling, draws, record_logits, progress, lpc=lpc)
         generator = self._fast_torch if method == "fast-torch" else self._fast
         return generator.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress, lpc)
 
@@ -209,7 +209,7 @@ class Vocoder:
         sampling = sampling or self.default_sampling
         frames = self.frames([loaded])
         conditioning = self.model.conditioning(frames)
-        uniforms = sampling.uniforms(1, conditioning.shape[-1])
+        uniforms = sampling.draws(1, conditioning.shape[-1])
         speaker_ids = self.speaker_ids([loaded])
         deemphasis = Deemphasis(self.config.audio.preemphasis)
         if self._student is not None:  # the student's chunks, recut to `chunk_samples`
@@ -223,7 +223,7 @@ class Vocoder:
                 yield pending
             return
         result = self._fast.allocate(conditioning)
-        lpc = self.model.lpc(frames)
+        lpc = self.model.predictors(frames)
         for start, stop in self._fast.stream(conditioning, speaker_ids, sampling, uniforms, result, chunk_samples, lpc):
             yield deemphasis(result.waveform[0, start:stop].cpu().numpy())
 

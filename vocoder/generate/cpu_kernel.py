@@ -42,8 +42,8 @@ from torch.nn import functional as F
 from vocoder.audio import mu_law_bin_centres, mu_law_thresholds
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult
-from vocoder.generate.sampling import Sampling
-from vocoder.models.conditioning import Conditioning
+from vocoder.generate.sampling import Sampling, Uniforms
+from vocoder.models.conditioning import Conditioning, Predictors
 from vocoder.models.step_weights import StepWeights
 from vocoder.models.wavenet import WaveNet
 from vocoder.native import KernelUnavailable, load_extension, weights_problem
@@ -227,10 +227,10 @@ class KernelWaveNet(BlockGenerator):
         local: Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: Uniforms,
         result: GenerationResult,
         chunk_samples: int | None,
-        lpc: torch.Tensor | None,
+        lpc: Predictors | None,
     ) -> Iterator[tuple[int, int]]:
         """Tensors the kernel cannot take go to the plain generator. An LPC model's state also carries the
         signal's last `lpc_order` samples and the prediction classes of the input conv's taps."""
@@ -245,10 +245,8 @@ class KernelWaveNet(BlockGenerator):
         rings = self._step.new_rings(batch)
         id_ring = torch.zeros(batch, self.input_kernel * (1 if lpc is None else 2), dtype=torch.long)
         history = None if lpc is None else torch.zeros(batch, self.weights.lpc_order)
-        coefficients = None if lpc is None else lpc.contiguous()
         previous = torch.full((batch,), self.weights.start_id, dtype=torch.long)
         layer_bias = self._layer_bias(speaker_ids, batch)
-        uniforms = uniforms.to(torch.float64).contiguous()
         options = (
             STRATEGIES.index(sampling.strategy),  # the kernel's codes: sample 0, argmax 1, mean 2
             sampling.temperature,
@@ -274,9 +272,11 @@ class KernelWaveNet(BlockGenerator):
             use_split, size, timed = next(probes) if split is None else (split, BLOCK_SAMPLES, False)
             stop = min(steps, start + (size if chunk_samples is None else min(size, chunk_samples)))
             block = local.block(start, stop).contiguous()  # upsampled when reached, so memory is one block's
+            draws = uniforms.block(start, stop).to(torch.float64).contiguous()  # drawn when reached, as `block`
+            coefficients = None if lpc is None else lpc.block(start, stop).contiguous()  # its frames' predictors
             began = time.perf_counter()
             self._step.run(
-                rings, id_ring, previous, history, block, start, coefficients, layer_bias, uniforms,
+                rings, id_ring, previous, history, block, start, coefficients, layer_bias, draws,
                 start, stop, result.ids, result.waveform, result.logits, *options, use_split,
             )  # fmt: skip
             per_sample = (time.perf_counter() - began) / (stop - start)

@@ -5,7 +5,8 @@ Here every tensor one step touches lives in static buffers, the ring positions c
 device, and `GRAPH_STEPS` consecutive steps are captured once per (batch size, sampling settings) as one CUDA graph.
 Generation replays that graph, copying in each chunk's precomputed conditioning and uniform draws and copying out the
 ids, samples and logits: one launch per `GRAPH_STEPS` samples instead of thousands. Each block's conditioning is
-upsampled and projected when the replays reach it.
+upsampled and projected, and its uniforms drawn (and an LPC model's coefficients computed), when the replays reach
+it.
 
 The arithmetic is `FastWaveNet`'s (its arrangement of the model's `export_weights`, the same sampling) except that
 the skip outputs of all layers are summed at the end of a step instead of one by one, so logits agree to float32
@@ -29,8 +30,8 @@ from vocoder.audio import mu_law_encode
 from vocoder.features.lpc import predict
 from vocoder.generate.fast import BLOCK_ELEMENTS, FastWaveNet, newest_first
 from vocoder.generate.result import BlockGenerator, GenerationResult
-from vocoder.generate.sampling import Sampling
-from vocoder.models.conditioning import Conditioning
+from vocoder.generate.sampling import Sampling, Uniforms
+from vocoder.models.conditioning import Conditioning, Predictors
 from vocoder.models.wavenet import WaveNet
 
 log = logging.getLogger(__name__)
@@ -187,10 +188,10 @@ class CudaGraphWaveNet(BlockGenerator):
         local: Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: Uniforms,
         result: GenerationResult,
         chunk_samples: int | None,
-        lpc: torch.Tensor | None,
+        lpc: Predictors | None,
     ) -> Iterator[tuple[int, int]]:
         batch, _, steps = local.shape
         try:
@@ -205,7 +206,6 @@ class CudaGraphWaveNet(BlockGenerator):
         if chunk_samples is not None:  # the first chunk waits for no more conditioning than it needs
             block = min(block, -(-chunk_samples // chunk) * chunk)
         layer_bias = self.fallback.layer_bias(speaker_ids, batch)
-        uniforms = uniforms.to(local.device)
         hop = self.weights.hop_length
         with program.lock:
             program.reset()
@@ -213,14 +213,15 @@ class CudaGraphWaveNet(BlockGenerator):
             for block_start in range(0, steps, block):
                 block_stop = min(steps, block_start + block)
                 conditioning = self.fallback.block_conditioning(local.block(block_start, block_stop), layer_bias)
-                if lpc is not None:  # each sample's frame's coefficients, `[B, block, order]`
-                    frames = torch.arange(block_start, block_stop, device=lpc.device) // hop
-                    coefficients = lpc.index_select(1, frames).to(local.device)
+                draws = uniforms.block(block_start, block_stop).to(local.device)
+                if lpc is not None:  # each sample's frame's coefficients, `[B, block, order]`, from the block's frames
+                    frames = torch.arange(block_start, block_stop, device=local.device) // hop - block_start // hop
+                    coefficients = lpc.block(block_start, block_stop).to(local.device).index_select(1, frames)
                 for start in range(block_start, block_stop, chunk):
                     count = min(chunk, block_stop - start)  # short only at the end of the utterance
                     offset = start - block_start
                     program.conditioning[:, :count] = conditioning[:, offset : offset + count]
-                    program.uniforms[:, :count] = uniforms[:, start : start + count]
+                    program.uniforms[:, :count] = draws[:, offset : offset + count]
                     if lpc is not None:
                         program.coefficients[:, :count] = coefficients[:, offset : offset + count]
                     program.replay()

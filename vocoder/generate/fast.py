@@ -3,7 +3,8 @@
 Every layer keeps a ring buffer of its recent inputs, just long enough for its dilation, so one step costs
 O(layers) small matrix products instead of a pass over the receptive field. The conditioning projections of all
 layers (local features and speaker) are computed in blocks of samples, one matrix product per block, from each block's
-upsampled conditioning when generation reaches it;
+upsampled conditioning when generation reaches it (and the block's uniform draws and an LPC model's predictor
+coefficients are computed then);
 the weights are prepacked once per model into the matrices a single step needs.
 """
 
@@ -18,8 +19,8 @@ import torch
 from vocoder.audio import mu_law_encode
 from vocoder.features.lpc import predict
 from vocoder.generate.result import BlockGenerator, GenerationResult
-from vocoder.generate.sampling import Sampling
-from vocoder.models.conditioning import Conditioning
+from vocoder.generate.sampling import Sampling, Uniforms
+from vocoder.models.conditioning import Conditioning, Predictors
 from vocoder.models.wavenet import WaveNet
 
 BLOCK_ELEMENTS = 1 << 21
@@ -116,16 +117,15 @@ class FastWaveNet(BlockGenerator):
         local: Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: Uniforms,
         result: GenerationResult,
         chunk_samples: int | None,
-        lpc: torch.Tensor | None,
+        lpc: Predictors | None,
     ) -> Iterator[tuple[int, int]]:
         batch, _, steps = local.shape
         device, dtype = local.device, local.dtype
         layers, gate = len(self.convs), self.gate_channels
         residual = self.residual_channels
-        uniforms = uniforms.to(device)
         rings = [self.input_conv, *self.convs]
         buffers = [torch.zeros(batch, ring.length, residual, device=device, dtype=dtype) for ring in rings]
         tables = [ring.tap_table(device) for ring in rings]
@@ -144,10 +144,14 @@ class FastWaveNet(BlockGenerator):
         for start in range(0, steps, block):
             stop = min(steps, start + block)
             conditioning = self.block_conditioning(local.block(start, stop), layer_bias)
+            draws = uniforms.block(start, stop).to(device)
+            if lpc is not None:  # the coefficients of the block's frames, the first frame start // hop
+                coefficients = lpc.block(start, stop).to(device)
             for t in range(start, stop):
                 embedded = self.embedding[previous]
                 if lpc is not None:
-                    prediction = predict(lpc[:, t // hop], history.index_select(1, slots[t % order]))
+                    frame = t // hop - start // hop
+                    prediction = predict(coefficients[:, frame], history.index_select(1, slots[t % order]))
                     embedded = embedded + self.prediction_embedding[mu_law_encode(prediction, self.mu)]
                 taps = self._push(self.input_conv, buffers[0], tables[0], embedded, t)
                 x = torch.addmm(self.input_bias, taps, self.input_conv.weight)
@@ -163,7 +167,7 @@ class FastWaveNet(BlockGenerator):
                     skips += out[:, residual:]
                 hidden = torch.relu(torch.addmm(self.head[0][1], torch.relu(skips * self.skip_scale), self.head[0][0]))
                 logits = torch.addmm(self.head[1][1], hidden, self.head[1][0])
-                previous, values = sampling.choose(logits, uniforms[:, t], self.mu)
+                previous, values = sampling.choose(logits, draws[:, t - start], self.mu)
                 if lpc is not None:  # the excitation drawn, the signal kept and fed back
                     values = (prediction + values).clamp(-1.0, 1.0)
                     previous = mu_law_encode(values, self.mu)

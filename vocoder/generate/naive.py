@@ -12,6 +12,7 @@ from vocoder.audio import mu_law_decode, mu_law_encode
 from vocoder.features.lpc import predict
 from vocoder.generate.result import PROGRESS_EVERY, GenerationResult, ProgressCallback, checked_lpc
 from vocoder.generate.sampling import Sampling
+from vocoder.models.conditioning import Predictors
 from vocoder.models.wavenet import WaveNet
 
 
@@ -25,20 +26,22 @@ def generate_naive(
     record_logits: bool = False,
     progress: ProgressCallback | None = None,
     prime: torch.Tensor | None = None,
-    lpc: torch.Tensor | None = None,
+    lpc: torch.Tensor | Predictors | None = None,
 ) -> GenerationResult:
     """`local [B, C, P + T]` upsampled conditioning; `uniforms [B, T]` the draws (see `Sampling.uniforms`).
 
     `prime [B, P]`: class ids of samples that precede the generated ones (P = 0 when absent); with P at least the
     receptive field, every step runs on a full window, which is how the benchmark times the steady state.
-    `lpc [B, frames, order]`: an LPC model's predictor coefficients over all P + T samples (`model.lpc(frames)`):
+    `lpc [B, frames, order]`: an LPC model's predictor coefficients over all P + T samples (`model.lpc(frames)`,
+    or `model.predictors(frames)`, read whole):
     each step predicts p_t from the signal's last `order` samples, draws the excitation, and keeps p_t plus it
     (a prime's samples enter that history as their classes' centres)."""
     batch, _, total = local.shape
     primed = 0 if prime is None else prime.shape[1]
     window = model.receptive_field
     mu, hop, order = model.config.audio.mu, model.config.features.hop_length, model.lpc_order
-    coefficients = checked_lpc(model.lpc_order, model.config.features.hop_length, lpc, batch, total)
+    predictors = checked_lpc(model.lpc_order, model.config.features.hop_length, lpc, batch, total)
+    coefficients = None if predictors is None else predictors.whole().to(local.device)
     inputs = torch.full((batch, total + 1), model.start_id, dtype=torch.long, device=local.device)
     # The signal after `order` zeros (the silence before it), and the class ids of each step's prediction.
     signal = torch.zeros(batch, order + total, device=local.device)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from vocoder.generate.sampling import Sampling
-from vocoder.models.conditioning import Conditioning, as_conditioning
+from vocoder.generate.sampling import Sampling, Uniforms, as_uniforms
+from vocoder.models.conditioning import Conditioning, Predictors, as_conditioning, as_predictors
 from vocoder.models.step_weights import StepWeights
 
 ProgressCallback = Callable[[int], None]
@@ -36,25 +36,41 @@ class GenerationResult:
     logits: torch.Tensor | None = None  # [B, T, classes] when recorded (tests, diagnostics)
 
 
-def checked_lpc(order: int, hop: int, lpc: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor | None:
-    """A generator's predictor coefficients `[B, frames, lpc_order]` (`model.lpc(frames)`), checked: a model of
-    LPC `order` (frames of `hop` samples) needs them for every step, any other model must not be given them."""
+def checked_uniforms(uniforms: torch.Tensor | Uniforms, batch: int, steps: int) -> Uniforms:
+    """`uniforms` as `Uniforms`, checked: one draw per (utterance, step) of the conditioning."""
+    uniforms = as_uniforms(uniforms)
+    if uniforms.shape != (batch, steps):
+        expected = f"[{batch}, {steps}] draws (one per utterance and step)"
+        raise ValueError(f"uniforms: expected {expected}, found {list(uniforms.shape)}")
+    return uniforms
+
+
+def checked_lpc(
+    order: int, hop: int, lpc: torch.Tensor | Predictors | None, batch: int, steps: int
+) -> Predictors | None:
+    """A generator's predictor coefficients `[B, frames, lpc_order]` (`model.predictors(frames)`, or a tensor,
+    `model.lpc(frames)`) as `Predictors`, checked: a model of LPC `order` (frames of `hop` samples) needs them for
+    every step, any other model must not be given them."""
     if not order:
         if lpc is not None:
             raise ValueError("LPC coefficients given for a model without linear prediction (model.lpc_order is 0)")
         return None
     if lpc is None:
         raise ValueError(f"the model predicts an LPC excitation (lpc_order {order}): pass lpc=model.lpc(frames)")
+    predictors = as_predictors(lpc, hop)
     frames = -(-steps // hop)
-    if lpc.shape[0] != batch or lpc.shape[1] < frames or lpc.shape[2] != order:
-        raise ValueError(f"lpc: expected [{batch}, >= {frames}, {order}] coefficients, found {list(lpc.shape)}")
-    return lpc.to(torch.float32)
+    batch_found, frames_found, order_found = predictors.shape
+    if predictors.hop != hop or batch_found != batch or frames_found < frames or order_found != order:
+        expected = f"[{batch}, >= {frames}, {order}] coefficients of frames of {hop} samples"
+        raise ValueError(f"lpc: expected {expected}, found {list(predictors.shape)} of frames of {predictors.hop}")
+    return predictors
 
 
 class BlockGenerator:
     """A generator that fills a preallocated result block by block (`allocate` + `stream`); `generate` runs it to
     the end. Fast WaveNet in PyTorch and the fused CPU kernel share this interface, so the API swaps them freely.
-    `lpc`: an LPC model's predictor coefficients (`model.lpc(frames)`), checked here for every generator."""
+    `lpc`: an LPC model's predictor coefficients (`model.predictors(frames)`, read a block at a time, or a tensor),
+    checked here for every generator."""
 
     weights: StepWeights
     """The model's export (`WaveNet.export_weights`): all a generator reads of it."""
@@ -67,14 +83,16 @@ class BlockGenerator:
         local: torch.Tensor | Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: torch.Tensor | Uniforms,
         result: GenerationResult,
         chunk_samples: int | None = None,
-        lpc: torch.Tensor | None = None,
+        lpc: torch.Tensor | Predictors | None = None,
     ) -> Iterator[tuple[int, int]]:
         """Generate into `result` block by block (at most `chunk_samples` per block), yielding each block's
-        `[start, stop)` as soon as it is done. A `Conditioning` is read a block at a time."""
+        `[start, stop)` as soon as it is done. A `Conditioning`, `Uniforms` and `Predictors` are read a block at a
+        time."""
         local = as_conditioning(local)
+        uniforms = checked_uniforms(uniforms, local.shape[0], local.shape[-1])
         coefficients = checked_lpc(
             self.weights.lpc_order, self.weights.hop_length, lpc, local.shape[0], local.shape[-1]
         )
@@ -87,10 +105,10 @@ class BlockGenerator:
         local: Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: Uniforms,
         result: GenerationResult,
         chunk_samples: int | None,
-        lpc: torch.Tensor | None,
+        lpc: Predictors | None,
     ) -> Iterator[tuple[int, int]]:
         raise NotImplementedError
 
@@ -99,13 +117,13 @@ class BlockGenerator:
         local: torch.Tensor | Conditioning,
         speaker_ids: torch.Tensor | None,
         sampling: Sampling,
-        uniforms: torch.Tensor,
+        uniforms: torch.Tensor | Uniforms,
         record_logits: bool = False,
         progress: ProgressCallback | None = None,
-        lpc: torch.Tensor | None = None,
+        lpc: torch.Tensor | Predictors | None = None,
     ) -> GenerationResult:
         """`local [B, C, T]` upsampled conditioning (or a `Conditioning` that upsamples each block when it is
-        reached); `uniforms [B, T]` the draws (see `Sampling.uniforms`)."""
+        reached); `uniforms [B, T]` the draws (`Sampling.draws`: each block drawn when it is reached)."""
         result = self.allocate(local, record_logits)
         for start, stop in self.stream(local, speaker_ids, sampling, uniforms, result, lpc=lpc):
             if progress is not None:

@@ -3,13 +3,19 @@
 Every random draw is a uniform number fixed in advance for each (utterance, step), so two generators that compute
 the same distributions (naive and Fast WaveNet) pick the same samples under the same seed, whatever their
 arithmetic order. Sampling uses the inverse CDF of the (tempered, top-k / top-p filtered) distribution.
+
+The draws are counter-based (`SeededUniforms`): draw t of batch row b is a function of (seed, b, t) alone, so a
+generator draws each block when it reaches it, in any order and overlapping (the student's chunks), and a stream
+starts without drawing the whole utterance first.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from vocoder.audio import mu_law_bin_centres, mu_law_encode
@@ -29,6 +35,56 @@ def _bin_centres(mu: int, device: torch.device) -> torch.Tensor:
 
 class SamplingError(VocoderError):
     """Sampling parameters out of range."""
+
+
+class Uniforms:
+    """`[B, T]` uniform draws in [0, 1), float64 on the CPU, read a block of steps at a time (as `Conditioning` is
+    read), so a generator holds one block's draws whatever the length."""
+
+    shape: tuple[int, int]
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        """`[B, stop - start]`: the draws of steps `[start, stop)`."""
+        raise NotImplementedError
+
+    def whole(self) -> torch.Tensor:
+        """All `T` steps' draws as one tensor (the naive reference, tests, exports)."""
+        return self.block(0, self.shape[1])
+
+
+class TensorUniforms(Uniforms):
+    """Draws given as a `[B, T]` tensor."""
+
+    def __init__(self, draws: torch.Tensor) -> None:
+        self.draws = draws
+        self.shape = tuple(draws.shape)  # type: ignore[assignment]  # checked by the generators that read it
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        return self.draws[:, start:stop]
+
+
+class SeededUniforms(Uniforms):
+    """Counter-based draws: step t of row b is the t-th 64-bit output of Philox4x64-10 keyed by `seed + (b << 64)`
+    (numpy's `Philox`, 4 outputs per counter value), its top 53 bits scaled to [0, 1). Any block is computed
+    directly from its first step, so blocks in any order, overlapping or not, are slices of `whole()`."""
+
+    def __init__(self, seed: int, batch: int, steps: int) -> None:
+        self.seed = seed % (1 << 64)
+        self.shape = (batch, steps)
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        if not 0 <= start <= stop <= self.shape[1]:
+            raise ValueError(f"uniforms: steps [{start}, {stop}) are outside [0, {self.shape[1]})")
+        rows = np.empty((self.shape[0], stop - start), dtype=np.uint64)
+        for row in range(self.shape[0]):
+            bits = np.random.Philox(key=self.seed + (row << 64), counter=start // 4)
+            rows[row] = bits.random_raw(stop - start + start % 4)[start % 4 :]
+        return torch.from_numpy((rows >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+
+
+def as_uniforms(draws: torch.Tensor | Uniforms) -> Uniforms:
+    """`draws` as `Uniforms` (a tensor is wrapped as it is)."""
+    return draws if isinstance(draws, Uniforms) else TensorUniforms(draws)
 
 
 SETTING_TYPES = {"strategy": str, "temperature": float, "top_k": int, "top_p": float}
@@ -87,11 +143,14 @@ class Sampling:
             return ()
         return tuple(name for name in self.reshaping(baseline) if name != "strategy")
 
+    def draws(self, batch: int, steps: int) -> SeededUniforms:
+        """The `[batch, steps]` uniform draws of a generation, reproducible from the seed (a fresh random one
+        without it), drawn a block at a time as a generator reaches it."""
+        return SeededUniforms(self.seed if self.seed is not None else secrets.randbits(64), batch, steps)
+
     def uniforms(self, batch: int, steps: int) -> torch.Tensor:
-        """The `[batch, steps]` uniform draws of a whole generation, reproducible from the seed."""
-        generator = torch.Generator()
-        generator.manual_seed(self.seed if self.seed is not None else torch.seed())
-        return torch.rand(batch, steps, generator=generator, dtype=torch.float64)
+        """`draws` of a whole generation as one `[batch, steps]` float64 tensor."""
+        return self.draws(batch, steps).whole()
 
     def shaped_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Temperature, then top-k, then top-p (nucleus) filtering; float64 `[B, classes]` probabilities."""

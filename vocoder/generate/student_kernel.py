@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from vocoder.generate.result import ProgressCallback
+from vocoder.generate.result import ProgressCallback, checked_uniforms
+from vocoder.generate.sampling import Uniforms
 from vocoder.models.conditioning import Conditioning, as_conditioning
 from vocoder.models.student import StudentWaveNet, logistic_noise
 from vocoder.native import KernelUnavailable, load_extension, weights_problem
@@ -71,7 +72,7 @@ class TorchStudent:
         self,
         local: torch.Tensor | Conditioning,
         speaker_ids: torch.Tensor | None,
-        uniforms: torch.Tensor,
+        uniforms: torch.Tensor | Uniforms,
         first_chunk: int = FIRST_CHUNK_SAMPLES,
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """`one_pass` over the whole utterance as consecutive chunks `(start, [B, n])`, `first_chunk` samples first
@@ -79,8 +80,10 @@ class TorchStudent:
         chunk is computed from its conditioning and noise and the receptive field's in front of it (a sample
         depends on nothing earlier), so it holds the whole pass's samples: bitwise with the fused forward however
         the chunks are cut (a stream and a whole synthesis agree bitwise), to float rounding with PyTorch's (its
-        convolutions round by length)."""
+        convolutions round by length). Each chunk's conditioning is upsampled and its noise drawn when it is
+        reached."""
         local = as_conditioning(local)
+        uniforms = checked_uniforms(uniforms, local.shape[0], local.shape[-1])
         steps, context = local.shape[-1], self.model.receptive_field - 1
         full = self.full_chunk(local)
         start, size = 0, min(first_chunk, full)
@@ -88,7 +91,7 @@ class TorchStudent:
             stop = min(steps, start + size)
             first = max(0, start - context)
             block = local.block(first, stop).contiguous()  # a strided block sends convolutions down a slow path
-            waveform = self.one_pass(block, speaker_ids, uniforms[:, first:stop])
+            waveform = self.one_pass(block, speaker_ids, uniforms.block(first, stop))
             yield start, waveform[:, start - first :]
             start, size = stop, min(2 * size, full)
 
@@ -96,7 +99,7 @@ class TorchStudent:
         self,
         local: torch.Tensor | Conditioning,
         speaker_ids: torch.Tensor | None,
-        uniforms: torch.Tensor,
+        uniforms: torch.Tensor | Uniforms,
         progress: ProgressCallback | None = None,
     ) -> torch.Tensor:
         """The whole waveform `[B, T]`, synthesized in full chunks (`stream`: no short first chunk, nobody is

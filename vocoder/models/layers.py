@@ -69,9 +69,8 @@ class Smoother(nn.Module):
     """An s-fold nearest-neighbour stretch smoothed by a learned `(2s + 1)`-tap filter (zero padding), computed
     polyphase over the unstretched signal: output `m * s + r` is `sum_q P[r, q] * x[m - 1 + q]`, where `P[r, q]`
     sums the taps j with `(r + j) // s == q` (zero padding of the stretch is zero padding of x). The same function
-    as stretching and convolving, without the stretched intermediate or the ~2s copies of it a CPU convolution
-    unfolds; and as three products and two sums per output, it gives each output bitwise the same wherever a block
-    of the signal starts."""
+    as stretching and convolving, without the stretched intermediate. `ConditioningUpsampler` composes the stages
+    into one filter (`phase_matrix`) rather than running them one by one."""
 
     def __init__(self, scale: int) -> None:
         super().__init__()
@@ -89,26 +88,32 @@ class Smoother(nn.Module):
         self.register_buffer("selection", selection, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`[B, C, n]` -> `[B, C, n * scale]`."""
-        p = (self.weight.reshape(1, -1, 1) * self.selection).sum(1)  # [3, s]
+        """`[B, C, n]` -> `[B, C, n * scale]`, in the dtype of `x` (the weights cast to it)."""
+        p = (self.weight.reshape(1, -1, 1).to(x.dtype) * self.selection.to(x.dtype)).sum(1)  # [3, s]
         padded = F.pad(x, (1, 1)).unsqueeze(-1)
         out = padded[..., :-2, :] * p[0] + padded[..., 1:-1, :] * p[1] + padded[..., 2:, :] * p[2]
         return out.flatten(-2)
 
 
 class ConditioningUpsampler(nn.Module):
-    """Frame-rate features to sample rate: a frame-level conv, then nearest-neighbour stretches each smoothed by
-    a learned 1-D filter along time (`Smoother`).
+    """Frame-rate features to sample rate: a frame-level conv (the prenet), then nearest-neighbour stretches each
+    smoothed by a learned 1-D filter along time (`Smoother`).
+
+    The stretch-and-smooth stages are linear and shift-invariant by whole frames, so together they are one
+    polyphase filter: output phase r of frame m is `sum_q H[q, r] * x[m + q]` over the prenet's frames within
+    `stage_reach` of m (`phase_matrix`, from the stages' response to one frame). Upsampling is then one product of
+    `2 * stage_reach + 1` taps per output, written once: no stage's intermediate, no copies.
 
     Both ends are extended by repeating the first and last frames, so the edges of an utterance are upsampled
     like its interior. Zero padding there read as a loud frame (log-mel 0 is magnitude 1) and made every output
-    begin and end in a click. `conditioning` upsamples a block of samples at a time (`UpsampledConditioning`)."""
+    begin and end in a click. `conditioning` upsamples a tile of frames at a time (`UpsampledConditioning`)."""
 
     def __init__(self, in_channels: int, out_channels: int, scales: list[int], prenet_kernel_size: int) -> None:
         super().__init__()
         self.scales = list(scales)
         self.hop = math.prod(self.scales)
-        self.prenet = nn.Conv1d(in_channels, out_channels, prenet_kernel_size, padding=prenet_kernel_size // 2)
+        # No padding: every caller gives the prenet the frames it reads past the ends (the edge frames repeated).
+        self.prenet = nn.Conv1d(in_channels, out_channels, prenet_kernel_size)
         self.smoothers = nn.ModuleList(Smoother(scale) for scale in self.scales)
         # How far, in frames, the smoothers reach past the frame of an output: each reads one sample either side at
         # its input rate. With the prenet's reach, that many repeated frames cover every edge.
@@ -120,18 +125,40 @@ class ConditioningUpsampler(nn.Module):
         self.edge_frames = prenet_kernel_size // 2 + self.stage_reach
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """`[B, C_in, frames]` -> `[B, C_out, frames * prod(scales)]`."""
-        return self.conditioning(frames).whole()
+        """`[B, C_in, frames]` -> `[B, C_out, frames * prod(scales)]` in one pass (training, the ONNX export);
+        within float rounding of `conditioning(frames).whole()`, which generation reads."""
+        edge = self.edge_frames
+        return self.polyphase(self.prenet(F.pad(frames, (edge, edge), mode="replicate")), self.phase_matrix())
 
     def conditioning(self, frames: torch.Tensor) -> UpsampledConditioning:
-        """`[B, C_in, frames]` upsampled block by block as a generator reads it."""
+        """`[B, C_in, frames]` upsampled tile by tile as a generator reads it."""
         return UpsampledConditioning(self, frames)
 
     def stretch_and_smooth(self, x: torch.Tensor) -> torch.Tensor:
-        """The stages after the prenet: `[B, C, n]` -> `[B, C, n * prod(scales)]`."""
+        """The stages after the prenet one by one: `[B, C, n]` -> `[B, C, n * prod(scales)]`."""
         for smoother in self.smoothers:
             x = smoother(x)
         return x
+
+    def phase_matrix(self) -> torch.Tensor:
+        """`H [2 * stage_reach + 1, hop]`: the stages as one polyphase filter, row `q + stage_reach` the weights of
+        frame `m + q` in the outputs of frame m; computed in float64 from one frame through the stages (with
+        `stage_reach` frames of zeros beyond its reach either side, so no stage's padding cuts the response)."""
+        reach = self.stage_reach
+        weight = self.prenet.weight
+        impulse = torch.zeros(1, 1, 4 * reach + 1, dtype=torch.float64, device=weight.device)
+        impulse[..., 2 * reach] = 1.0
+        # Frame m's outputs weigh the impulse, at frame 2 * reach, as H[2 * reach - m]: rows m = reach..3 * reach.
+        response = self.stretch_and_smooth(impulse).reshape(4 * reach + 1, self.hop)[reach : 3 * reach + 1]
+        return response.flip(0).to(weight.dtype)
+
+    def polyphase(self, prenet: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+        """`prenet [B, C, n + 2 * stage_reach]` (frames of context either side) and `phases` (`phase_matrix`) ->
+        `[B, C, n * hop]`: each output `2 * stage_reach + 1` products summed, one matrix product for all."""
+        taps = phases.shape[0]
+        frames = prenet.shape[-1] - taps + 1
+        stacked = torch.stack([prenet[..., q : q + frames] for q in range(taps)], -1)  # [B, C, n, taps]
+        return (stacked @ phases).flatten(-2)
 
 
 def speaker_vectors(table: torch.Tensor | None, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:
@@ -151,11 +178,11 @@ class ConditionedModel(nn.Module):
     speaker_embedding: nn.Embedding | None
 
     def upsample(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frame-rate conditioning `[B, frames, C]` to sample-rate `[B, C', frames * hop]`."""
+        """Frame-rate conditioning `[B, frames, C]` to sample-rate `[B, C', frames * hop]` in one pass (training)."""
         return self.upsampler(frames.transpose(1, 2))
 
     def conditioning(self, frames: torch.Tensor) -> UpsampledConditioning:
-        """`upsample`, computed a block at a time as a generator reads it."""
+        """`upsample`, computed a tile of frames at a time as a generator reads it (within float rounding of it)."""
         return self.upsampler.conditioning(frames.transpose(1, 2))
 
     def speaker_vector(self, speaker_ids: torch.Tensor | None) -> torch.Tensor | None:

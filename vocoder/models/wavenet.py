@@ -19,6 +19,7 @@ from torch import nn
 from vocoder.audio import mu_law_encode
 from vocoder.config import Config
 from vocoder.features.lpc import frame_lpc
+from vocoder.models.conditioning import FramePredictors
 from vocoder.models.layers import CausalConv1d, ConditionedModel, ConditioningUpsampler, GatedResidualLayer
 from vocoder.models.step_weights import GatedLayerWeights, StepWeights
 
@@ -100,6 +101,11 @@ class WaveNet(ConditionedModel):
         """Frame-rate conditioning `[B, frames, C]` -> the predictor coefficients `[B, frames, lpc_order]` that
         the generators take with it; None for a model without linear prediction."""
         return frame_lpc(frames, self.config) if self.lpc_order else None
+
+    def predictors(self, frames: torch.Tensor) -> FramePredictors | None:
+        """`lpc`, computed a tile of frames at a time as a generator reads it (bitwise `whole()` however it is
+        read); None for a model without linear prediction."""
+        return FramePredictors(frames, self.config) if self.lpc_order else None
 
     def forward(
         self,

@@ -587,8 +587,9 @@ class Generator {
   // [B, order] (the signal's last samples, sample t at t % order) carry the state between calls. local [B, local
   // channels, n] holds the conditioning of steps [local_start, local_start + n), which must cover [start, stop): the
   // caller upsamples it block by block (read in place: a transposed copy per block would also wake torch's OpenMP
-  // threads); coefficients [B, frames, order] an LPC model's predictor of every frame (frame-rate and small: passed
-  // whole); layer_bias [B, layers * 2Hp] (conv bias plus speaker projection), uniforms [B, T] float64.
+  // threads); coefficients [B, frames, order] an LPC model's predictors of frames local_start / hop onwards, which
+  // must cover [start, stop) (computed block by block too); layer_bias [B, layers * 2Hp] (conv bias plus speaker
+  // projection), uniforms [B, n] float64 the draws of the same steps as local (drawn block by block too).
   void run(torch::Tensor rings, torch::Tensor id_ring, torch::Tensor previous, c10::optional<torch::Tensor> history,
            torch::Tensor local, int64_t local_start, c10::optional<torch::Tensor> coefficients,
            torch::Tensor layer_bias, torch::Tensor uniforms, int64_t start, int64_t stop, torch::Tensor ids,
@@ -600,6 +601,7 @@ class Generator {
     TORCH_CHECK(local.size(1) == local_ && local_start <= start && stop <= local_start + local.size(2) &&
                     stop <= ids.size(1),
                 "wavenet_step: bad local features");
+    TORCH_CHECK(uniforms.size(0) == ids.size(0) && uniforms.size(1) == local.size(2), "wavenet_step: bad uniforms");
     if (logits) TORCH_CHECK(logits->is_contiguous() && logits->size(2) == C_);
     const int64_t batch = ids.size(0);
     TORCH_CHECK(id_ring.numel() == batch * input_kernel_ * (order_ ? 2 : 1), "wavenet_step: bad id ring");
@@ -610,7 +612,8 @@ class Generator {
         TORCH_CHECK(t->is_contiguous() && t->device().is_cpu() && t->scalar_type() == at::kFloat,
                     "wavenet_step: CPU contiguous float32 LPC tensors expected");
       TORCH_CHECK(history->numel() == batch * order_ && coefficients->dim() == 3 && coefficients->size(0) == batch &&
-                      coefficients->size(2) == order_ && coefficients->size(1) * hop_ >= stop,
+                      coefficients->size(2) == order_ &&
+                      (local_start / hop_ + coefficients->size(1)) * hop_ >= stop,
                   "wavenet_step: bad LPC history or coefficients");
     }
     const Block block{rings.data_ptr<float>(),
@@ -622,6 +625,7 @@ class Generator {
                       local.size(2),
                       order_ ? coefficients->data_ptr<float>() : nullptr,
                       order_ ? coefficients->size(1) : 0,
+                      local_start / hop_,
                       layer_bias.data_ptr<float>(),
                       uniforms.data_ptr<double>(),
                       start,
@@ -664,7 +668,7 @@ class Generator {
     const float* local;
     int64_t local_start, local_steps;
     const float* coefficients;
-    int64_t frames;
+    int64_t frames, first_frame;  // coefficients [B, frames, order] of frames first_frame onwards
     const float* layer_bias;
     const double* uniforms;
     int64_t start, stop, total;
@@ -842,7 +846,7 @@ class Generator {
           const float* past = history.data() + b * order_;
           for (int64_t k = 0, slot = (t + order_ - 1) % order_; k < order_; ++k, slot = slot ? slot - 1 : order_ - 1)
             recent[k] = past[slot];  // s[t - 1 - k], zero before the first sample
-          prediction[b] = linear_prediction(blk.coefficients + (row * blk.frames + t / hop_) * order_, recent, order_);
+          prediction[b] = linear_prediction(blk.coefficients + (row * blk.frames + t / hop_ - blk.first_frame) * order_, recent, order_);
           prediction_id = mu_law_encode(prediction[b], blk.sampling.thresholds, blk.sampling.mu);
         }
         std::copy(bias(kInputBias), bias(kInputBias) + Rp_, x[b]);
@@ -945,7 +949,8 @@ class Generator {
         // Every thread samples (the same id, from the same logits and uniform): it needs it for the next step.
         const float* row_logits = parts > 1 ? shared->logits : lg[b];
         const int64_t row = b0 + b, at = row * blk.total + t;
-        auto [id, value] = choose(row_logits, C_, blk.uniforms[at], blk.sampling);
+        const double uniform = blk.uniforms[row * blk.local_steps + (t - blk.local_start)];
+        auto [id, value] = choose(row_logits, C_, uniform, blk.sampling);
         if (order_) {  // the excitation drawn; the signal (prediction plus it, clipped) kept and fed back
           value = std::min(1.0f, std::max(-1.0f, prediction[b] + value));
           id = mu_law_encode(value, blk.sampling.thresholds, blk.sampling.mu);
