@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import multiprocessing
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from vocoder.config import Config, config_from_dict
+from vocoder.generate import GenerationResult, Sampling, generate_naive
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
 
@@ -25,6 +27,10 @@ HEAVY = pytest.mark.xdist_group("heavy")
 """Tests that start several busy processes (torchrun's two ranks, Chromium, the whole recipe, the README as written,
 a kernel build): under `pytest -n 2 --dist loadgroup` they all run on one worker, one at a time, so two of them never
 share two cores. It marks a test function (on a helper it does nothing)."""
+
+NAIVE_GROUP = pytest.mark.xdist_group("naive")
+"""Tests that compare a generator with a naive reference another test compares with too (`naive_reference` computes
+each once per process): under `--dist loadgroup` they run on one worker, so each reference is computed once."""
 
 TINY: dict[str, Any] = {
     "name": "tiny",
@@ -73,3 +79,54 @@ def tiny_model_file(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     config = tiny_config()
     return save_model(tmp_path / "tiny" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
+
+
+NAIVE_STEPS = 600
+"""Samples per utterance of the tiny generator-vs-naive cases: far past the tiny models' receptive fields (16 and 31
+samples), so every ring buffer wraps dozens of times, and within one kernel block (the blocks and conditioning tiles
+have tests of their own). The naive reference costs about 1.5 ms of CPU per step."""
+
+
+def model_and_inputs(
+    kernel_size: int, speakers: list[str], batch: int = 2, steps: int = NAIVE_STEPS, **model: int
+) -> tuple[WaveNet, torch.Tensor, torch.Tensor | None]:
+    """A random tiny teacher (seeded by `kernel_size`), its upsampled conditioning `[batch, 10, steps]` from random
+    frames, and speaker ids alternating 0, 1 (None without speakers); `model` overrides the model section."""
+    torch.manual_seed(kernel_size)
+    config = tiny_config(
+        model={"kernel_size": kernel_size, "input_kernel_size": kernel_size, **model}, speakers=speakers
+    )
+    network = WaveNet(config).eval()
+    with torch.no_grad():
+        local = network.upsample(torch.randn(batch, steps // 40, 10))
+    speaker_ids = torch.arange(batch) % 2 if speakers else None
+    return network, local, speaker_ids
+
+
+_naive_references: dict[str, GenerationResult] = {}
+
+
+def naive_reference(
+    model: WaveNet,
+    local: torch.Tensor,
+    speaker_ids: torch.Tensor | None,
+    sampling: Sampling,
+    uniforms: torch.Tensor,
+    lpc: torch.Tensor | None = None,
+) -> GenerationResult:
+    """`generate_naive` with its logits recorded, computed once per process for equal inputs (a digest of the
+    model's config and weights, the sampling and every input tensor) and returned as a copy: several tests of the
+    fast generators compare with the same reference, the suite's costliest computation."""
+    digest = hashlib.sha1(repr((model.config, sampling)).encode())
+    for tensor in (*model.state_dict().values(), local, speaker_ids, uniforms, lpc):
+        digest.update(repr(None if tensor is None else (tensor.dtype, tuple(tensor.shape))).encode())
+        if tensor is not None:
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    key = digest.hexdigest()
+    if key not in _naive_references:
+        _naive_references[key] = generate_naive(
+            model, local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc
+        )
+    reference = _naive_references[key]
+    assert reference.logits is not None
+    return GenerationResult(reference.waveform.clone(), reference.ids.clone(), reference.logits.clone())
