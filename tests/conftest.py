@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny configs and models that keep the suite fast on two cores."""
+"""Shared fixtures: tiny configs and models that keep the suite fast on two cores.
+
+Under `pytest -n 2` the controlling process loads this file too and runs no test, so torch and the project are
+imported where they are used (seconds of CPU, and of the wait before the first test, otherwise)."""
 
 from __future__ import annotations
 
@@ -6,18 +9,28 @@ import copy
 import hashlib
 import multiprocessing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-import torch
 
-from vocoder.config import Config, config_from_dict
-from vocoder.generate import GenerationResult, Sampling, generate_naive
-from vocoder.models.checkpoint import save_model
-from vocoder.models.wavenet import WaveNet
+if TYPE_CHECKING:
+    import torch
 
-torch.set_num_threads(1)
+    from vocoder.config import Config
+    from vocoder.generate import GenerationResult, Sampling
+    from vocoder.models.wavenet import WaveNet
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread in each process that runs tests (a test that wants more asks for them)."""
+    if config.getoption("numprocesses", None):  # xdist's controller: its workers run the tests
+        return
+    import torch
+
+    torch.set_num_threads(1)
+
+
 # Every service the suite starts (dozens) starts its JSON parser process from the forkserver, and each such process
 # would import the service anew (torch with it: seconds of CPU, in a process that no test's timing shows). Preloaded,
 # the forkserver imports it once and each parser process is a ready fork of it; what the parser does is unchanged.
@@ -75,6 +88,8 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def tiny_config(**overrides: Any) -> Config:
     """The tiny test config with nested overrides, e.g. tiny_config(model={"kernel_size": 3})."""
+    from vocoder.config import config_from_dict
+
     return config_from_dict(merge(TINY, overrides), "<tiny test config>")
 
 
@@ -89,6 +104,11 @@ def tone(seconds: float = 0.5, freq: float = 200.0, sample_rate: int = 16000) ->
 @pytest.fixture
 def tiny_model_file(tmp_path: Path) -> Path:
     """A randomly initialised tiny teacher saved as a model file."""
+    import torch
+
+    from vocoder.models.checkpoint import save_model
+    from vocoder.models.wavenet import WaveNet
+
     torch.manual_seed(0)
     config = tiny_config()
     return save_model(tmp_path / "tiny" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
@@ -105,6 +125,10 @@ def model_and_inputs(
 ) -> tuple[WaveNet, torch.Tensor, torch.Tensor | None]:
     """A random tiny teacher (seeded by `kernel_size`), its upsampled conditioning `[batch, 10, steps]` from random
     frames, and speaker ids alternating 0, 1 (None without speakers); `model` overrides the model section."""
+    import torch
+
+    from vocoder.models.wavenet import WaveNet
+
     torch.manual_seed(kernel_size)
     config = tiny_config(
         model={"kernel_size": kernel_size, "input_kernel_size": kernel_size, **model}, speakers=speakers
@@ -130,6 +154,8 @@ def naive_reference(
     """`generate_naive` with its logits recorded, computed once per process for equal inputs (a digest of the
     model's config and weights, the sampling and every input tensor) and returned as a copy: several tests of the
     fast generators compare with the same reference, the suite's costliest computation."""
+    from vocoder.generate import GenerationResult, generate_naive
+
     digest = hashlib.sha1(repr((model.config, sampling)).encode())
     for tensor in (*model.state_dict().values(), local, speaker_ids, uniforms, lpc):
         digest.update(repr(None if tensor is None else (tensor.dtype, tuple(tensor.shape))).encode())
