@@ -1,21 +1,36 @@
-"""Shared fixtures: tiny configs and models that keep the suite fast on two cores."""
+"""Shared fixtures: tiny configs and models that keep the suite fast on two cores.
+
+Under `pytest -n 2` the controlling process loads this file too and runs no test, so torch and the project are
+imported where they are used (seconds of CPU, and of the wait before the first test, otherwise)."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import multiprocessing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-import torch
 
-from vocoder.config import Config, config_from_dict
-from vocoder.models.checkpoint import save_model
-from vocoder.models.wavenet import WaveNet
+if TYPE_CHECKING:
+    import torch
 
-torch.set_num_threads(1)
+    from vocoder.config import Config
+    from vocoder.generate import GenerationResult, Sampling
+    from vocoder.models.wavenet import WaveNet
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread in each process that runs tests (a test that wants more asks for them)."""
+    if config.getoption("numprocesses", None):  # xdist's controller: its workers run the tests
+        return
+    import torch
+
+    torch.set_num_threads(1)
+
+
 # Every service the suite starts (dozens) starts its JSON parser process from the forkserver, and each such process
 # would import the service anew (torch with it: seconds of CPU, in a process that no test's timing shows). Preloaded,
 # the forkserver imports it once and each parser process is a ready fork of it; what the parser does is unchanged.
@@ -25,6 +40,23 @@ HEAVY = pytest.mark.xdist_group("heavy")
 """Tests that start several busy processes (torchrun's two ranks, Chromium, the whole recipe, the README as written,
 a kernel build): under `pytest -n 2 --dist loadgroup` they all run on one worker, one at a time, so two of them never
 share two cores. It marks a test function (on a helper it does nothing)."""
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under `--dist loadgroup` xdist names each test of a group `<id>@<group>` and schedules by that name; where it
+    cannot (pytest 9.2: pytest-dev/pytest-xdist#1386) the groups are dropped without a word, and HEAVY tests would
+    share the two cores. A grouped test fails then, saying so."""
+    if item.config.getoption("loadgroup", False) and item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+        pytest.fail(
+            f"pytest {pytest.__version__} drops xdist_group under --dist loadgroup (pytest-dev/pytest-xdist#1386): "
+            "install the pytest that pyproject.toml pins (make install)",
+            pytrace=False,
+        )
+
+
+NAIVE_GROUP = pytest.mark.xdist_group("naive")
+"""Tests that compare a generator with a naive reference another test compares with too (`naive_reference` computes
+each once per process): under `--dist loadgroup` they run on one worker, so each reference is computed once."""
 
 TINY: dict[str, Any] = {
     "name": "tiny",
@@ -56,6 +88,8 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def tiny_config(**overrides: Any) -> Config:
     """The tiny test config with nested overrides, e.g. tiny_config(model={"kernel_size": 3})."""
+    from vocoder.config import config_from_dict
+
     return config_from_dict(merge(TINY, overrides), "<tiny test config>")
 
 
@@ -70,6 +104,68 @@ def tone(seconds: float = 0.5, freq: float = 200.0, sample_rate: int = 16000) ->
 @pytest.fixture
 def tiny_model_file(tmp_path: Path) -> Path:
     """A randomly initialised tiny teacher saved as a model file."""
+    import torch
+
+    from vocoder.models.checkpoint import save_model
+    from vocoder.models.wavenet import WaveNet
+
     torch.manual_seed(0)
     config = tiny_config()
     return save_model(tmp_path / "tiny" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
+
+
+NAIVE_STEPS = 600
+"""Samples per utterance of the tiny generator-vs-naive cases: far past the tiny models' receptive fields (16 and 31
+samples), so every ring buffer wraps dozens of times, and within one kernel block (the blocks and conditioning tiles
+have tests of their own). The naive reference costs about 1.5 ms of CPU per step."""
+
+
+def model_and_inputs(
+    kernel_size: int, speakers: list[str], batch: int = 2, steps: int = NAIVE_STEPS, **model: int
+) -> tuple[WaveNet, torch.Tensor, torch.Tensor | None]:
+    """A random tiny teacher (seeded by `kernel_size`), its upsampled conditioning `[batch, 10, steps]` from random
+    frames, and speaker ids alternating 0, 1 (None without speakers); `model` overrides the model section."""
+    import torch
+
+    from vocoder.models.wavenet import WaveNet
+
+    torch.manual_seed(kernel_size)
+    config = tiny_config(
+        model={"kernel_size": kernel_size, "input_kernel_size": kernel_size, **model}, speakers=speakers
+    )
+    network = WaveNet(config).eval()
+    with torch.no_grad():
+        local = network.upsample(torch.randn(batch, steps // 40, 10))
+    speaker_ids = torch.arange(batch) % 2 if speakers else None
+    return network, local, speaker_ids
+
+
+_naive_references: dict[str, GenerationResult] = {}
+
+
+def naive_reference(
+    model: WaveNet,
+    local: torch.Tensor,
+    speaker_ids: torch.Tensor | None,
+    sampling: Sampling,
+    uniforms: torch.Tensor,
+    lpc: torch.Tensor | None = None,
+) -> GenerationResult:
+    """`generate_naive` with its logits recorded, computed once per process for equal inputs (a digest of the
+    model's config and weights, the sampling and every input tensor) and returned as a copy: several tests of the
+    fast generators compare with the same reference, the suite's costliest computation."""
+    from vocoder.generate import GenerationResult, generate_naive
+
+    digest = hashlib.sha1(repr((model.config, sampling)).encode())
+    for tensor in (*model.state_dict().values(), local, speaker_ids, uniforms, lpc):
+        digest.update(repr(None if tensor is None else (tensor.dtype, tuple(tensor.shape))).encode())
+        if tensor is not None:
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    key = digest.hexdigest()
+    if key not in _naive_references:
+        _naive_references[key] = generate_naive(
+            model, local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc
+        )
+    reference = _naive_references[key]
+    assert reference.logits is not None
+    return GenerationResult(reference.waveform.clone(), reference.ids.clone(), reference.logits.clone())

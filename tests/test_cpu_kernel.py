@@ -1,7 +1,7 @@
 """The fused CPU kernel must pick the same samples as the naive reference, and fall back cleanly where it cannot run.
 
 The first test in a fresh checkout compiles the extension (about a minute on two cores); later runs load the cached
-build from build/kernels/.
+build (`vocoder.paths.kernel_cache_dir()`).
 """
 
 import logging
@@ -19,19 +19,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import HEAVY, tiny_config
+from tests.conftest import HEAVY, NAIVE_GROUP, NAIVE_STEPS, model_and_inputs, naive_reference
 from vocoder import native
 from vocoder.audio import mu_law_encode
 from vocoder.bench.generation import plot_generation
 from vocoder.features.lpc import predict_signal
-from vocoder.generate import FastWaveNet, Sampling, cpu_kernel, generate_naive
+from vocoder.generate import FastWaveNet, Sampling, cpu_kernel
 from vocoder.generate.backends import fast_generator
 from vocoder.generate.cpu_kernel import KernelWaveNet
 from vocoder.models.wavenet import WaveNet, shift_right
 from vocoder.native import load_extension
 from vocoder.vocabulary import PRECISIONS
 
-STEPS = 1000
 FP16_RELATIVE_TOLERANCE = 1e-3
 """Stated bound on max |logits(fp16 weights) - logits(float32 model)| on the same inputs, relative to max |logits|
 (measured: about 2e-4 on the tiny and seed-size shapes, also with a trained-like logit range of +-18)."""
@@ -39,20 +38,6 @@ INT8_RELATIVE_TOLERANCE = 5e-2
 """The same bound for int8 weights and int8-quantised inputs of every product (measured: 5e-3 to 1.3e-2 on random
 tiny and seed-size models, 1.1e-2 on the bundled teacher, 2.3e-2 to 3.2e-2 on the bundled tts-teacher)."""
 TOLERANCES = {"fp16": FP16_RELATIVE_TOLERANCE, "int8": INT8_RELATIVE_TOLERANCE}
-
-
-def model_and_inputs(
-    kernel_size: int, speakers: list[str], batch: int = 2, steps: int = STEPS, **model: int
-) -> tuple[WaveNet, torch.Tensor, torch.Tensor | None]:
-    torch.manual_seed(kernel_size)
-    config = tiny_config(
-        model={"kernel_size": kernel_size, "input_kernel_size": kernel_size, **model}, speakers=speakers
-    )
-    network = WaveNet(config).eval()
-    with torch.no_grad():
-        local = network.upsample(torch.randn(batch, steps // 40, 10))
-    speaker_ids = torch.arange(batch) % 2 if speakers else None
-    return network, local, speaker_ids
 
 
 @contextmanager
@@ -93,7 +78,7 @@ def assert_same_as_naive(
 ) -> RecordedSteps:
     """`lpc`: an LPC model's predictor coefficients (tests/test_lpc.py)."""
     uniforms = sampling.uniforms(local.shape[0], local.shape[-1])
-    naive = generate_naive(model, local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc)
+    naive = naive_reference(model, local, speaker_ids, sampling, uniforms, lpc)
     generator = KernelWaveNet(model, **options)
     steps = RecordedSteps(generator)
     with torch_threads(threads):
@@ -106,14 +91,16 @@ def assert_same_as_naive(
     return steps
 
 
+@NAIVE_GROUP
 @pytest.mark.parametrize("kernel_size", [2, 3])
 @pytest.mark.parametrize("speakers", [["alice", "bob"], []], ids=["local+global", "local"])
 def test_kernel_equals_naive(kernel_size: int, speakers: list[str]) -> None:
     model, local, speaker_ids = model_and_inputs(kernel_size, speakers)
-    assert local.shape == (2, 10, STEPS)
+    assert local.shape == (2, 10, NAIVE_STEPS)
     assert_same_as_naive(model, local, speaker_ids, Sampling(seed=11))
 
 
+@NAIVE_GROUP
 @pytest.mark.parametrize("strategy", ["sample", "argmax", "mean"])
 def test_every_strategy_equals_naive(strategy: str) -> None:
     model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"])
@@ -126,6 +113,7 @@ def test_batch_tiles_on_two_threads_equal_naive() -> None:
     assert_same_as_naive(model, local, speaker_ids, Sampling(seed=4), threads=2)
 
 
+@NAIVE_GROUP
 @pytest.mark.parametrize("split", [True, False])
 def test_one_utterance_split_across_two_threads_equals_naive(split: bool) -> None:
     """A model with two gate groups (padded half gate a multiple of 32) splits one utterance's step."""
@@ -182,7 +170,7 @@ def test_concurrent_calls_on_one_generator_are_bitwise_equal() -> None:
 
 WORKER_LIFECYCLE = """
 import gc, os, torch
-from tests.test_cpu_kernel import model_and_inputs
+from tests.conftest import model_and_inputs
 from vocoder.generate import Sampling
 from vocoder.generate.cpu_kernel import KernelWaveNet
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import vocoder
-from tests.test_generation import model_and_inputs
+from tests.conftest import model_and_inputs
 from tests.test_lpc import lpc_inputs, lpc_model
 from vocoder.generate import CudaGraphWaveNet, FastWaveNet, Sampling, fast_generator, generate_naive
 from vocoder.generate.cuda_graph import _StepProgram

@@ -22,6 +22,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
 
 
 def test_evaluate_writes_csvs_summary_and_spectrograms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two systems, one of them missing a file; DNSMOS (half a second of CPU per file) has a test of its own below."""
     dirs = write_corpus(tmp_path, count=2, skip_mulaw=("utt1",))
     out = tmp_path / "report"
     status = run_cli(
@@ -35,22 +36,40 @@ def test_evaluate_writes_csvs_summary_and_spectrograms(tmp_path: Path, monkeypat
         f"mulaw={dirs['mulaw']}",
         "--out",
         str(out),
+        "--no-dnsmos",
     )
     assert status == 0
     lowpass = list(csv.DictReader((out / "lowpass.csv").open()))
     mulaw = list(csv.DictReader((out / "mulaw.csv").open()))
     assert [row["utterance"] for row in lowpass] == ["utt0", "utt1"]
-    assert all(row["status"] == "ok" and float(row["mcd_db"]) > 0 for row in lowpass)
-    assert all(1.0 <= float(row["dnsmos_ovrl"]) <= 5.0 for row in lowpass)
+    assert all(row["status"] == "ok" and float(row["mcd_db"]) > 0 and row["dnsmos_ovrl"] == "" for row in lowpass)
     assert [row["status"] for row in mulaw] == ["ok", "missing"]
     assert mulaw[1]["mcd_db"] == ""
     summary = (out / "summary.md").read_text()
     assert "| lowpass | 2 |" in summary and "| mulaw | 1 |" in summary
     assert "mulaw: 1 missing: utt1" in summary
-    assert "indicative" in summary
-    assert (out / "reference_dnsmos.csv").exists()
+    assert "DNSMOS OVRL" not in summary and "indicative" not in summary and not (out / "reference_dnsmos.csv").exists()
     assert sorted(p.name for p in (out / "spectrograms").iterdir()) == ["utt0.png", "utt1.png"]
     assert (out / "spectrograms" / "utt0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_scores_dnsmos_for_each_system_file_and_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dirs = write_corpus(tmp_path, count=1)
+    out = tmp_path / "report"
+    status = run_cli(
+        monkeypatch, "evaluate", "--reference", str(dirs["reference"]), "--system", f"lowpass={dirs['lowpass']}",
+        "--out", str(out),
+    )  # fmt: skip
+    assert status == 0
+    [row] = list(csv.DictReader((out / "lowpass.csv").open()))
+    assert all(1.0 <= float(row[name]) <= 5.0 for name in ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"))
+    [reference] = list(csv.DictReader((out / "reference_dnsmos.csv").open()))
+    assert reference["utterance"] == "utt0" and 1.0 <= float(reference["dnsmos_ovrl"]) <= 5.0
+    summary = (out / "summary.md").read_text()
+    assert "| reference | 1 |" in summary and "The reference row has only DNSMOS" in summary
+    assert "indicative" in summary
 
 
 def test_unpaired_system_file_is_an_error_naming_it(

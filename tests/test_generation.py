@@ -5,33 +5,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from tests.conftest import NAIVE_GROUP, NAIVE_STEPS, model_and_inputs, naive_reference, tiny_config
 from vocoder.audio import mu_law_bin_centres
 from vocoder.generate import FastWaveNet, Sampling, SamplingError, generate_naive
 from vocoder.models.wavenet import WaveNet, shift_right
 
-STEPS = 1200
 
-
-def model_and_inputs(kernel_size: int, speakers: list[str], batch: int = 2, steps: int = STEPS):
-    torch.manual_seed(kernel_size)
-    config = tiny_config(model={"kernel_size": kernel_size, "input_kernel_size": kernel_size}, speakers=speakers)
-    model = WaveNet(config).eval()
-    with torch.no_grad():
-        local = model.upsample(torch.randn(batch, steps // 40, 10))
-    speaker_ids = torch.arange(batch) % 2 if speakers else None
-    return model, local, speaker_ids
-
-
+@NAIVE_GROUP
 @pytest.mark.parametrize("kernel_size", [2, 3])
 @pytest.mark.parametrize("speakers", [["alice", "bob"], []], ids=["local+global", "local"])
 def test_fast_equals_naive(kernel_size: int, speakers: list[str]) -> None:
     model, local, speaker_ids = model_and_inputs(kernel_size, speakers)
     sampling = Sampling(seed=11)
     uniforms = sampling.uniforms(local.shape[0], local.shape[-1])
-    naive = generate_naive(model, local, speaker_ids, sampling, uniforms, record_logits=True)
+    naive = naive_reference(model, local, speaker_ids, sampling, uniforms)
     fast = FastWaveNet(model).generate(local, speaker_ids, sampling, uniforms, record_logits=True)
-    assert local.shape == (2, 10, STEPS)
+    assert local.shape == (2, 10, NAIVE_STEPS)
     assert torch.equal(fast.ids, naive.ids)
     assert torch.equal(fast.waveform, naive.waveform)
     assert (fast.logits - naive.logits).abs().max() < 1e-4
@@ -48,14 +37,15 @@ def test_fast_logits_equal_the_teacher_forced_forward(kernel_size: int) -> None:
     assert (forward - fast.logits).abs().max() < 1e-4
 
 
+@NAIVE_GROUP
 @pytest.mark.parametrize("strategy", ["sample", "argmax", "mean"])
 def test_every_strategy_is_reproducible_and_consistent(strategy: str) -> None:
-    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=400)
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"])
     fast = FastWaveNet(model)
     sampling = Sampling(strategy=strategy, temperature=0.8, top_k=50, top_p=0.95, seed=3)
-    first = fast.generate(local, speaker_ids, sampling, sampling.uniforms(2, 400))
-    second = fast.generate(local, speaker_ids, sampling, sampling.uniforms(2, 400))
-    naive = generate_naive(model, local, speaker_ids, sampling, sampling.uniforms(2, 400))
+    first = fast.generate(local, speaker_ids, sampling, sampling.uniforms(2, NAIVE_STEPS))
+    second = fast.generate(local, speaker_ids, sampling, sampling.uniforms(2, NAIVE_STEPS))
+    naive = naive_reference(model, local, speaker_ids, sampling, sampling.uniforms(2, NAIVE_STEPS))
     assert torch.equal(first.waveform, second.waveform)
     assert torch.equal(first.ids, naive.ids)
     assert first.waveform.dtype == torch.float32 and first.waveform.abs().max() <= 1

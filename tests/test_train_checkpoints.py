@@ -15,6 +15,7 @@ from vocoder.train.checkpoints import CheckpointStore, DamagedCheckpoint, read_c
 from vocoder.train.trainer import Trainer
 
 EVERY_TWO = {"checkpoint_every": 2, "valid_every": 2, "keep_last": 2}
+pytestmark = pytest.mark.xdist_group("train_checkpoints")  # on one xdist worker: the `trained` run is made once
 
 
 @pytest.fixture(scope="module")

@@ -56,15 +56,20 @@ def level_before_tail(mel: np.ndarray) -> float:
     return float(mel[-20:-TAIL_FRAMES].mean())
 
 
+SLOW = pytest.mark.slow
+"""The teachers' cases (a second of CPU each: 4 seeds of a sample-by-sample model) run in `make test`; the fast set
+keeps the students' (a tenth of that) and the mechanism's unit tests above and below."""
+
+
 @pytest.mark.parametrize(
     ("model_name", "example"),
     [
-        ("teacher", "slt_0004_mel"),
-        ("teacher", "kal_0165_mel"),  # noise shaped: its de-emphasis must not ring at the end either
+        pytest.param("teacher", "slt_0004_mel", marks=SLOW),
+        pytest.param("teacher", "kal_0165_mel", marks=SLOW),  # noise shaped: its de-emphasis must not ring either
         ("student", "slt_0004_mel"),
         ("student", "kal_0165_mel"),
-        ("tts-teacher", "slt_0004_tts"),
-        ("tts-teacher", "ked_0153_tts"),
+        pytest.param("tts-teacher", "slt_0004_tts", marks=SLOW),
+        pytest.param("tts-teacher", "ked_0153_tts", marks=SLOW),
     ],
 )
 def test_bundled_models_end_no_louder_than_the_reference(model_name: str, example: str) -> None:
