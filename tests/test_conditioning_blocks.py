@@ -193,7 +193,7 @@ def test_teacher_generators_upsample_each_block_when_they_reach_it(generator: st
     model = tiny_teacher()
     make = {"kernel": KernelWaveNet, "fast-torch": FastWaveNet, "cuda-graph-eager": CudaGraphWaveNet}[generator]
     fast = make(model) if generator != "cuda-graph-eager" else CudaGraphWaveNet(model, capture=False)
-    frames = torch.randn(2, 65, model.config.features.dim)  # 2,600 samples: past one kernel block (BLOCK_SAMPLES)
+    frames = torch.randn(2, 130, model.config.features.dim)  # 5,200 samples: three kernel blocks (BLOCK_SAMPLES)
     lazy = Recorded(model.conditioning(frames))
     assert frames.shape[1] > 3 * lazy.inner.tile_frames  # four tiles of 1,600 samples: blocks of 2,048 cross them
     speakers, sampling = torch.tensor([0, 1]), Sampling(seed=1)

@@ -406,8 +406,8 @@ def test_the_generation_benchmark_times_an_lpc_model_beside_the_same_shape_witho
     report = bench_generation(lpc_config(), settings, lambda name, rates: figures.append(name))
     assert report["fast_generator"] == "KernelWaveNet"
     assert "fast_without_lpc" in figures and report["fast_without_lpc_samples_per_s"] > 0
-    assert report["speed_with_lpc_vs_without"] == pytest.approx(
-        report["fast_samples_per_s"] / report["fast_without_lpc_samples_per_s"], rel=0.01
+    assert report["speed_with_lpc_vs_without"] == pytest.approx(  # the report rounds it to 3 decimals
+        report["fast_samples_per_s"] / report["fast_without_lpc_samples_per_s"], rel=0.01, abs=5e-4
     )
     assert len(figures) == figure_count(lpc_config(), settings) == figure_count(tiny_config(), settings) + 1
     plain = bench_generation(tiny_config(), settings)
