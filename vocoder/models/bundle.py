@@ -112,7 +112,8 @@ def write_card(
         f"| bundled | {datetime.now(UTC).strftime('%Y-%m-%d')} |",
     ]
     if (path.parent / TRAINING_STATE).is_file():
-        lines.append(f"| training state | `{TRAINING_STATE}`: continue with `vocoder train --resume-from` |")
+        command = "vocoder distill" if kind == STUDENT else "vocoder train"
+        lines.append(f"| training state | `{TRAINING_STATE}`: continue with `{command} --resume-from` |")
     if evaluation is not None and evaluation.is_file():
         lines += ["", "## Objective evaluation", "", evaluation.read_text().strip()]
     path.write_text("\n".join(lines) + "\n")
