@@ -66,26 +66,25 @@ def save_model(path: str | Path, model: nn.Module, config: Config, kind: ModelKi
         "config": json.dumps(config.model_dump(mode="json")),
         "metadata": json.dumps(metadata),
     }
+    _write(path, tensors, header)
+    return path
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
+    """A model file written atomically: a temporary file renamed over `path`."""
     temporary = path.with_name(f".{path.name}.partial")
     try:
         save_file(tensors, str(temporary), metadata=header)
         temporary.replace(path)
-    finally:  # an interrupted export leaves nothing behind
+    finally:  # an interrupted write leaves nothing behind
         temporary.unlink(missing_ok=True)
-    return path
 
 
 def replace_config(path: Path, config: Config) -> None:
     """Rewrite a model file with `config` embedded in place of its own, weights and metadata unchanged
     (atomically): for settings that do not change what the weights mean, such as the default sampling."""
     weights = read_model_file(path)[0]
-    header = {**_header(path), "config": json.dumps(config.model_dump(mode="json"))}
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        save_file(weights, str(temporary), metadata=header)
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    _write(path, weights, {**_header(path), "config": json.dumps(config.model_dump(mode="json"))})
 
 
 def _header(path: Path) -> dict[str, str]:
