@@ -80,7 +80,7 @@ class Vocoder:
         self._student = student_generator(self.model, backend) if kind == STUDENT else None
         # What unset sampling settings mean: a teacher's `sampling` section (its card's measured best), replaceable
         # (e.g. to compare samplings of one model); a student has no distribution to reshape.
-        self.default_sampling = Sampling() if kind == STUDENT else Sampling(**self.config.sampling.model_dump())
+        self.default_sampling = Sampling() if kind == STUDENT else Sampling.recommended(self.config.sampling)
 
     @property
     def config(self) -> Config:

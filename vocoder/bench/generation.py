@@ -79,7 +79,7 @@ def bench_generation(
         if lpc
         else None
     )
-    sampling = Sampling(**config.sampling.model_dump(), seed=settings.seed)  # as a served model samples
+    sampling = Sampling.recommended(config.sampling, settings.seed)  # as a served model samples
     hop = config.features.hop_length
 
     def inputs(batch: int, steps: int) -> Inputs:

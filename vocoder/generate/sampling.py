@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,8 +24,12 @@ from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.errors import VocoderError
 from vocoder.vocabulary import STRATEGIES, Strategy
 
-RESHAPING = ("strategy", "temperature", "top_k", "top_p")
-"""Every setting but the seed: how a teacher turns its logits into a sample."""
+if TYPE_CHECKING:
+    from vocoder.config import SamplingConfig
+
+SETTING_TYPES = {"strategy": str, "temperature": float, "top_k": int, "top_p": float}
+"""Every setting but the seed, how a teacher turns its logits into a sample, with its value type (`parse_settings`)."""
+RESHAPING = tuple(SETTING_TYPES)
 
 
 @lru_cache(maxsize=8)
@@ -87,10 +92,6 @@ def as_uniforms(draws: torch.Tensor | Uniforms) -> Uniforms:
     return draws if isinstance(draws, Uniforms) else TensorUniforms(draws)
 
 
-SETTING_TYPES = {"strategy": str, "temperature": float, "top_k": int, "top_p": float}
-"""The settings `parse_settings` reads, with their value types (the reshaping ones)."""
-
-
 def parse_settings(text: str, where: str) -> dict[str, object]:
     """`temperature=0.8,top_p=0.9` -> Sampling keyword arguments; `where` names the option in errors. Values are
     range-checked when the Sampling is built."""
@@ -129,6 +130,11 @@ class Sampling:
             raise SamplingError(f"top_k: expected an integer from 1 to {TOP_K_MAX}, found {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise SamplingError(f"top_p: expected a number in (0, 1], found {self.top_p}")
+
+    @classmethod
+    def recommended(cls, config: SamplingConfig, seed: int | None = None) -> Sampling:
+        """A config's `sampling` section (a model's default sampling) as a Sampling, with `seed`."""
+        return cls(**config.model_dump(), seed=seed)
 
     def reshaping(self, baseline: Sampling | None = None) -> tuple[str, ...]:
         """The settings other than the seed that differ from `baseline`'s (default: the class defaults), in the

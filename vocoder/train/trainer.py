@@ -166,7 +166,7 @@ class Trainer:
         """The EMA model's waveform, in its signal domain, for frame-rate `conditioning [1, frames, C]` (the
         validation utterance)."""
         local = self.ema.upsample(conditioning)
-        sampling = Sampling(**self.config.sampling.model_dump(), seed=0)  # as the exported model will sample
+        sampling = Sampling.recommended(self.config.sampling, seed=0)  # as the exported model will sample
         uniforms = sampling.uniforms(1, local.shape[-1])
         result = FastWaveNet(self.ema).generate(local, speaker, sampling, uniforms, lpc=self.ema.lpc(conditioning))
         return result.waveform[0].cpu().numpy()
