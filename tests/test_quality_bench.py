@@ -14,7 +14,15 @@ import vocoder
 from tests.conftest import tiny_config
 from tests.test_train import build_cache
 from vocoder.audio import load_wav
-from vocoder.bench.quality import CEILING, GRIFFIN_LIM, QualitySettings, bench_quality, held_out, mu_law_ceiling
+from vocoder.bench.quality import (
+    CEILING,
+    GRIFFIN_LIM,
+    QualitySettings,
+    bench_quality,
+    griffin_lim,
+    held_out,
+    mu_law_ceiling,
+)
 from vocoder.corpus.cache import FeatureCache
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import read_features
@@ -66,6 +74,31 @@ def test_bench_quality_scores_models_beside_griffin_lim_and_the_ceiling(cache_di
     assert len(wavs) == 2 * 3
     assert (tmp_path / "out" / "spectrograms" / f"{source}_utt0.png").is_file()
     json.dumps(report)  # the --json output
+
+
+def test_bench_quality_scores_a_model_without_mel_beside_griffin_lim_from_the_recording(tmp_path: Path) -> None:
+    """A model that reads no mel (as the TTS model reads linguistic features): Griffin-Lim inverts the recording's
+    mel, computed with the model's STFT settings, so the run still has its baseline."""
+    torch.manual_seed(0)
+    config = tiny_config(speakers=[], features={"conditioning": ["lf0", "vuv"]})
+    cache = build_cache(tmp_path / "f0-only", config, count=3, seconds=1.0)
+    assert read_features(FeatureCache(cache).feature_path("utt0")).mel is None
+    path = save_model(tmp_path / "f0" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
+    settings = QualitySettings(split="train", limit=1, seed=0, griffin_lim_iterations=16, with_dnsmos=False)
+    report = bench_quality([vocoder.load(path, "cpu")], [cache], tmp_path / "out", settings, progress=False)
+    systems = report["sources"]["f0-only"]
+    griffin_lim, random_model = systems[GRIFFIN_LIM]["mean"], systems["f0"]["mean"]
+    assert griffin_lim["pesq_wb"] > random_model["pesq_wb"] and griffin_lim["mcd_db"] < random_model["mcd_db"] - 5
+    assert griffin_lim["stoi"] > random_model["stoi"] + 0.2
+
+
+def test_griffin_lim_repeats_with_its_seed(cache_dir: Path, tmp_path: Path) -> None:
+    """The baseline of every quality run is reproducible: Griffin-Lim's random initial phases follow the seed."""
+    config = tiny_config(speakers=[])
+    model = vocoder.load(save_model(tmp_path / "model.safetensors", WaveNet(config), config, "teacher", {}), "cpu")
+    mel = read_features(FeatureCache(cache_dir).feature_path("utt0")).mel
+    first, again, other = (griffin_lim(mel, model, 4, 4000, seed) for seed in (0, 0, 1))
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
 
 
 def test_bench_quality_refuses_what_it_cannot_score(cache_dir: Path, tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """`vocoder bench quality`: copy synthesis of held-out recordings, scored beside Griffin-Lim and the mu-law ceiling.
 
 For each held-out utterance of each feature cache (one cache per source), every system rebuilds the recording from
-the same log-mel: each model through `Vocoder.synthesize_batch` (a source's utterances as one batch, as a user's
+the same features: each model through `Vocoder.synthesize_batch` (a source's utterances as one batch, as a user's
 `extract` + `synthesize` of several files would), Griffin-Lim from the mel (librosa's mel inversion, 64 iterations
-by default), and the 8-bit mu-law re-quantisation of the recording itself, the ceiling of any mu-law WaveNet. All
+by default; from the recording's mel where a model reads none, e.g. the TTS model's linguistic features), and the
+8-bit mu-law re-quantisation of the recording itself, the ceiling of any mu-law WaveNet. All
 are scored in the same run with the same metrics (PESQ-WB, STOI, MCD, DNSMOS OVRL; `vocoder.eval.metrics`), so each
 model is reported as a ratio to Griffin-Lim and to the ceiling measured beside it, per source and over all sources.
 """
@@ -26,7 +27,8 @@ from vocoder.corpus.cache import FeatureCache
 from vocoder.errors import VocoderError
 from vocoder.eval import metrics
 from vocoder.eval.plots import spectrogram_comparison
-from vocoder.features.featurefile import read_features
+from vocoder.features.acoustic import log_mel
+from vocoder.features.featurefile import Features, read_features
 
 GRIFFIN_LIM = "griffin-lim"
 CEILING = "mu-law-ceiling"
@@ -57,23 +59,31 @@ def held_out(cache_dir: Path, split: str, limit: int) -> list[str]:
     return [rows[round(i * (len(rows) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else rows[:1]
 
 
-def griffin_lim(log_mel: np.ndarray, vocoder: Vocoder, iterations: int, samples: int) -> np.ndarray:
-    """The waveform librosa's mel inversion and Griffin-Lim find for `[frames, n_mels]` natural-log magnitudes."""
+def griffin_lim(log_mel: np.ndarray, vocoder: Vocoder, iterations: int, samples: int, seed: int) -> np.ndarray:
+    """The waveform librosa's mel inversion and Griffin-Lim find for `[frames, n_mels]` natural-log magnitudes;
+    `seed` fixes Griffin-Lim's random initial phases, so the baseline repeats from run to run."""
     features, rate = vocoder.config.features, vocoder.sample_rate
-    wav = librosa.feature.inverse.mel_to_audio(
-        np.exp(log_mel).T,
-        sr=rate,
-        n_fft=features.n_fft,
+    magnitudes = librosa.feature.inverse.mel_to_stft(
+        np.exp(log_mel).T, sr=rate, n_fft=features.n_fft, power=1.0, fmin=features.fmin, fmax=features.fmax
+    )
+    wav = librosa.griffinlim(
+        magnitudes,
+        n_iter=iterations,
         hop_length=features.hop_length,
         win_length=features.win_length,
         center=True,
-        power=1.0,
-        n_iter=iterations,
-        fmin=features.fmin,
-        fmax=features.fmax,
+        random_state=seed,
     )
     wav = np.pad(wav[:samples], (0, max(0, samples - len(wav))))  # frames * hop samples, like the recording
     return np.clip(wav, -1.0, 1.0).astype(np.float32)
+
+
+def griffin_lim_mel(features: Features, reference: np.ndarray, vocoder: Vocoder) -> np.ndarray:
+    """The mel Griffin-Lim inverts: the cache's own, or for a model that reads no mel (the TTS model's linguistic
+    features) the recording's, with that model's STFT settings, so Griffin-Lim is still the baseline of the run."""
+    if features.mel is not None:
+        return features.mel
+    return log_mel(reference, vocoder.sample_rate, vocoder.config.features)
 
 
 def mu_law_ceiling(reference: np.ndarray, mu: int) -> np.ndarray:
@@ -155,7 +165,11 @@ def bench_quality(
             outputs = {
                 CEILING: mu_law_ceiling(reference, mu),
                 GRIFFIN_LIM: griffin_lim(
-                    features[index].mel, vocoders[0], settings.griffin_lim_iterations, len(reference)
+                    griffin_lim_mel(features[index], reference, vocoders[0]),
+                    vocoders[0],
+                    settings.griffin_lim_iterations,
+                    len(reference),
+                    settings.seed,
                 ),
                 **{name: waveforms[index] for name, waveforms in synthesized.items()},
             }

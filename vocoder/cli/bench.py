@@ -232,7 +232,7 @@ def quality(
     out: Path = typer.Option(Path("out/quality"), "--out", help="WAVs, spectrogram grids, quality.json"),
     split: str = typer.Option("test", help="which split of each cache to score: test, valid or train"),
     limit: int = typer.Option(8, min=1, help="utterances per source, evenly spread over the split"),
-    seed: int = typer.Option(0, help="sampling seed of every model"),
+    seed: int = typer.Option(0, help="sampling seed of every model and of Griffin-Lim's initial phases"),
     griffin_lim_iterations: int = typer.Option(64, "--griffin-lim-iterations", min=1),
     dnsmos: bool = typer.Option(True, help="also score DNSMOS OVRL (about 0.5 s per file)"),
     spectrograms: int = typer.Option(2, min=0, help="spectrogram grids per source"),
