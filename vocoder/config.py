@@ -21,6 +21,8 @@ from vocoder.vocabulary import AmpDtype, ConditioningArray
 
 CONFIG_DIR = recipes_dir()
 """The shipped recipes: configs/ of the checkout, `vocoder/recipes/` of an installed wheel."""
+SOURCE_HARMONICS_MAX = 16
+"""Most harmonics of a student's harmonic source: the 16th of a 500 Hz voice is at Nyquist for 16 kHz audio."""
 
 
 class ConfigError(VocoderError):
@@ -247,6 +249,13 @@ class StudentConfig(_Strict):
     gate_channels: int = Field(32, gt=0)
     skip_channels: int = Field(16, gt=0)
     conditioning_channels: int = Field(24, gt=0, description="width of the student's own upsampled conditioning")
+    source_harmonics: int = Field(
+        0,
+        ge=0,
+        le=SOURCE_HARMONICS_MAX,
+        description="NSF-style harmonic source appended to the flows' conditioning: vuv * sin(k phi_t) for k = 1..H "
+        "and vuv, with phi_t the phase of the recording's WORLD F0 (`vocoder.models.source`); 0: off",
+    )
     log_scale_min: float = Field(-9.0, description="each flow's log-scale is clipped here (finest mu-law bin ~e^-8.7)")
     initial_scale: float = Field(0.05, gt=0, description="total scale s_tot at initialisation: x starts as ~0.05 z")
     kl_weight: float = Field(1.0, ge=0, description="probability density distillation, KL(student || teacher)")

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from vocoder.config import Config, StudentConfig
 from vocoder.errors import VocoderError
 from vocoder.models.layers import CausalConv1d, ConditionedModel, ConditioningUpsampler, GatedResidualLayer
+from vocoder.models.source import harmonic_source
 from vocoder.models.step_weights import FlowWeights, GatedLayerWeights, StudentWeights
 
 NOISE_EPS = 1e-6
@@ -108,7 +109,8 @@ class StudentWaveNet(ConditionedModel):
     """Logistic noise + conditioning -> waveform, with the composed per-sample logistic, in one forward pass.
 
     One conditioning upsampler is shared by all flows (it is the same function of the features for each), with the
-    teacher's upsampling scales and its own width; the speaker embedding is the student's own.
+    teacher's upsampling scales and its own width; the speaker embedding is the student's own. With
+    `student.source_harmonics` the flows read `source_channels` more: the harmonic source (`with_source`).
     """
 
     def __init__(self, config: Config) -> None:
@@ -118,13 +120,15 @@ class StudentWaveNet(ConditionedModel):
         self.config = config
         student = config.student
         self.local_channels = student.conditioning_channels
+        self.source_channels = student.source_harmonics + 1 if student.source_harmonics else 0
         self.global_channels = config.model.speaker_embedding_dim if config.speakers else 0
         self.upsampler = ConditioningUpsampler(
             config.features.dim, self.local_channels, config.model.upsample_scales, config.model.prenet_kernel_size
         )
         self.speaker_embedding = nn.Embedding(len(config.speakers), self.global_channels) if config.speakers else None
         self.flows = nn.ModuleList(
-            Flow(layers, student, self.local_channels, self.global_channels) for layers in student.flows
+            Flow(layers, student, self.local_channels + self.source_channels, self.global_channels)
+            for layers in student.flows
         )
 
     @property
@@ -137,10 +141,27 @@ class StudentWaveNet(ConditionedModel):
         """The longest history a single flow reads: the context a training segment must give each flow."""
         return max(flow.receptive_field for flow in self.flows)
 
+    def with_source(self, local: torch.Tensor, f0: torch.Tensor | None, phase: torch.Tensor | None) -> torch.Tensor:
+        """The flows' conditioning: `local [B, C', T]` and, for a student with a harmonic source, the source of the
+        frame F0 `f0 [B, T / hop]` (Hz, 0 unvoiced) starting at `phase [B]` (None: 0) -> `[B, C' + H + 1, T]`."""
+        if not self.source_channels:
+            return local
+        if f0 is None:
+            raise VocoderError(
+                f"student {self.config.name!r} reads a harmonic source (student.source_harmonics "
+                f"{self.config.student.source_harmonics}): it needs the recording's F0"
+            )
+        hop = self.config.features.hop_length
+        if f0.shape[-1] * hop != local.shape[-1]:
+            raise VocoderError(f"f0: {f0.shape[-1]} frames do not cover the conditioning's {local.shape[-1]} samples")
+        source = harmonic_source(f0, hop, self.config.audio.sample_rate, self.config.student.source_harmonics, phase)
+        return torch.cat([local, source.to(local.dtype)], dim=1)
+
     def forward(
         self, z: torch.Tensor, local: torch.Tensor | None, speaker_ids: torch.Tensor | None = None
     ) -> StudentOutput:
-        """`z [B, T]` logistic noise, `local [B, C', T]` upsampled conditioning -> the sample and its logistics."""
+        """`z [B, T]` logistic noise, `local [B, C', T]` the flows' conditioning (`with_source`) -> the sample and
+        its logistics."""
         speaker = self.speaker_vector(speaker_ids)
         x = z
         location = torch.zeros_like(z)
@@ -164,7 +185,7 @@ class StudentWaveNet(ConditionedModel):
             residual_channels=s.residual_channels,
             gate_channels=s.gate_channels,
             skip_channels=s.skip_channels,
-            local_channels=self.local_channels,
+            local_channels=self.local_channels + self.source_channels,
             kernel_size=s.kernel_size,
             log_scale_min=s.log_scale_min,
         )

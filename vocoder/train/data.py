@@ -34,6 +34,7 @@ from vocoder.corpus.cache import FeatureCache, ManifestRow
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import read_features, validate_features
 from vocoder.features.lpc import excitation_targets, frame_lpc, predict_signal
+from vocoder.features.source_f0 import read_source_f0
 
 
 class TrainingDataError(VocoderError):
@@ -49,6 +50,7 @@ class Batch:
     inputs: torch.Tensor | None = None  # [B, (context + segment) * hop] class ids the model sees as its past
     prediction: torch.Tensor | None = None  # [B, (context + segment) * hop] LPC prediction's class ids (LPC only)
     signal: torch.Tensor | None = None  # [B, (context + segment) * hop] the signal's clean class ids (LPC only)
+    f0: torch.Tensor | None = None  # [B, margin + context + segment + margin] frame F0 in Hz (a harmonic source's)
 
     @property
     def signal_ids(self) -> torch.Tensor:
@@ -71,6 +73,7 @@ class Batch:
             None if self.inputs is None else self.inputs.to(device, non_blocking=True),
             None if self.prediction is None else self.prediction.to(device, non_blocking=True),
             None if self.signal is None else self.signal.to(device, non_blocking=True),
+            None if self.f0 is None else self.f0.to(device, non_blocking=True),
         )
 
 
@@ -79,14 +82,16 @@ class Utterance:
     row: ManifestRow
     conditioning: np.ndarray  # [frames, C]
     audio: np.ndarray  # [frames * hop] float32, in the model's signal domain (pre-emphasised if configured)
+    f0: np.ndarray | None = None  # [frames] the recording's F0 in Hz, 0 unvoiced (a student's harmonic source)
 
 
 class TrainingCorpus:
     """The utterances of one split of one or more feature caches (a training mix), each checked against the config
-    before training starts."""
+    before training starts; with `f0_dir`, each with its F0 side file (`vocoder.features.source_f0`)."""
 
-    def __init__(self, roots: Path | list[Path], config: Config, split: str) -> None:
+    def __init__(self, roots: Path | list[Path], config: Config, split: str, f0_dir: Path | None = None) -> None:
         self.config = config
+        self.f0_dir = f0_dir
         self.utterances: list[Utterance] = []
         for root in [roots] if isinstance(roots, Path) else roots:
             cache = FeatureCache(root)
@@ -99,7 +104,7 @@ class TrainingCorpus:
                 raise TrainingDataError(
                     f"{cache.manifest_path}: speakers {unknown} are not in the config's speakers {config.speakers}"
                 )
-            self.utterances += [self._load(cache, row) for row in rows]
+            self.utterances += [self._load(root, cache, row) for row in rows]
         self.rows = [utterance.row for utterance in self.utterances]
 
     def _check_stamp(self, root: Path, cache: FeatureCache) -> None:
@@ -120,7 +125,7 @@ class TrainingCorpus:
                     "preprocess again with this config"
                 )
 
-    def _load(self, cache: FeatureCache, row: ManifestRow) -> Utterance:
+    def _load(self, root: Path, cache: FeatureCache, row: ManifestRow) -> Utterance:
         features = read_features(cache.feature_path(row.id))
         validate_features(features, self.config)
         conditioning = features.conditioning(self.config)
@@ -131,7 +136,8 @@ class TrainingCorpus:
                 f"{cache.audio_path(row.id)}: expected {expected} samples ({features.n_frames} frames), "
                 f"found {len(audio)}"
             )
-        return Utterance(row, conditioning, preemphasize(audio, self.config.audio.preemphasis))
+        f0 = None if self.f0_dir is None else read_source_f0(self.f0_dir, root, row.id, features.n_frames)
+        return Utterance(row, conditioning, preemphasize(audio, self.config.audio.preemphasis), f0)
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -211,7 +217,7 @@ class SegmentSampler:
             frames, audio, mask = self.segment(utterance, start)
             if self.augmentation is not None:
                 self.augmentation(frames, audio, generator)
-            segments.append((frames, audio, mask))
+            segments.append((frames, audio, mask, self.segment_f0(utterance, start)))
         return self._collate(segments, indices, generator)
 
     def segment(self, utterance: Utterance, loss_start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -230,10 +236,24 @@ class SegmentSampler:
         mask[(loss_lo - first) * hop : (hi - first) * hop] = 1.0
         return frames, audio, mask
 
+    def segment_f0(self, utterance: Utterance, loss_start: int) -> np.ndarray | None:
+        """The F0 of `segment`'s frames (margins included), 0 past the utterance's ends (silence is unvoiced); None
+        for an utterance without F0."""
+        if utterance.f0 is None:
+            return None
+        first = loss_start - self.context - self.margin
+        rows = np.arange(first, first + self.context + self.segment_frames + 2 * self.margin)
+        inside = (rows >= 0) & (rows < len(utterance.f0))
+        return np.where(inside, utterance.f0[np.clip(rows, 0, len(utterance.f0) - 1)], 0.0).astype(np.float32)
+
     def _collate(
-        self, segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]], indices: list[int], generator: torch.Generator
+        self,
+        segments: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]],
+        indices: list[int],
+        generator: torch.Generator,
     ) -> Batch:
-        frames, audio, mask = (torch.from_numpy(np.stack(parts)) for parts in zip(*segments, strict=True))
+        frames, audio, mask = (torch.from_numpy(np.stack(parts)) for parts in list(zip(*segments, strict=True))[:3])
+        f0 = None if segments[0][3] is None else torch.from_numpy(np.stack([segment[3] for segment in segments]))
         speakers = None
         if self.config.speakers:
             names = [self.corpus.utterances[i].row.speaker for i in indices]
@@ -251,7 +271,7 @@ class SegmentSampler:
             noise = torch.randn(targets.shape, generator=generator) * deviation
             clean = targets if signal is None else signal
             inputs = (clean + noise.round().long()).clamp(0, mu)
-        return Batch(frames, targets, mask, speakers, inputs, prediction, signal)
+        return Batch(frames, targets, mask, speakers, inputs, prediction, signal, f0)
 
     def fixed_batches(self, count: int, batch_size: int, seed: int) -> list[Batch]:
         """The same `count` segments every time: the validation set."""

@@ -29,6 +29,7 @@ the student as the model and this loss per segment:
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +135,16 @@ class DistillTrainer(Trainer):
         init: str | Path | None = None,
         restart: bool = False,
         resume_from: Path | None = None,
+        f0_dir: Path | None = None,
     ) -> None:
         if config.student is None:
             raise VocoderError(f"config {config.name!r} has no 'student' section to distill")
+        if (f0_dir is None) != (config.student.source_harmonics == 0):
+            raise VocoderError(
+                f"--f0: student.source_harmonics is {config.student.source_harmonics}; a student with a harmonic "
+                "source needs the folder of its utterances' F0 (`vocoder source-f0`), one without it reads none"
+            )
+        self.f0_dir = f0_dir
         segment = config.train.segment_frames * config.features.hop_length
         longest = max(n_fft for n_fft, _, _ in config.student.stft_resolutions)
         if segment < longest:  # the spectral losses compare the loss samples: at least one full window of them
@@ -162,6 +170,9 @@ class DistillTrainer(Trainer):
     def run_metadata(self) -> dict[str, Any]:
         return {**super().run_metadata(), "teacher": self.teacher_identity}
 
+    def source_f0_dir(self) -> Path | None:
+        return self.f0_dir
+
     def _restore(self, state: dict[str, Any]) -> None:
         """Resume only against the teacher the checkpoint was distilled from (same bytes, wherever the file is)."""
         saved = state.get("run", {}).get("teacher")
@@ -180,10 +191,19 @@ class DistillTrainer(Trainer):
 
     def load_initial_weights(self, weights: dict[str, torch.Tensor], source: Path) -> None:
         """`--init` may grow a student: flows beyond the file's (appended after its own, which must match) start as
-        the identity, so training starts from the file's student exactly and the new flows learn what it lacks."""
+        the identity, and a student without a harmonic source may start one with it, the gated layers' projections
+        of the source channels at zero; either way training starts from the file's student exactly and the new
+        parts learn what it lacks."""
         kept = len({key.split(".")[1] for key in weights if key.startswith("flows.")})
         grown = list(self.model.flows)[kept:]
         current = self.model.state_dict()
+        added = self.model.source_channels
+        narrow = [key for key in weights if key.endswith(".local.weight") and key in current]
+        narrow = [key for key in narrow if added and weights[key].shape[1] + added == current[key].shape[1]]
+        for key in narrow:  # the file's student reads no source: its gated layers see the source through zeros
+            weights = weights | {key: torch.cat([weights[key], weights[key].new_zeros(len(weights[key]), added, 1)], 1)}
+        if narrow:
+            log.info("%s: %d gated layers start reading the harmonic source through zero weights", source, len(narrow))
         appended = {key: current[key] for key in current if key.startswith("flows.") and int(key.split(".")[1]) >= kept}
         load_weights(self.model, {**weights, **appended}, source)
         for flow in grown:
@@ -207,10 +227,15 @@ class DistillTrainer(Trainer):
         return max(self.teacher.receptive_field, self.model.flow_receptive_field)
 
     def student_sample(self, network: torch.nn.Module, batch: Batch) -> StudentOutput:
-        """The student's sample of the batch's segments, from fresh logistic noise."""
+        """The student's sample of the batch's segments, from fresh logistic noise; a harmonic source starts at a
+        random phase per segment (a segment starts anywhere in its utterance, so no phase is the right one)."""
         core = network.module if isinstance(network, DistributedDataParallel) else network
         local = core.upsample(batch.frames)[:, :, self.margin_samples : -self.margin_samples]
         z = logistic_noise(torch.rand(batch.targets.shape, device=local.device, dtype=local.dtype))
+        if core.source_channels:
+            margin = self.sampler.margin
+            phase = torch.rand(z.shape[0], device=z.device, dtype=torch.float64) * (2 * math.pi)
+            local = core.with_source(local, batch.f0[:, margin:-margin], phase)
         return network(z, local, batch.speaker_ids)
 
     def compute_loss(self, network: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -327,7 +352,9 @@ class DistillTrainer(Trainer):
             torch.manual_seed(self.config.train.seed)
             return self.objective(self.student_sample(self.ema, batch), batch)[0].item()
 
-    def synthesize_sample(self, conditioning: torch.Tensor, speaker: torch.Tensor | None) -> np.ndarray:
-        local = self.ema.upsample(conditioning)
+    def synthesize_sample(
+        self, conditioning: torch.Tensor, speaker: torch.Tensor | None, f0: torch.Tensor | None
+    ) -> np.ndarray:
+        local = self.ema.with_source(self.ema.upsample(conditioning), f0, None)
         uniforms = Sampling(seed=0).uniforms(1, local.shape[-1])
         return self.ema.generate(local, speaker, uniforms)[0].cpu().numpy()

@@ -95,7 +95,7 @@ class Trainer:
         self.max_steps = max_steps if max_steps is not None else config.train.max_steps
         torch.manual_seed(config.train.seed + self.dist.rank)
 
-        self.corpus = TrainingCorpus(data_dir, config, "train")
+        self.corpus = TrainingCorpus(data_dir, config, "train", self.source_f0_dir())
         self.valid_corpus = self._validation_corpus(data_dir)
         self.model = self.build_model().to(self.dist.device)
         self.initialised_from = None if init is None else self._initialise(init)
@@ -162,9 +162,16 @@ class Trainer:
         a subclass restores it in `_restore`."""
         return {}
 
-    def synthesize_sample(self, conditioning: torch.Tensor, speaker: torch.Tensor | None) -> np.ndarray:
+    def source_f0_dir(self) -> Path | None:
+        """The folder of the training utterances' F0 side files, for a model that reads the recording's F0 beside
+        its conditioning (a student's harmonic source); None: the model reads none."""
+        return None
+
+    def synthesize_sample(
+        self, conditioning: torch.Tensor, speaker: torch.Tensor | None, f0: torch.Tensor | None
+    ) -> np.ndarray:
         """The EMA model's waveform, in its signal domain, for frame-rate `conditioning [1, frames, C]` (the
-        validation utterance)."""
+        validation utterance) and its frame F0 `[1, frames]` where `source_f0_dir` gives one (a teacher reads none)."""
         local = self.ema.upsample(conditioning)
         sampling = Sampling.recommended(self.config.sampling, seed=0)  # as the exported model will sample
         uniforms = sampling.uniforms(1, local.shape[-1])
@@ -196,7 +203,7 @@ class Trainer:
 
     def _validation_corpus(self, data_dir: Path | list[Path]) -> TrainingCorpus:
         try:
-            return TrainingCorpus(data_dir, self.config, "valid")
+            return TrainingCorpus(data_dir, self.config, "valid", self.source_f0_dir())
         except TrainingDataError as error:
             log.warning("%s; validating on fixed training segments instead", error)
             return self.corpus
@@ -342,7 +349,8 @@ class Trainer:
             else None
         )
         preemphasis = self.config.audio.preemphasis
-        wav = deemphasize(self.synthesize_sample(conditioning, speaker), preemphasis)
+        f0 = None if utterance.f0 is None else torch.from_numpy(utterance.f0[:frames]).unsqueeze(0).to(self.dist.device)
+        wav = deemphasize(self.synthesize_sample(conditioning, speaker, f0), preemphasis)
         reference = deemphasize(utterance.audio[: len(wav)], preemphasis)
         stem = self.run_dir / "samples" / f"step_{self.step:08d}"
         save_wav(stem.with_suffix(".wav"), wav, self.config.audio.sample_rate)

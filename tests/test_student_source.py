@@ -1,0 +1,75 @@
+"""A student's harmonic source: its channels and their phase across a cut, the F0 side files it trains on, and
+`--init` growing a student without a source into one with it, unchanged at step 0."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vocoder
+from tests.test_distill import cache_dir, distill_config, teacher_file  # noqa: F401 (fixtures)
+from vocoder.errors import VocoderError
+from vocoder.features.source_f0 import f0_path, write_source_f0
+from vocoder.models.source import harmonic_source
+from vocoder.models.student import logistic_noise
+from vocoder.train.distill import DistillTrainer
+
+HOP, RATE = 10, 1000
+
+
+def test_source_channels_are_harmonics_of_the_f0_phase_and_continue_across_a_cut() -> None:
+    f0 = torch.tensor([[100.0, 100.0, 0.0, 150.0, 300.0, 200.0]], dtype=torch.float64)
+    source = harmonic_source(f0, HOP, RATE, 3)
+    assert source.shape == (1, 4, 6 * HOP)
+    per_sample = f0.repeat_interleave(HOP, dim=1)[0]
+    phase = 2 * math.pi * torch.cumsum(per_sample / RATE, 0)
+    voiced = (per_sample > 0).double()
+    for k in (1, 2, 3):
+        below_nyquist = (k * per_sample < RATE / 2).double()
+        torch.testing.assert_close(source[0, k - 1], torch.sin(k * phase) * voiced * below_nyquist)
+    assert torch.equal(source[0, 3], voiced)  # the vuv flag
+    assert source[0, :, 20:30].abs().sum() == 0  # unvoiced frame: silent sines, vuv 0
+    assert source[0, 1, 40:50].abs().sum() == 0 < source[0, 0, 40:50].abs().sum()  # 2 x 300 Hz: past Nyquist
+    # Two halves, the second started at the phase the first ended on, make the whole.
+    first, second = harmonic_source(f0[:, :3], HOP, RATE, 3), harmonic_source(f0[:, 3:], HOP, RATE, 3, phase[29:30])
+    torch.testing.assert_close(torch.cat([first, second], dim=-1), source)
+
+
+def test_source_side_files_train_and_init_grows_a_student_into_a_source_unchanged(
+    cache_dir: Path,  # noqa: F811
+    teacher_file: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = distill_config(source_harmonics=3)
+    f0_dir = tmp_path / "f0"
+    assert write_source_f0(cache_dir, f0_dir, config) > 0
+    assert write_source_f0(cache_dir, f0_dir, config) == 0  # computed once
+    DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "plain", "cpu", max_steps=2).run()
+    plain = tmp_path / "plain" / "model"
+    grown = DistillTrainer(teacher_file, config, cache_dir, tmp_path / "grown", "cpu", init=plain, f0_dir=f0_dir)
+    original = vocoder.load(plain, device="cpu").model
+    z = logistic_noise(torch.rand(2, 320))  # 8 frames of the config's hop of 40
+    local, speakers = torch.randn(2, original.local_channels, 320), torch.tensor([0, 1])
+    f0 = torch.tensor([[120.0] * 4 + [0.0] * 4, [0.0] * 3 + [210.0] * 5])
+    with torch.no_grad():
+        before = original(z, local, speakers)
+        after = grown.model(z, grown.model.with_source(local, f0, None), speakers)
+    torch.testing.assert_close(after.waveform, before.waveform)
+    torch.testing.assert_close(after.log_scale, before.log_scale)
+    source_columns = grown.model.flows[0].layers[0].local.weight[:, original.local_channels :]
+    assert source_columns.abs().sum() == 0
+    assert grown.run().step == 4
+    assert grown.model.flows[0].layers[0].local.weight[:, original.local_channels :].abs().sum() > 0  # it learns
+    with pytest.raises(VocoderError, match="needs the folder of its utterances' F0"):
+        DistillTrainer(teacher_file, config, cache_dir, tmp_path / "a", "cpu")
+    with pytest.raises(VocoderError, match="no F0 for utterance"):
+        DistillTrainer(teacher_file, config, cache_dir, tmp_path / "b", "cpu", f0_dir=tmp_path / "empty")
+    np.save(next(f0_path(f0_dir, cache_dir, "x").parent.glob("*.f0.npy")), np.zeros(3, np.float32))
+    with pytest.raises(VocoderError, match="finite F0 values"):
+        DistillTrainer(teacher_file, config, cache_dir, tmp_path / "c", "cpu", f0_dir=f0_dir)
+    with pytest.raises(VocoderError, match="reads a harmonic source"):
+        vocoder.load(tmp_path / "grown" / "model", device="cpu")
