@@ -6,7 +6,11 @@ config's settings (as `vocoder extract` would); seed 0's uniforms (`Sampling(see
 draws them). Scores: `vocoder.bench.quality.score` per utterance, means per source and over all utterances. First
 checks that `--init` growing the bundled student into arm A's shape leaves its output unchanged.
 
-    python probes/sine/evaluate.py OUT NAME=MODEL_PATH ...
+    python probes/sine/evaluate.py OUT NAME=MODEL_PATH[,unvoiced] ...
+
+MODEL_PATH: a model (name, folder or file) or a run's checkpoint (`.pt`, its EMA weights: what the run exports;
+for a learning curve). `,unvoiced`: a diagnostic of a student with a source, given F0 0 everywhere (sines and vuv
+at 0): what it makes without the source's periodic part.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 
 from vocoder.audio import deemphasize, load_wav, save_wav
 from vocoder.bench.quality import _means, held_out, score
-from vocoder.config import load_config
+from vocoder.config import config_from_dict, load_config
 from vocoder.corpus.cache import FeatureCache
 from vocoder.eval.plots import spectrogram_comparison
 from vocoder.features.featurefile import read_features
@@ -29,6 +33,7 @@ from vocoder.features.source_f0 import frame_f0
 from vocoder.generate import Sampling
 from vocoder.models.checkpoint import build_model, read_model_file, read_model_header, resolve_model_path
 from vocoder.models.student import StudentWaveNet
+from vocoder.train.checkpoints import read_checkpoint
 from vocoder.train.distill import DistillTrainer
 
 SOURCES = ["festvox-ru", "asterisk-en", "ktuberling"]
@@ -37,6 +42,11 @@ PER_SOURCE = 4
 
 
 def load_student(name_or_path: str) -> StudentWaveNet:
+    if name_or_path.endswith(".pt"):
+        state = read_checkpoint(Path(name_or_path))
+        student = StudentWaveNet(config_from_dict(state["config"], name_or_path))
+        student.load_state_dict(state["ema"])
+        return student.eval()
     path = resolve_model_path(name_or_path)
     config, _, _ = read_model_header(path)
     model = build_model(path, config, StudentWaveNet)
@@ -45,10 +55,12 @@ def load_student(name_or_path: str) -> StudentWaveNet:
 
 
 @torch.inference_mode()
-def synthesize(model: StudentWaveNet, frames: np.ndarray, recording: np.ndarray) -> np.ndarray:
+def synthesize(model: StudentWaveNet, frames: np.ndarray, recording: np.ndarray, unvoiced: bool = False) -> np.ndarray:
     config = model.config
     local = model.upsample(torch.from_numpy(frames)[None])
     f0 = torch.from_numpy(frame_f0(recording, config))[None] if model.source_channels else None
+    if f0 is not None and unvoiced:
+        f0 = torch.zeros_like(f0)
     uniforms = Sampling(seed=0).uniforms(1, local.shape[-1])
     wav = model.generate(model.with_source(local, f0, None), None, uniforms)[0].numpy()
     return deemphasize(wav, config.audio.preemphasis)
@@ -67,7 +79,8 @@ def check_init(bundled: str, arm_config: str, frames: np.ndarray, recording: np.
 
 def main(out: Path, systems: dict[str, str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    models = {name: load_student(path) for name, path in systems.items()}
+    models = {name: load_student(path.removesuffix(",unvoiced")) for name, path in systems.items()}
+    unvoiced = {name for name, path in systems.items() if path.endswith(",unvoiced")}
     report: dict[str, object] = {"systems": systems, "per_source": {}}
     everything: dict[str, list[dict[str, float]]] = {name: [] for name in models}
     for source in SOURCES:
@@ -83,7 +96,7 @@ def main(out: Path, systems: dict[str, str]) -> None:
                 print("init check: max |grown - bundled| =", report["init_max_abs_difference"], flush=True)
             panels = [("recording", recording)]
             for name, model in models.items():
-                wav = synthesize(model, frames, recording)
+                wav = synthesize(model, frames, recording, name in unvoiced)
                 rows[name].append(score(recording, wav, 16000, True))
                 if index == 0:
                     save_wav(out / f"{source}_{utterance}_{name}.wav", wav, 16000)

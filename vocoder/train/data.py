@@ -208,7 +208,7 @@ class SegmentSampler:
 
     def batch(self, indices: list[int], generator: torch.Generator) -> Batch:
         """One segment of each utterance in `indices`, at offsets drawn from `generator`."""
-        segments = []
+        segments, f0 = [], []
         for index in indices:
             utterance = self.corpus.utterances[index]
             # Starts from 1 - segment_frames on: the ends of an utterance are learnt as often as its middle
@@ -217,8 +217,9 @@ class SegmentSampler:
             frames, audio, mask = self.segment(utterance, start)
             if self.augmentation is not None:
                 self.augmentation(frames, audio, generator)
-            segments.append((frames, audio, mask, self.segment_f0(utterance, start)))
-        return self._collate(segments, indices, generator)
+            segments.append((frames, audio, mask))
+            f0.append(self.segment_f0(utterance, start))
+        return self._collate(segments, indices, generator, f0)
 
     def segment(self, utterance: Utterance, loss_start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(frames with context and margins, audio, mask) with the loss starting at frame `loss_start`."""
@@ -248,12 +249,14 @@ class SegmentSampler:
 
     def _collate(
         self,
-        segments: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]],
+        segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
         indices: list[int],
         generator: torch.Generator,
+        f0: list[np.ndarray | None] | None = None,
     ) -> Batch:
-        frames, audio, mask = (torch.from_numpy(np.stack(parts)) for parts in list(zip(*segments, strict=True))[:3])
-        f0 = None if segments[0][3] is None else torch.from_numpy(np.stack([segment[3] for segment in segments]))
+        """The batch of `segments` (frames, audio, mask) of the utterances `indices`, with their `segment_f0`s."""
+        frames, audio, mask = (torch.from_numpy(np.stack(parts)) for parts in zip(*segments, strict=True))
+        f0_frames = None if f0 is None or f0[0] is None else torch.from_numpy(np.stack(f0))
         speakers = None
         if self.config.speakers:
             names = [self.corpus.utterances[i].row.speaker for i in indices]
@@ -271,7 +274,7 @@ class SegmentSampler:
             noise = torch.randn(targets.shape, generator=generator) * deviation
             clean = targets if signal is None else signal
             inputs = (clean + noise.round().long()).clamp(0, mu)
-        return Batch(frames, targets, mask, speakers, inputs, prediction, signal, f0)
+        return Batch(frames, targets, mask, speakers, inputs, prediction, signal, f0_frames)
 
     def fixed_batches(self, count: int, batch_size: int, seed: int) -> list[Batch]:
         """The same `count` segments every time: the validation set."""
