@@ -43,7 +43,7 @@ TRAIN = {
     "valid_every": 100,
     "checkpoint_every": 2,
     "valid_segments": 4,
-    "sample_seconds": 0.05,
+    "sample_seconds": 0.04,
     "keep_last": 2,
 }
 
