@@ -54,6 +54,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         )
 
 
+FESTIVAL_FIXTURES = frozenset({"festival_dir", "festival_utterances", "demo_corpus"})
+"""The session fixtures of tests/festival_fixtures.py: each runs Festival (about 2 s of CPU)."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use a Festival session fixture (and no group of their own) form the group `festival`: under
+    `--dist loadgroup` they run on one worker, so each fixture is made once, not once per worker. Before xdist's
+    hook, which names each grouped test `<id>@<group>`."""
+    for item in items:
+        if FESTIVAL_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("festival"))
+
+
 NAIVE_GROUP = pytest.mark.xdist_group("naive")
 """Tests that compare a generator with a naive reference another test compares with too (`naive_reference` computes
 each once per process): under `--dist loadgroup` they run on one worker, so each reference is computed once."""
