@@ -30,8 +30,9 @@ $(VENV)/.apt: | $(VENV)/bin/python
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup tests
 
-# The suite less the tests marked slow (end-to-end, multi-process, browser): about 140 s of CPU once kernels are built
-# (measured on 2 cores busy with training jobs), roughly a minute on 2 idle cores.
+# The suite less the tests marked slow (end-to-end, multi-process, browser): about 120 s of CPU once kernels are built,
+# 60 s a worker (measured on 2 cores busy with training jobs, load 3-4: 119 CPU-s, 170 s wall), about a minute on 2
+# idle cores.
 test-fast: install
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" tests
 
