@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import get_args
 
 import numpy as np
 import soundfile
 
 from vocoder.audio import AUDIO_FORMATS
+from vocoder_server.schemas import AudioFormat
+
+assert set(get_args(AudioFormat)) == set(AUDIO_FORMATS)  # the formats a request may name are those save_wav writes
 
 RAW_PCM = "pcm"
 """Headerless 16-bit little-endian mono samples (OpenAI's `pcm`), as a streamed pcm16 WAV holds them."""

@@ -15,7 +15,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import FeatureFileError
-from vocoder_server.inference import ShuttingDown
 
 log = logging.getLogger("server")
 
@@ -69,6 +68,9 @@ def _validation_error(error: RequestValidationError) -> ApiError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    # Imported here: this module is light (`json_body` and the JSON parser process import it), the engine is not.
+    from vocoder_server.inference import ShuttingDown
+
     async def api_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiError)
         return error_response(error)

@@ -6,13 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vocoder.audio import AUDIO_FORMATS
 from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.frontend.festival import MAX_SPEED, MIN_SPEED, VOICES
 from vocoder.vocabulary import Method, Strategy
 
 AudioFormat = Literal["pcm16", "float", "flac"]
-assert set(AudioFormat.__args__) == set(AUDIO_FORMATS)  # type: ignore[attr-defined]
+"""`vocoder.audio.AUDIO_FORMATS` by name (`encoding` checks that they agree): the schemas import no torch."""
 
 NAME_LENGTH = 100
 TEXT_LENGTH = 500

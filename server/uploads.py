@@ -24,27 +24,23 @@ import threading
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
 
-import numpy as np
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from vocoder.api import Vocoder
 from vocoder.audio import AudioFileError, decode_audio
 from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import Features, read_features
-from vocoder.vocabulary import CONDITIONING_ARRAYS, MATRIX_ARRAYS
+from vocoder.vocabulary import MATRIX_ARRAYS
 from vocoder_server.errors import ApiError, client_closed
+from vocoder_server.json_body import SOURCE, features_from_json, parse_body, parse_features_apart
 from vocoder_server.linguistic import features_from_labels
-from vocoder_server.schemas import FeaturesBody, SpeechBody, TtsBody
+from vocoder_server.schemas import SpeechBody, TtsBody
 
-Body = TypeVar("Body", bound=BaseModel)
 UPLOAD_FIELD = "features"
 AUDIO_FIELD = "audio"
 LABEL_SUFFIX = ".lab"
-SOURCE = "request"
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
@@ -167,22 +163,12 @@ def features_from_npz(data: bytes, limit: int) -> Features:
     return read_features(data, source=SOURCE)
 
 
-def _parse(schema: type[Body], body: bytes) -> Body:
-    """Validate a JSON body; a 422 names the first offending field (`body` when the JSON itself is bad)."""
-    try:
-        return schema.model_validate_json(body)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ApiError(422, "invalid_body", f"{field}: {first['msg']}", field) from None
-
-
 def tts_body(body: bytes) -> TtsBody:
-    return _parse(TtsBody, body)
+    return parse_body(TtsBody, body)
 
 
 def speech_body(body: bytes) -> SpeechBody:
-    return _parse(SpeechBody, body)
+    return parse_body(SpeechBody, body)
 
 
 JSON_SLACK = 256
@@ -211,18 +197,10 @@ JSON_IN_PROCESS_BYTES = 256 * 1024
 """Larger JSON bodies are parsed in `JsonParser`'s process (smaller ones take a few milliseconds in a thread)."""
 
 
-def _parse_json_apart(body: bytes) -> Features | tuple[int, str, str, str | None]:
-    """`features_from_json` in the parser process; an `ApiError` comes back as its fields (it does not pickle)."""
-    try:
-        return features_from_json(body)
-    except ApiError as error:
-        return error.status, error.code, error.message, error.field
-
-
 class JsonParser:
     """One process that parses large JSON bodies one at a time, off this process's GIL (a bounded pool of its
     own: requests wait for it, and its memory is one parse's, bounded by the frame cap). Started on first use
-    (forkserver: no copy of the service's threads or models); restarted if it dies."""
+    (forkserver: no copy of the service's threads or models; it imports only `json_body`); restarted if it dies."""
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
@@ -238,12 +216,12 @@ class JsonParser:
 
     def start(self) -> None:
         """Start the process now (seconds of imports), so the first large body does not wait for it."""
-        self._executor().submit(_parse_json_apart, b"{}").result()
+        self._executor().submit(parse_features_apart, b"{}").result()
 
     async def parse(self, body: bytes) -> Features:
         pool = self._executor()
         try:
-            result = await asyncio.wrap_future(pool.submit(_parse_json_apart, body))
+            result = await asyncio.wrap_future(pool.submit(parse_features_apart, body))
         except BrokenProcessPool:  # the process died (killed for memory?): the next body gets a new one
             with self._lock:
                 if self._pool is pool:
@@ -264,18 +242,3 @@ class JsonParser:
 
 
 JSON_PARSER = JsonParser()
-
-
-def features_from_json(body: bytes) -> Features:
-    parsed = _parse(FeaturesBody, body)
-    arrays = {}
-    for name in CONDITIONING_ARRAYS:
-        values = getattr(parsed, name)
-        if values is None:
-            continue
-        try:
-            with np.errstate(over="ignore"):  # beyond float32 becomes inf, which validation names
-                arrays[name] = np.asarray(values, dtype=np.float32)
-        except ValueError:
-            raise ApiError(422, "invalid_features", f"{name}: rows of different lengths", name) from None
-    return Features(parsed.sample_rate, parsed.hop_length, speaker=parsed.speaker, source=SOURCE, **arrays)

@@ -32,9 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # Every service the suite starts (dozens) starts its JSON parser process from the forkserver, and each such process
-# would import the service anew (torch with it: seconds of CPU, in a process that no test's timing shows). Preloaded,
-# the forkserver imports it once and each parser process is a ready fork of it; what the parser does is unchanged.
-multiprocessing.set_forkserver_preload(["vocoder_server.uploads"])
+# would import the parser's module anew (0.4 s of CPU, in a process that no test's timing shows). Preloaded, the
+# forkserver imports it once and each parser process is a ready fork of it; what the parser does is unchanged.
+multiprocessing.set_forkserver_preload(["vocoder_server.json_body"])
 
 HEAVY = pytest.mark.xdist_group("heavy")
 """Tests that start several busy processes (torchrun's two ranks, Chromium, the whole recipe, the README as written,
@@ -52,6 +52,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             "install the pytest that pyproject.toml pins (make install)",
             pytrace=False,
         )
+
+
+FESTIVAL_FIXTURES = frozenset({"festival_dir", "festival_utterances", "demo_corpus"})
+"""The session fixtures of tests/festival_fixtures.py: each runs Festival (about 2 s of CPU)."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use a Festival session fixture (and no group of their own) form the group `festival`: under
+    `--dist loadgroup` they run on one worker, so each fixture is made once, not once per worker. Before xdist's
+    hook, which names each grouped test `<id>@<group>`."""
+    for item in items:
+        if FESTIVAL_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("festival"))
 
 
 NAIVE_GROUP = pytest.mark.xdist_group("naive")
@@ -114,10 +128,11 @@ def tiny_model_file(tmp_path: Path) -> Path:
     return save_model(tmp_path / "tiny" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
 
 
-NAIVE_STEPS = 600
-"""Samples per utterance of the tiny generator-vs-naive cases: far past the tiny models' receptive fields (16 and 31
-samples), so every ring buffer wraps dozens of times, and within one kernel block (the blocks and conditioning tiles
-have tests of their own). The naive reference costs about 1.5 ms of CPU per step."""
+NAIVE_STEPS = 320
+"""Samples per utterance of the tiny generator-vs-naive cases: ten times the tiny models' receptive fields (16 and 31
+samples), so every ring buffer (at most 9 samples) wraps dozens of times, and within one kernel block (the blocks and
+conditioning tiles have tests of their own). The naive reference costs about 1.5 ms of CPU per step, the suite's
+costliest computation: no longer than that."""
 
 
 def model_and_inputs(

@@ -187,15 +187,28 @@ def tiny_teacher() -> WaveNet:
     return WaveNet(tiny_config(speakers=["alice", "bob"])).eval()
 
 
+TORCH_BLOCK = 512
+"""The longest block the PyTorch generators read when streaming chunks of 500 samples (the CUDA-graph loop rounds a
+chunk up to its 16-step graphs); the kernel's are BLOCK_SAMPLES."""
+
+
+def crosses_a_tile(reads: list[tuple[int, int]], tile_samples: int) -> bool:
+    """Whether some block read `[start, stop)` spans two tiles of `tile_samples`."""
+    return any(start // tile_samples != (stop - 1) // tile_samples for start, stop in reads)
+
+
 @pytest.mark.parametrize("generator", ["kernel", "fast-torch", "cuda-graph-eager"])
 @torch.inference_mode()
 def test_teacher_generators_upsample_each_block_when_they_reach_it(generator: str, small_tiles: None) -> None:
+    """Several blocks, some across tiles of 1,600 samples: 5,200 samples (three kernel blocks) for the kernel, 2,000
+    (four blocks of 500 or 512) for the PyTorch loops, whose every step costs Python time."""
     model = tiny_teacher()
     make = {"kernel": KernelWaveNet, "fast-torch": FastWaveNet, "cuda-graph-eager": CudaGraphWaveNet}[generator]
     fast = make(model) if generator != "cuda-graph-eager" else CudaGraphWaveNet(model, capture=False)
-    frames = torch.randn(2, 130, model.config.features.dim)  # 5,200 samples: three kernel blocks (BLOCK_SAMPLES)
+    block = BLOCK_SAMPLES if generator == "kernel" else TORCH_BLOCK
+    frames = torch.randn(2, 130 if generator == "kernel" else 50, model.config.features.dim)
     lazy = Recorded(model.conditioning(frames))
-    assert frames.shape[1] > 3 * lazy.inner.tile_frames  # four tiles of 1,600 samples: blocks of 2,048 cross them
+    assert lazy.shape[-1] > 2 * block and lazy.shape[-1] > lazy.inner.tile_samples
     speakers, sampling = torch.tensor([0, 1]), Sampling(seed=1)
     uniforms = RecordedUniforms(sampling.draws(2, lazy.shape[-1]))
     result = fast.allocate(lazy, record_logits=True)
@@ -205,7 +218,8 @@ def test_teacher_generators_upsample_each_block_when_they_reach_it(generator: st
     assert uniforms.reads == lazy.reads  # each block's draws drawn with its conditioning
     for _ in stream:
         pass
-    assert lazy.shape[-1] > BLOCK_SAMPLES and max(stop - start for start, stop in lazy.reads) <= BLOCK_SAMPLES
+    assert max(stop - start for start, stop in lazy.reads) <= block
+    assert crosses_a_tile(lazy.reads, lazy.inner.tile_samples)
     assert uniforms.reads == lazy.reads
     whole = fast.generate(lazy.inner.whole(), speakers, sampling, uniforms.inner.whole(), record_logits=True)
     assert torch.equal(result.ids, whole.ids) and torch.equal(result.logits, whole.logits)
@@ -255,7 +269,8 @@ class RecordedPredictors(Predictors):
 @torch.inference_mode()
 def test_lpc_generators_compute_each_blocks_predictors_when_they_reach_it(generator: str, small_tiles: None) -> None:
     """An LPC teacher's generators read the coefficients of each block's frames with its conditioning, none before
-    the first chunk past it, and stream bitwise what they generate from whole tensors."""
+    the first chunk past it, and stream bitwise what they generate from whole tensors. Blocks cross predictor tiles
+    of 1,240 samples: 6,000 samples (three kernel blocks) for the kernels, 1,800 for the PyTorch loops."""
     model = lpc_model(2, gate_channels=64)
     if generator == "fast-torch":
         fast: KernelWaveNet | FastWaveNet | CudaGraphWaveNet = FastWaveNet(model)
@@ -264,10 +279,12 @@ def test_lpc_generators_compute_each_blocks_predictors_when_they_reach_it(genera
     else:
         fast = KernelWaveNet(model, generator, split=False)
     hop = model.config.features.hop_length
-    frames = torch.randn(2, 150, model.config.features.dim, generator=torch.Generator().manual_seed(1)) - 2
+    count = 150 if isinstance(fast, KernelWaveNet) else 45
+    frames = torch.randn(2, count, model.config.features.dim, generator=torch.Generator().manual_seed(1)) - 2
     lazy = Recorded(model.conditioning(frames))
     predictors = RecordedPredictors(model.predictors(frames))
-    assert frames.shape[1] > 4 * predictors.inner.tile_frames  # blocks of 2,048 samples cross tiles of 1,240
+    block = BLOCK_SAMPLES if isinstance(fast, KernelWaveNet) else TORCH_BLOCK
+    assert lazy.shape[-1] > 2 * block and frames.shape[1] > predictors.inner.tile_frames
     speakers, sampling = torch.tensor([0, 1]), Sampling(seed=5)
     uniforms = sampling.draws(2, lazy.shape[-1])
     result = fast.allocate(lazy, record_logits=True)
@@ -277,6 +294,8 @@ def test_lpc_generators_compute_each_blocks_predictors_when_they_reach_it(genera
     for _ in stream:
         pass
     assert predictors.reads == [(start // hop, -(-stop // hop)) for start, stop in lazy.reads]
+    assert max(stop - start for start, stop in lazy.reads) <= block
+    assert crosses_a_tile(lazy.reads, predictors.inner.tile_frames * hop)
     whole = fast.generate(
         lazy.inner.whole(), speakers, sampling, uniforms.whole(), record_logits=True, lpc=predictors.inner.whole()
     )

@@ -33,6 +33,8 @@ from vocoder.models.student import logistic_noise
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.distill import DistillTrainer, teacher_inputs
 
+pytestmark = pytest.mark.xdist_group("distill")  # on one xdist worker: `cache_dir` and `teacher_file` are made once
+
 TRAIN = {
     "batch_size": 2,
     "segment_frames": 8,
@@ -43,7 +45,7 @@ TRAIN = {
     "valid_every": 100,
     "checkpoint_every": 2,
     "valid_segments": 4,
-    "sample_seconds": 0.05,
+    "sample_seconds": 0.04,
     "keep_last": 2,
 }
 

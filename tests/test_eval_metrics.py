@@ -57,6 +57,23 @@ def test_f0_rmse_measures_a_semitone_shift_in_cents() -> None:
     assert scores.vuv_error < 0.2
 
 
+def test_a_reference_scored_against_several_systems_is_analysed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Harvest, most of a score's time, runs once for the reference of several systems, with the same scores."""
+    reference, clean, muffled = utterance(2), utterance(2) * 0.5, low_passed(utterance(2), 1000.0)
+    uncached = [metrics.spectral_f0_scores(reference, system, RATE) for system in (clean, muffled)]
+    analysed: list[int] = []
+    harvest = metrics.pyworld.harvest
+
+    def counted(x: np.ndarray, *args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        analysed.append(len(x))
+        return harvest(x, *args, **kwargs)
+
+    monkeypatch.setattr(metrics.pyworld, "harvest", counted)
+    metrics._world_analysis.cache_clear()
+    assert [metrics.spectral_f0_scores(reference, system, RATE) for system in (clean, muffled)] == uncached
+    assert len(analysed) == 3  # the reference, then each system
+
+
 def test_intrusive_metrics_rank_clean_above_degraded() -> None:
     wav = utterance(2)
     muffled = low_passed(wav, 1000.0)

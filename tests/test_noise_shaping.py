@@ -23,7 +23,8 @@ from vocoder.models.wavenet import WaveNet
 from vocoder.train.data import Augmentation, SegmentSampler, TrainingCorpus
 from vocoder.train.trainer import Trainer
 
-EXAMPLE_FRAMES = 30
+EXAMPLE_FRAMES = 15
+"""Frames of the synthesized examples: 600 samples, streamed in 7 chunks of 97 or less; the naive path twice."""
 
 
 def shaped_config(**train: object):

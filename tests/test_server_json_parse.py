@@ -80,3 +80,15 @@ def test_a_killed_parser_process_is_replaced(tmp_path: Path) -> None:
         assert asyncio.run(parser.parse(large_body())).n_frames > 0
     finally:
         parser.stop()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/<pid>/maps")
+def test_the_parser_process_loads_no_torch() -> None:
+    """It imports `json_body` only (0.4 s of CPU), not the service's modules with torch (seconds, and its memory)."""
+    parser = uploads.JsonParser()
+    try:
+        asyncio.run(parser.parse(large_body()))
+        pids = list(parser._executor()._processes)  # type: ignore[union-attr]
+        assert pids and not any("libtorch" in Path(f"/proc/{pid}/maps").read_text() for pid in pids)
+    finally:
+        parser.stop()

@@ -20,7 +20,10 @@ from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
 from vocoder_server import Settings, create_app
 
-pytestmark = pytest.mark.skipif(shutil.which("festival") is None, reason="needs Festival (make install)")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("festival") is None, reason="needs Festival (make install)"),
+    pytest.mark.xdist_group("server_linguistic"),  # on one xdist worker: `client` and `labels` are made once
+]
 
 TEXT = "Yes."  # short: about 0.6 s of audio
 

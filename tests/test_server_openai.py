@@ -21,7 +21,10 @@ from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
 from vocoder_server import Settings, create_app
 
-pytestmark = pytest.mark.skipif(shutil.which("festival") is None, reason="needs Festival (make install)")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("festival") is None, reason="needs Festival (make install)"),
+    pytest.mark.xdist_group("server_openai"),  # on one xdist worker: the `url` service is started once
+]
 
 KEY = "s3cret"
 TEXT = "Yes, thank you."

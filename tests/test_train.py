@@ -36,7 +36,7 @@ TRAIN = {
     "valid_every": 4,
     "checkpoint_every": 4,
     "valid_segments": 2,
-    "sample_seconds": 0.05,
+    "sample_seconds": 0.04,
     "keep_last": 2,
 }
 

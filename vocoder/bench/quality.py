@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from vocoder.api import Vocoder
 from vocoder.audio import load_wav, mu_law_decode, mu_law_encode, save_wav
+from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache
 from vocoder.errors import VocoderError
 from vocoder.eval import metrics
@@ -59,10 +60,10 @@ def held_out(cache_dir: Path, split: str, limit: int) -> list[str]:
     return [rows[round(i * (len(rows) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else rows[:1]
 
 
-def griffin_lim(log_mel: np.ndarray, vocoder: Vocoder, iterations: int, samples: int, seed: int) -> np.ndarray:
-    """The waveform librosa's mel inversion and Griffin-Lim find for `[frames, n_mels]` natural-log magnitudes;
-    `seed` fixes Griffin-Lim's random initial phases, so the baseline repeats from run to run."""
-    features, rate = vocoder.config.features, vocoder.sample_rate
+def griffin_lim(log_mel: np.ndarray, config: Config, iterations: int, samples: int, seed: int) -> np.ndarray:
+    """The waveform librosa's mel inversion and Griffin-Lim find for `[frames, n_mels]` natural-log magnitudes with
+    `config`'s STFT settings; `seed` fixes the random initial phases, so the baseline repeats from run to run."""
+    features, rate = config.features, config.audio.sample_rate
     magnitudes = librosa.feature.inverse.mel_to_stft(
         np.exp(log_mel).T, sr=rate, n_fft=features.n_fft, power=1.0, fmin=features.fmin, fmax=features.fmax
     )
@@ -78,12 +79,12 @@ def griffin_lim(log_mel: np.ndarray, vocoder: Vocoder, iterations: int, samples:
     return np.clip(wav, -1.0, 1.0).astype(np.float32)
 
 
-def griffin_lim_mel(features: Features, reference: np.ndarray, vocoder: Vocoder) -> np.ndarray:
+def griffin_lim_mel(features: Features, reference: np.ndarray, config: Config) -> np.ndarray:
     """The mel Griffin-Lim inverts: the cache's own, or for a model that reads no mel (the TTS model's linguistic
     features) the recording's, with that model's STFT settings, so Griffin-Lim is still the baseline of the run."""
     if features.mel is not None:
         return features.mel
-    return log_mel(reference, vocoder.sample_rate, vocoder.config.features)
+    return log_mel(reference, config.audio.sample_rate, config.features)
 
 
 def mu_law_ceiling(reference: np.ndarray, mu: int) -> np.ndarray:
@@ -165,8 +166,8 @@ def bench_quality(
             outputs = {
                 CEILING: mu_law_ceiling(reference, mu),
                 GRIFFIN_LIM: griffin_lim(
-                    griffin_lim_mel(features[index], reference, vocoders[0]),
-                    vocoders[0],
+                    griffin_lim_mel(features[index], reference, vocoders[0].config),
+                    vocoders[0].config,
                     settings.griffin_lim_iterations,
                     len(reference),
                     settings.seed,

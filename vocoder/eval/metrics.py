@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import librosa
 import numpy as np
@@ -50,10 +51,18 @@ class SpectralF0Scores:
 
 
 def _world(wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """F0 (0 where unvoiced) and CheapTrick power envelope, one row per 5 ms frame."""
-    x = wav.astype(np.float64)
+    """F0 (0 where unvoiced) and CheapTrick power envelope, one row per 5 ms frame (read-only arrays)."""
+    return _world_analysis(wav.astype(np.float64).tobytes(), sample_rate)
+
+
+@lru_cache(maxsize=2)
+def _world_analysis(samples: bytes, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_world` of float64 samples, the last two kept: `bench quality` and `evaluate` score every system of an
+    utterance against its reference, which Harvest (most of a score's time) then analyses once, not per system."""
+    x = np.frombuffer(samples, dtype=np.float64).copy()
     f0, times = pyworld.harvest(x, sample_rate, frame_period=FRAME_PERIOD_MS)
     envelope = pyworld.cheaptrick(x, f0, times, sample_rate)
+    f0.flags.writeable = envelope.flags.writeable = False
     return f0, envelope
 
 
