@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -11,9 +12,13 @@ import pytest
 import torch
 
 import vocoder
+from tests.conftest import tone
 from tests.test_distill import cache_dir, distill_config, teacher_file  # noqa: F401 (fixtures)
+from vocoder.corpus.cache import feature_stamp
 from vocoder.errors import VocoderError
-from vocoder.features.source_f0 import f0_path, write_source_f0
+from vocoder.features.acoustic import extract_features
+from vocoder.features.featurefile import FeatureFileError, read_features, save_features, validate_features
+from vocoder.features.source_f0 import f0_path, frame_f0, write_source_f0
 from vocoder.models.source import harmonic_source
 from vocoder.models.student import logistic_noise
 from vocoder.train.distill import DistillTrainer
@@ -73,3 +78,29 @@ def test_source_side_files_train_and_init_grows_a_student_into_a_source_unchange
         DistillTrainer(teacher_file, config, cache_dir, tmp_path / "c", "cpu", f0_dir=f0_dir)
     with pytest.raises(VocoderError, match="reads a harmonic source"):
         vocoder.load(tmp_path / "grown" / "model", device="cpu")
+
+
+def test_a_source_student_needs_f0_in_its_feature_files_even_when_it_conditions_on_the_mel_alone(
+    tmp_path: Path,
+) -> None:
+    config, plain = distill_config(source_harmonics=3), distill_config()
+    assert config.features.conditioning == ["mel"] and config.feature_arrays() == ["mel", "lf0", "vuv"]
+    assert plain.feature_arrays() == ["mel"]
+    wav = tone(0.5, freq=200.0)
+    path = save_features(tmp_path / "x.npz", extract_features(wav, config, speaker="bob"))  # as `extract` writes
+    features = read_features(path)
+    validate_features(features, config)
+    hz = features.f0_hz()
+    np.testing.assert_array_equal(hz, frame_f0(wav, config))  # the probe's side files: the same F0
+    assert abs(np.median(hz[hz > 0]) - 200.0) < 5 and features.conditioning(config).shape[1] == config.features.dim
+    assert extract_features(wav, plain).lf0 is None  # a student without a source: the mel only, as before
+    for missing in ("lf0", "vuv"):
+        without = dataclasses.replace(features, **{missing: None})
+        with pytest.raises(FeatureFileError, match=rf"x.npz: field '{missing}': .*harmonic source reads F0"):
+            validate_features(without, config)
+        validate_features(without, plain)
+    # A cache for such a student is stamped with the arrays it holds beyond the conditioning (older stamps keep
+    # their hash: the key is absent for a cache of the conditioning alone).
+    assert feature_stamp(config, {})["arrays"] == ["mel", "lf0", "vuv"]
+    assert "arrays" not in feature_stamp(plain, {})
+    assert feature_stamp(config, {})["hash"] != feature_stamp(plain, {})["hash"]

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.errors import VocoderError
 from vocoder.paths import recipes_dir
-from vocoder.vocabulary import AmpDtype, ConditioningArray
+from vocoder.vocabulary import F0_ARRAYS, AmpDtype, ConditioningArray
 
 CONFIG_DIR = recipes_dir()
 """The shipped recipes: configs/ of the checkout, `vocoder/recipes/` of an installed wheel."""
@@ -373,6 +373,20 @@ class Config(_Strict):
 
     def speaker_id(self, speaker: str) -> int:
         return self.speakers.index(speaker)
+
+    @property
+    def reads_f0(self) -> bool:
+        """Whether the model reads the recording's F0 beside its conditioning: a student's harmonic source does."""
+        return self.student is not None and self.student.source_harmonics > 0
+
+    def feature_arrays(self) -> list[ConditioningArray]:
+        """The arrays a feature file must hold for this recipe's models: the conditioning, then `lf0` and `vuv` for
+        a student with a harmonic source (it reads F0 even where the conditioning is the mel alone). What `extract`
+        and `preprocess` write, `validate_features` requires and the service extracts from a recording."""
+        wanted = list(self.features.conditioning)
+        if self.reads_f0:
+            wanted += [name for name in F0_ARRAYS if name not in wanted]
+        return wanted
 
 
 Origins = dict[tuple[str, ...], Path]

@@ -70,12 +70,13 @@ def f0_features(wav: np.ndarray, sample_rate: int, cfg: FeatureConfig) -> tuple[
 
 
 def extract_features(wav: np.ndarray, config: Config, speaker: str | None = None, source: str = "<memory>") -> Features:
-    """Compute every acoustic array the config conditions on (mel, lf0, vuv)."""
+    """Compute every acoustic array the config's models read (`Config.feature_arrays`: mel, lf0, vuv)."""
     cfg, rate = config.features, config.audio.sample_rate
+    wanted = config.feature_arrays()
     arrays: dict[str, np.ndarray] = {}
-    if "mel" in cfg.conditioning:
+    if "mel" in wanted:
         arrays["mel"] = log_mel(wav, rate, cfg)
-    if set(F0_ARRAYS) & set(cfg.conditioning):
+    if set(F0_ARRAYS) & set(wanted):
         arrays["lf0"], arrays["vuv"] = f0_features(wav, rate, cfg)
     if "linguistic" in cfg.conditioning:
         raise ValueError(

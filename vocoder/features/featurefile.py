@@ -32,6 +32,12 @@ class FeatureFileError(VocoderError):
         super().__init__(f"{source}: field '{field_name}': expected {expected}, found {found}")
 
 
+def f0_hz(lf0: np.ndarray, vuv: np.ndarray) -> np.ndarray:
+    """F0 in Hz, 0 where unvoiced, from a feature file's continuous log-F0 (interpolated through unvoiced frames,
+    `vocoder.features.acoustic.continuous_log_f0`) and its voiced flag: `exp(lf0) * vuv`."""
+    return (np.exp(lf0) * vuv).astype(np.float32)
+
+
 @dataclass(frozen=True, eq=False)  # arrays do not compare with ==
 class Features:
     """Conditioning for one utterance: frame-rate arrays, their rate, and an optional speaker."""
@@ -61,6 +67,14 @@ class Features:
 
     def with_speaker(self, speaker: str | None) -> Features:
         return replace(self, speaker=speaker)
+
+    def f0_hz(self) -> np.ndarray:
+        """`[frames]` float32 F0 in Hz, 0 where unvoiced (`f0_hz` of `lf0` and `vuv`): what a student's harmonic
+        source reads. The file must hold both (`validate_features` checks that for such a student)."""
+        if self.lf0 is None or self.vuv is None:
+            missing = "lf0" if self.lf0 is None else "vuv"
+            raise FeatureFileError(self.source, missing, "an array of width 1 (F0 for the harmonic source)", "nothing")
+        return f0_hz(self.lf0, self.vuv)
 
     def conditioning(self, config: Config) -> np.ndarray:
         """The `[frames, dim]` float32 matrix the model reads, after validating against `config`."""
@@ -208,10 +222,13 @@ def validate_features(features: Features, config: Config, require_speaker: bool 
         raise FeatureFileError(source, "sample_rate", str(config.audio.sample_rate), str(features.sample_rate))
     if features.hop_length != wanted.hop_length:
         raise FeatureFileError(source, "hop_length", str(wanted.hop_length), str(features.hop_length))
-    for name, width in wanted.array_dims().items():
+    widths = wanted.array_dims()
+    for name in config.feature_arrays():
+        width = widths.get(name, 1)  # not conditioned on: F0 (lf0, vuv) that a student's harmonic source reads
         array = getattr(features, name)
         if array is None:
-            raise FeatureFileError(source, name, f"an array of width {width}", "nothing (missing)")
+            why = "" if name in widths else " (this student's harmonic source reads F0: `vocoder extract` writes it)"
+            raise FeatureFileError(source, name, f"an array of width {width}{why}", "nothing (missing)")
         expected_shape = f"[frames, {width}]" if name in MATRIX_ARRAYS else "[frames]"
         if name in MATRIX_ARRAYS:
             if array.ndim != 2 or array.shape[1] != width:

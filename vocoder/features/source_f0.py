@@ -13,6 +13,7 @@ from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import f0_features
+from vocoder.features.featurefile import f0_hz
 
 F0_SUFFIX = ".f0.npy"
 """A side file of one utterance's frame F0 in Hz, `[frames]` float32, 0 where unvoiced (`write_source_f0`)."""
@@ -21,8 +22,7 @@ F0_SUFFIX = ".f0.npy"
 def frame_f0(wav: np.ndarray, config: Config) -> np.ndarray:
     """A recording's frame F0 in Hz `[frames]`, 0 where unvoiced: WORLD with the config's F0 settings, as `extract`
     computes `lf0`/`vuv` (the source reads the voiced frames' F0 itself, not the interpolated log)."""
-    lf0, vuv = f0_features(wav, config.audio.sample_rate, config.features)
-    return (np.exp(lf0) * vuv).astype(np.float32)
+    return f0_hz(*f0_features(wav, config.audio.sample_rate, config.features))
 
 
 def f0_path(f0_dir: Path, cache_root: Path, utterance_id: str) -> Path:
