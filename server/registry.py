@@ -28,7 +28,7 @@ WARMUP_FRAMES = 4
 
 def silent_features(model: Vocoder, frames: int) -> Features:
     """All-zero conditioning of every array the model reads: a valid input of a given length."""
-    dims = model.config.features.array_dims()
+    dims = model.config.feature_array_dims()
     arrays = {
         name: np.zeros((frames, width) if name in MATRIX_ARRAYS else frames, dtype=np.float32)
         for name, width in dims.items()

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 import vocoder
 from tests.conftest import tiny_config, tone
 from tests.test_server_support import HOP, build_models_dir, npz_bytes, wait_ready
+from tests.test_student_kernel import random_student
 from vocoder.features.acoustic import extract_features, frame_count
 from vocoder.features.linguistic import linguistic_dim
 from vocoder.models.checkpoint import save_model
@@ -25,8 +26,11 @@ VOCODE = "/v1/vocode"
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`teacher` (mel, speakers), `solo` (mel + lf0 + vuv) and `ling` (linguistic: not for audio)."""
+    """`teacher` (mel, speakers), `solo` (mel + lf0 + vuv), `ling` (linguistic: not for audio) and `sine` (a
+    student with a harmonic source: mel, and F0 for the source)."""
     root = build_models_dir(tmp_path_factory.mktemp("models"))
+    student = random_student(source_harmonics=3)
+    save_model(root / "sine" / "model.safetensors", student, student.config, "student", {"steps": 0})
     features = {"conditioning": ["linguistic", "vuv"], "linguistic_dim": linguistic_dim()}
     config = tiny_config(name="ling", features=features)
     save_model(root / "ling" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
@@ -86,6 +90,19 @@ def test_copy_synthesis_is_the_features_of_the_recording(client: TestClient, mod
     assert response.status_code == 200, response.text
     teacher = vocoder.load(models_dir / "teacher", device="cpu")
     expected = teacher.synthesize(extract_features(wav, teacher.config, speaker="alice"), seed=3)
+    assert np.array_equal(soundfile.read(io.BytesIO(response.content), dtype="float32")[0], np.clip(expected, -1, 1))
+
+
+def test_copy_synthesis_gives_a_source_student_the_recording_f0(client: TestClient, models_dir: Path) -> None:
+    """The route extracts what the model reads (`Config.feature_arrays`): for a source student, F0 beside the mel."""
+    wav = tone(0.2, freq=220.0)
+    params = {"model": "sine", "seed": 3, "speaker": "bob", "format": "float"}
+    response = client.post(VOCODE, params=params, files=audio(encoded(wav, 16000, subtype="FLOAT")))
+    assert response.status_code == 200, response.text
+    student = vocoder.load(models_dir / "sine", device="cpu")
+    features = extract_features(wav, student.config, speaker="bob")
+    assert features.vuv.any()
+    expected = student.synthesize(features, seed=3)
     assert np.array_equal(soundfile.read(io.BytesIO(response.content), dtype="float32")[0], np.clip(expected, -1, 1))
 
 

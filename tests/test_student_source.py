@@ -14,11 +14,14 @@ import torch
 import vocoder
 from tests.conftest import tone
 from tests.test_distill import cache_dir, distill_config, teacher_file  # noqa: F401 (fixtures)
+from tests.test_student_kernel import MAX_ABS_ERROR, random_student
 from vocoder.corpus.cache import feature_stamp
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import FeatureFileError, read_features, save_features, validate_features
 from vocoder.features.source_f0 import f0_path, frame_f0, write_source_f0
+from vocoder.generate import Sampling
+from vocoder.models.checkpoint import save_model
 from vocoder.models.source import harmonic_source
 from vocoder.models.student import logistic_noise
 from vocoder.train.distill import DistillTrainer
@@ -77,7 +80,7 @@ def test_source_side_files_train_and_init_grows_a_student_into_a_source_unchange
     with pytest.raises(VocoderError, match="finite F0 values"):
         DistillTrainer(teacher_file, config, cache_dir, tmp_path / "c", "cpu", f0_dir=f0_dir)
     with pytest.raises(VocoderError, match="reads a harmonic source"):
-        vocoder.load(tmp_path / "grown" / "model", device="cpu")
+        vocoder.load(tmp_path / "grown" / "model", device="cpu").model.with_source(local, None, None)
 
 
 def test_a_source_student_needs_f0_in_its_feature_files_even_when_it_conditions_on_the_mel_alone(
@@ -104,3 +107,31 @@ def test_a_source_student_needs_f0_in_its_feature_files_even_when_it_conditions_
     assert feature_stamp(config, {})["arrays"] == ["mel", "lf0", "vuv"]
     assert "arrays" not in feature_stamp(plain, {})
     assert feature_stamp(config, {})["hash"] != feature_stamp(plain, {})["hash"]
+
+
+@torch.inference_mode()
+def test_a_source_student_synthesizes_from_feature_files_fused_as_pytorch_and_streamed_as_whole(
+    tmp_path: Path,
+) -> None:
+    model = random_student(source_harmonics=4)
+    config = model.config
+    path = save_model(tmp_path / "student" / "model.safetensors", model, config, "student", {"steps": 0})
+    gap = 0.002 * np.random.default_rng(1).standard_normal(1600).astype(np.float32)
+    wav = np.concatenate([tone(0.3, freq=180.0), gap, tone(0.3, freq=240.0)])  # voiced, unvoiced, voiced
+    features = extract_features(wav, config, speaker="bob")
+    assert 0 < features.vuv.mean() < 1
+    frames = torch.from_numpy(features.conditioning(config))[None]
+    f0 = torch.from_numpy(features.f0_hz())[None]
+    local = model.with_source(model.upsample(frames), f0, None)  # training's source: the whole at once
+    expected = model.generate(local, torch.tensor([1]), Sampling(seed=3).uniforms(1, local.shape[-1]))[0].numpy()
+    fused, plain = (vocoder.load(path, device="cpu", backend=backend) for backend in ("cpu-kernel", "torch"))
+    for synthesizer in (fused, plain):
+        waveform = synthesizer.synthesize(features, seed=3)
+        assert np.abs(waveform - expected).max() < MAX_ABS_ERROR, synthesizer._student.name
+    whole = fused.synthesize(features, seed=3)
+    streamed = np.concatenate(list(fused.synthesize_stream(features, Sampling(seed=3), chunk_samples=1000)))
+    np.testing.assert_array_equal(streamed, whole)  # 2048-sample chunks, then 4096...: the phase carried across
+    unvoiced = dataclasses.replace(features, vuv=np.zeros_like(features.vuv))
+    assert np.abs(fused.synthesize(unvoiced, seed=3) - whole).max() > 1e-3  # the source reaches the waveform
+    with pytest.raises(FeatureFileError, match="field 'lf0': .*harmonic source reads F0"):
+        fused.synthesize(dataclasses.replace(features, lf0=None))

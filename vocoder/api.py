@@ -183,7 +183,7 @@ class Vocoder:
         """The shared generation step over validated features (padded batch), in the model's signal domain
         (pre-emphasised when `audio.preemphasis` is set; the synthesize methods de-emphasise)."""
         frames = self.frames(features)
-        conditioning = self.model.conditioning(frames)
+        conditioning = self.conditioning(features, frames)
         speaker_ids = self.speaker_ids(features)
         uniforms = sampling.draws(len(features), conditioning.shape[-1])  # each block drawn when reached
         if method == "student":
@@ -208,7 +208,7 @@ class Vocoder:
         loaded = self.features(features, speaker)
         sampling = sampling or self.default_sampling
         frames = self.frames([loaded])
-        conditioning = self.model.conditioning(frames)
+        conditioning = self.conditioning([loaded], frames)
         uniforms = sampling.draws(1, conditioning.shape[-1])
         speaker_ids = self.speaker_ids([loaded])
         deemphasis = Deemphasis(self.config.audio.preemphasis)
@@ -238,7 +238,18 @@ class Vocoder:
     def local_conditioning(self, features: list[Features]) -> Conditioning:
         """`[B, C, T]` conditioning of a batch (`frames`), upsampled a block at a time as generation reaches it
         (`.whole()` for all of it)."""
-        return self.model.conditioning(self.frames(features))
+        return self.conditioning(features, self.frames(features))
+
+    def conditioning(self, features: list[Features], frames: torch.Tensor) -> Conditioning:
+        """The model's conditioning of a batch from its `frames`: upsampled, and for a student with a harmonic
+        source that source appended, from the files' F0 (unvoiced past each utterance's end)."""
+        conditioning = self.model.conditioning(frames)
+        if not self.config.reads_f0 or self.kind != STUDENT:
+            return conditioning
+        f0 = np.zeros((len(features), frames.shape[1]), np.float32)
+        for row, item in enumerate(features):
+            f0[row, : item.n_frames] = item.f0_hz()
+        return self.model.source_conditioning(conditioning, torch.from_numpy(f0).to(self.device))
 
     def speaker_ids(self, features: list[Features]) -> torch.Tensor | None:
         if not self.config.speakers:

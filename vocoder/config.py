@@ -87,10 +87,10 @@ class FeatureConfig(_Strict):
             raise ValueError("linguistic_dim is required when conditioning includes 'linguistic'")
         return self
 
-    def array_dims(self) -> dict[str, int]:
-        """Width of each conditioning array, in the order the model concatenates them."""
+    def array_dims(self, names: list[ConditioningArray] | None = None) -> dict[str, int]:
+        """Width of each of `names`; None: the conditioning arrays, in the order the model concatenates them."""
         widths = {"mel": self.n_mels, "lf0": 1, "vuv": 1, "linguistic": self.linguistic_dim or 0}
-        return {name: widths[name] for name in self.conditioning}
+        return {name: widths[name] for name in (self.conditioning if names is None else names)}
 
     @property
     def dim(self) -> int:
@@ -387,6 +387,10 @@ class Config(_Strict):
         if self.reads_f0:
             wanted += [name for name in F0_ARRAYS if name not in wanted]
         return wanted
+
+    def feature_array_dims(self) -> dict[str, int]:
+        """The width of each of `feature_arrays`."""
+        return self.features.array_dims(self.feature_arrays())
 
 
 Origins = dict[tuple[str, ...], Path]

@@ -222,12 +222,11 @@ def validate_features(features: Features, config: Config, require_speaker: bool 
         raise FeatureFileError(source, "sample_rate", str(config.audio.sample_rate), str(features.sample_rate))
     if features.hop_length != wanted.hop_length:
         raise FeatureFileError(source, "hop_length", str(wanted.hop_length), str(features.hop_length))
-    widths = wanted.array_dims()
-    for name in config.feature_arrays():
-        width = widths.get(name, 1)  # not conditioned on: F0 (lf0, vuv) that a student's harmonic source reads
+    for name, width in config.feature_array_dims().items():
         array = getattr(features, name)
         if array is None:
-            why = "" if name in widths else " (this student's harmonic source reads F0: `vocoder extract` writes it)"
+            source_f0 = name not in wanted.conditioning  # F0 that a student's harmonic source reads
+            why = " (this student's harmonic source reads F0: `vocoder extract` writes it)" if source_f0 else ""
             raise FeatureFileError(source, name, f"an array of width {width}{why}", "nothing (missing)")
         expected_shape = f"[frames, {width}]" if name in MATRIX_ARRAYS else "[frames]"
         if name in MATRIX_ARRAYS:

@@ -56,12 +56,6 @@ def student_generator(model: StudentWaveNet, backend: Backend = "auto") -> Kerne
     """The student's synthesis on `backend`: `auto` is the PyTorch forward on a GPU (one pass of wide kernels is
     what a GPU is good at) and the fused forward on CPU where it can run, else PyTorch's with a warning."""
     check_backend(backend)
-    if model.source_channels:
-        raise VocoderError(
-            f"student {model.config.name!r} reads a harmonic source from the recording's F0 "
-            f"(student.source_harmonics {model.config.student.source_harmonics}), which feature files do not carry "
-            "to synthesis yet"
-        )
     if backend == "cuda-graph":
         raise VocoderError("backend cuda-graph: a student synthesizes in one pass, with no graphs; use auto or torch")
     if backend == "torch" or (backend == "auto" and _on_cuda(model)):

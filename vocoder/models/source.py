@@ -4,7 +4,7 @@ beside its conditioning, so a flow can put a voiced component into its location 
 Per sample t: `vuv_t * sin(k * phi_t)` for k = 1..H, and `vuv_t`, where `phi_t = phase + 2 pi sum_(n<=t) f0_n / sr`
 and `f0_n` is the frame's F0 (WORLD's, in Hz; 0 where unvoiced) held over the frame's `hop` samples. Harmonics at or
 above Nyquist are zero. The phase runs on through unvoiced stretches unchanged (f0 = 0 adds nothing to it). The
-frame F0 comes from the recording (`vocoder.features.source_f0`).
+frame F0 is the recording's: WORLD's, as a feature file's `lf0`/`vuv` (`Features.f0_hz`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,35 @@ from __future__ import annotations
 import math
 
 import torch
+
+from vocoder.errors import VocoderError
+from vocoder.models.conditioning import Conditioning
+
+
+def frame_cycles(f0: torch.Tensor, hop: int, sample_rate: int) -> torch.Tensor:
+    """`[B, F]` float64: the source's phase in cycles at the start of each frame (0 at the first), the prefix sum of
+    the frames before it (F0 is held over a frame, so each adds `f0 * hop / sr`). A chunk of synthesis starts its
+    source from these, so a stream's source is bitwise the whole utterance's (`SourcedConditioning`)."""
+    per_frame = f0.double() * (hop / sample_rate)
+    return torch.cumsum(per_frame, dim=1) - per_frame
+
+
+def source_from_cycles(
+    f0: torch.Tensor, cycles: torch.Tensor, hop: int, sample_rate: int, harmonics: int
+) -> torch.Tensor:
+    """Frame F0 `[B, F]` (Hz, 0 unvoiced) with each frame's starting phase `cycles [B, F]` (float64, in cycles) ->
+    the source `[B, harmonics + 1, F * hop]`, in float32 (or `f0`'s float dtype): sample r of frame f is at
+    `cycles_f + (r + 1) f0_f / sr` cycles, wrapped before the sines so long utterances stay exact."""
+    if f0.dim() != 2 or cycles.shape != f0.shape:
+        raise ValueError(f"f0 and cycles must be [batch, frames], got {tuple(f0.shape)} and {tuple(cycles.shape)}")
+    per_sample = f0.double().repeat_interleave(hop, dim=1)
+    within = torch.arange(1, hop + 1, dtype=torch.float64, device=f0.device).repeat(f0.shape[1])
+    angle = 2 * math.pi * torch.frac(cycles.repeat_interleave(hop, dim=1) + within * per_sample / sample_rate)
+    k = torch.arange(1, harmonics + 1, dtype=torch.float64, device=f0.device)[None, :, None]
+    voiced = (per_sample > 0).double()[:, None, :]
+    below_nyquist = (k * per_sample[:, None, :] < sample_rate / 2).double()
+    sines = torch.sin(k * angle[:, None, :]) * voiced * below_nyquist
+    return torch.cat([sines, voiced], dim=1).to(f0.dtype if f0.is_floating_point() else torch.float32)
 
 
 def harmonic_source(
@@ -23,13 +52,36 @@ def harmonic_source(
     so a long utterance's sines stay exact."""
     if f0.dim() != 2:
         raise ValueError(f"f0 must be [batch, frames], got shape {tuple(f0.shape)}")
-    per_sample = f0.double().repeat_interleave(hop, dim=1)
-    cycles = torch.cumsum(per_sample / sample_rate, dim=1)
+    cycles = frame_cycles(f0, hop, sample_rate)
     if phase is not None:
         cycles = cycles + phase.double()[:, None] / (2 * math.pi)
-    angle = 2 * math.pi * torch.frac(cycles)
-    k = torch.arange(1, harmonics + 1, dtype=torch.float64, device=f0.device)[None, :, None]
-    voiced = (per_sample > 0).double()[:, None, :]
-    below_nyquist = (k * per_sample[:, None, :] < sample_rate / 2).double()
-    sines = torch.sin(k * angle[:, None, :]) * voiced * below_nyquist
-    return torch.cat([sines, voiced], dim=1).to(f0.dtype if f0.is_floating_point() else torch.float32)
+    return source_from_cycles(f0, cycles, hop, sample_rate, harmonics)
+
+
+class SourcedConditioning(Conditioning):
+    """A student's conditioning with its harmonic source appended, `[B, C' + H + 1, T]`, read a block at a time as
+    synthesis reaches it: each block's source is computed from its own frames and their starting phases
+    (`frame_cycles` of the whole F0, summed once), so blocks are bitwise slices of `whole()` however they are cut,
+    and a stream's source continues its phase from chunk to chunk."""
+
+    def __init__(self, local: Conditioning, f0: torch.Tensor, hop: int, sample_rate: int, harmonics: int) -> None:
+        """`local [B, C', F * hop]`, `f0 [B, F]` in Hz."""
+        batch, channels, samples = local.shape
+        if f0.dim() != 2 or f0.shape[0] != batch or f0.shape[1] * hop != samples:
+            raise VocoderError(
+                f"f0: expected [{batch}, {samples // hop}] frame F0 for {samples} samples of conditioning, "
+                f"found shape {list(f0.shape)}"
+            )
+        self.local, self.f0, self.hop, self.sample_rate, self.harmonics = local, f0, hop, sample_rate, harmonics
+        self.cycles = frame_cycles(f0, hop, sample_rate)
+        self.shape = (batch, channels + harmonics + 1, samples)
+        self.device, self.dtype = local.device, local.dtype
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        first, last = start // self.hop, -(-stop // self.hop)  # the frames that [start, stop) falls in
+        source = source_from_cycles(
+            self.f0[:, first:last], self.cycles[:, first:last], self.hop, self.sample_rate, self.harmonics
+        )
+        offset = start - first * self.hop
+        source = source[:, :, offset : offset + stop - start].to(self.dtype)
+        return torch.cat([self.local.block(start, stop), source], dim=1)

@@ -19,8 +19,9 @@ from torch.nn import functional as F
 
 from vocoder.config import Config, StudentConfig
 from vocoder.errors import VocoderError
+from vocoder.models.conditioning import Conditioning
 from vocoder.models.layers import CausalConv1d, ConditionedModel, ConditioningUpsampler, GatedResidualLayer
-from vocoder.models.source import harmonic_source
+from vocoder.models.source import SourcedConditioning, harmonic_source
 from vocoder.models.step_weights import FlowWeights, GatedLayerWeights, StudentWeights
 
 NOISE_EPS = 1e-6
@@ -141,16 +142,29 @@ class StudentWaveNet(ConditionedModel):
         """The longest history a single flow reads: the context a training segment must give each flow."""
         return max(flow.receptive_field for flow in self.flows)
 
-    def with_source(self, local: torch.Tensor, f0: torch.Tensor | None, phase: torch.Tensor | None) -> torch.Tensor:
-        """The flows' conditioning: `local [B, C', T]` and, for a student with a harmonic source, the source of the
-        frame F0 `f0 [B, T / hop]` (Hz, 0 unvoiced) starting at `phase [B]` (None: 0) -> `[B, C' + H + 1, T]`."""
-        if not self.source_channels:
-            return local
+    def _require_f0(self, f0: torch.Tensor | None) -> torch.Tensor:
         if f0 is None:
             raise VocoderError(
                 f"student {self.config.name!r} reads a harmonic source (student.source_harmonics "
                 f"{self.config.student.source_harmonics}): it needs the recording's F0"
             )
+        return f0
+
+    def source_conditioning(self, local: Conditioning, f0: torch.Tensor | None) -> Conditioning:
+        """Synthesis's `with_source`: `local` read a block at a time, each block with its source (phase 0 at the
+        utterance's start, carried across blocks), so chunked synthesis and streams read the whole's source."""
+        if not self.source_channels:
+            return local
+        f0 = self._require_f0(f0)
+        hop, rate = self.config.features.hop_length, self.config.audio.sample_rate
+        return SourcedConditioning(local, f0, hop, rate, self.config.student.source_harmonics)
+
+    def with_source(self, local: torch.Tensor, f0: torch.Tensor | None, phase: torch.Tensor | None) -> torch.Tensor:
+        """The flows' conditioning: `local [B, C', T]` and, for a student with a harmonic source, the source of the
+        frame F0 `f0 [B, T / hop]` (Hz, 0 unvoiced) starting at `phase [B]` (None: 0) -> `[B, C' + H + 1, T]`."""
+        if not self.source_channels:
+            return local
+        f0 = self._require_f0(f0)
         hop = self.config.features.hop_length
         if f0.shape[-1] * hop != local.shape[-1]:
             raise VocoderError(f"f0: {f0.shape[-1]} frames do not cover the conditioning's {local.shape[-1]} samples")
