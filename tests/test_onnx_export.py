@@ -81,3 +81,12 @@ def test_a_teacher_is_refused_with_the_reason(tiny_model_file: Path, tmp_path: P
     message = str(result.exception)
     assert "a teacher cannot be exported to ONNX" in message and "export a student" in message
     assert not (tmp_path / "x").exists()
+
+
+def test_a_student_with_a_harmonic_source_is_refused_with_the_reason(tmp_path: Path) -> None:
+    config = tiny_config(student={**STUDENT, "source_harmonics": 2})
+    path = save_model(tmp_path / "sine" / "model.safetensors", StudentWaveNet(config), config, "student", {})
+    result = CliRunner().invoke(app, ["export", "--model", str(path), "--out", str(tmp_path / "x")])
+    assert isinstance(result.exception, VocoderError)
+    assert "harmonic source (student.source_harmonics 2) has no ONNX export yet" in str(result.exception)
+    assert not (tmp_path / "x").exists()

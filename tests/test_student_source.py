@@ -1,5 +1,6 @@
-"""A student's harmonic source: its channels and their phase across a cut, the F0 side files it trains on, and
-`--init` growing a student without a source into one with it, unchanged at step 0."""
+"""A student's harmonic source: its channels and their phase across a cut; the F0 its feature files carry (extract,
+caches, validation), which distillation and synthesis (fused and PyTorch, whole and streamed) read; `--init` growing
+a student without a source into one with it, unchanged at step 0."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ import vocoder
 from tests.conftest import tone
 from tests.test_distill import cache_dir, distill_config, teacher_file  # noqa: F401 (fixtures)
 from tests.test_student_kernel import MAX_ABS_ERROR, random_student
+from tests.test_train import build_cache
 from vocoder.corpus.cache import feature_stamp
 from vocoder.errors import VocoderError
-from vocoder.features.acoustic import extract_features
-from vocoder.features.featurefile import FeatureFileError, read_features, save_features, validate_features
-from vocoder.features.source_f0 import f0_path, frame_f0, write_source_f0
+from vocoder.features.acoustic import extract_features, f0_features
+from vocoder.features.featurefile import FeatureFileError, f0_hz, read_features, save_features, validate_features
 from vocoder.generate import Sampling
 from vocoder.models.checkpoint import save_model
 from vocoder.models.source import harmonic_source
@@ -47,18 +48,22 @@ def test_source_channels_are_harmonics_of_the_f0_phase_and_continue_across_a_cut
     torch.testing.assert_close(torch.cat([first, second], dim=-1), source)
 
 
-def test_source_side_files_train_and_init_grows_a_student_into_a_source_unchanged(
+def test_distillation_reads_f0_from_the_cache_and_init_grows_a_student_into_a_source_unchanged(
     cache_dir: Path,  # noqa: F811
     teacher_file: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     config = distill_config(source_harmonics=3)
-    f0_dir = tmp_path / "f0"
-    assert write_source_f0(cache_dir, f0_dir, config) > 0
-    assert write_source_f0(cache_dir, f0_dir, config) == 0  # computed once
+    with pytest.raises(VocoderError, match=r"not \['lf0', 'vuv'\], which this student's harmonic source reads"):
+        DistillTrainer(teacher_file, config, cache_dir, tmp_path / "a", "cpu")  # a cache of the mel alone
+    source_cache = build_cache(tmp_path / "cache", config)  # as `preprocess` with this config: F0 beside the mel
     DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "plain", "cpu", max_steps=2).run()
     plain = tmp_path / "plain" / "model"
-    grown = DistillTrainer(teacher_file, config, cache_dir, tmp_path / "grown", "cpu", init=plain, f0_dir=f0_dir)
+    grown = DistillTrainer(teacher_file, config, source_cache, tmp_path / "grown", "cpu", init=plain)
+    first = grown.corpus.utterances[0]
+    np.testing.assert_array_equal(first.f0, read_features(source_cache / "features" / "utt0.npz").f0_hz())
+    assert first.f0.max() > 100  # the tone's F0, from the feature file
+    assert grown.sampler.batch([0, 1], torch.Generator().manual_seed(0)).f0 is not None
     original = vocoder.load(plain, device="cpu").model
     z = logistic_noise(torch.rand(2, 320))  # 8 frames of the config's hop of 40
     local, speakers = torch.randn(2, original.local_channels, 320), torch.tensor([0, 1])
@@ -72,13 +77,6 @@ def test_source_side_files_train_and_init_grows_a_student_into_a_source_unchange
     assert source_columns.abs().sum() == 0
     assert grown.run().step == 4
     assert grown.model.flows[0].layers[0].local.weight[:, original.local_channels :].abs().sum() > 0  # it learns
-    with pytest.raises(VocoderError, match="needs the folder of its utterances' F0"):
-        DistillTrainer(teacher_file, config, cache_dir, tmp_path / "a", "cpu")
-    with pytest.raises(VocoderError, match="no F0 for utterance"):
-        DistillTrainer(teacher_file, config, cache_dir, tmp_path / "b", "cpu", f0_dir=tmp_path / "empty")
-    np.save(next(f0_path(f0_dir, cache_dir, "x").parent.glob("*.f0.npy")), np.zeros(3, np.float32))
-    with pytest.raises(VocoderError, match="finite F0 values"):
-        DistillTrainer(teacher_file, config, cache_dir, tmp_path / "c", "cpu", f0_dir=f0_dir)
     with pytest.raises(VocoderError, match="reads a harmonic source"):
         vocoder.load(tmp_path / "grown" / "model", device="cpu").model.with_source(local, None, None)
 
@@ -94,7 +92,7 @@ def test_a_source_student_needs_f0_in_its_feature_files_even_when_it_conditions_
     features = read_features(path)
     validate_features(features, config)
     hz = features.f0_hz()
-    np.testing.assert_array_equal(hz, frame_f0(wav, config))  # the probe's side files: the same F0
+    np.testing.assert_array_equal(hz, f0_hz(*f0_features(wav, 16000, config.features)))  # exp(lf0) * vuv
     assert abs(np.median(hz[hz > 0]) - 200.0) < 5 and features.conditioning(config).shape[1] == config.features.dim
     assert extract_features(wav, plain).lf0 is None  # a student without a source: the mel only, as before
     for missing in ("lf0", "vuv"):

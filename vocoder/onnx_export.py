@@ -64,6 +64,12 @@ def export_student(vocoder: Vocoder, out: Path) -> dict[str, object]:
     model = vocoder.model
     assert isinstance(model, StudentWaveNet)
     config = model.config
+    if model.source_channels:
+        raise VocoderError(
+            f"--model {vocoder.name}: a student with a harmonic source (student.source_harmonics "
+            f"{config.student.source_harmonics}) has no ONNX export yet: its graphs would need the source from F0; "
+            "synthesize it with `vocoder synthesize` or the service"
+        )
     model = copy.deepcopy(model).float().cpu().eval()  # exported on CPU in float32, the caller's model untouched
     out.mkdir(parents=True, exist_ok=True)
     frames = torch.randn(EXAMPLE_BATCH, EXAMPLE_FRAMES, config.features.dim)

@@ -28,8 +28,8 @@ from vocoder.bench.quality import _means, held_out, score
 from vocoder.config import config_from_dict, load_config
 from vocoder.corpus.cache import FeatureCache
 from vocoder.eval.plots import spectrogram_comparison
+from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import read_features
-from vocoder.features.source_f0 import frame_f0
 from vocoder.generate import Sampling
 from vocoder.models.checkpoint import build_model, read_model_file, read_model_header, resolve_model_path
 from vocoder.models.student import StudentWaveNet
@@ -58,7 +58,7 @@ def load_student(name_or_path: str) -> StudentWaveNet:
 def synthesize(model: StudentWaveNet, frames: np.ndarray, recording: np.ndarray, unvoiced: bool = False) -> np.ndarray:
     config = model.config
     local = model.upsample(torch.from_numpy(frames)[None])
-    f0 = torch.from_numpy(frame_f0(recording, config))[None] if model.source_channels else None
+    f0 = torch.from_numpy(extract_features(recording, config).f0_hz())[None] if model.source_channels else None
     if f0 is not None and unvoiced:
         f0 = torch.zeros_like(f0)
     uniforms = Sampling(seed=0).uniforms(1, local.shape[-1])

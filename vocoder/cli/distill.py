@@ -27,9 +27,6 @@ def distill(
     resume_from: Path | None = typer.Option(
         None, help="continue a saved distillation state (a checkpoint, a bundled training/state.pt) in a new --out"
     ),
-    f0: Path | None = typer.Option(
-        None, help="F0 side files of the --data caches (`vocoder source-f0`): for a student with a harmonic source"
-    ),
 ) -> None:
     """Train a student by probability density distillation plus spectral losses (docs/STUDENT.md)."""
     from vocoder.config import load_config
@@ -37,21 +34,6 @@ def distill(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     trainer = DistillTrainer(
-        teacher, load_config(config), data, out, device, resume, max_steps, init, restart, resume_from, f0
+        teacher, load_config(config), data, out, device, resume, max_steps, init, restart, resume_from
     )
     run_and_report(trainer, "student")
-
-
-@app.command("source-f0")
-def source_f0(
-    config: str = typer.Option(..., help="config YAML or recipe name: its audio and F0 settings"),
-    data: list[Path] = typer.Option(..., help="feature cache; repeat for several"),
-    out: Path = typer.Option(..., help="folder of the F0 side files (one subfolder per cache), for `distill --f0`"),
-) -> None:
-    """Measure every utterance's F0 (WORLD, the config's settings) once, for a student's harmonic source."""
-    from vocoder.config import load_config
-    from vocoder.features.source_f0 import write_source_f0
-
-    loaded = load_config(config)
-    for cache in data:
-        typer.echo(f"{cache}: {write_source_f0(cache, out, loaded)} F0 files written to {out / cache.name}")

@@ -34,7 +34,6 @@ from vocoder.corpus.cache import FeatureCache, ManifestRow
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import read_features, validate_features
 from vocoder.features.lpc import excitation_targets, frame_lpc, predict_signal
-from vocoder.features.source_f0 import read_source_f0
 
 
 class TrainingDataError(VocoderError):
@@ -87,11 +86,11 @@ class Utterance:
 
 class TrainingCorpus:
     """The utterances of one split of one or more feature caches (a training mix), each checked against the config
-    before training starts; with `f0_dir`, each with its F0 side file (`vocoder.features.source_f0`)."""
+    before training starts; for a model that reads F0 (`Config.reads_f0`: a student's harmonic source), each with
+    its F0 from its feature file."""
 
-    def __init__(self, roots: Path | list[Path], config: Config, split: str, f0_dir: Path | None = None) -> None:
+    def __init__(self, roots: Path | list[Path], config: Config, split: str) -> None:
         self.config = config
-        self.f0_dir = f0_dir
         self.utterances: list[Utterance] = []
         for root in [roots] if isinstance(roots, Path) else roots:
             cache = FeatureCache(root)
@@ -104,7 +103,7 @@ class TrainingCorpus:
                 raise TrainingDataError(
                     f"{cache.manifest_path}: speakers {unknown} are not in the config's speakers {config.speakers}"
                 )
-            self.utterances += [self._load(root, cache, row) for row in rows]
+            self.utterances += [self._load(cache, row) for row in rows]
         self.rows = [utterance.row for utterance in self.utterances]
 
     def _check_stamp(self, root: Path, cache: FeatureCache) -> None:
@@ -116,6 +115,13 @@ class TrainingCorpus:
             "audio": self.config.audio.cache_stamp(),
             "features": self.config.features.model_dump(mode="json"),
         }
+        arrays = stamp.get("arrays", stamp.get("features", {}).get("conditioning"))  # what its files hold
+        missing = [name for name in self.config.feature_arrays() if name not in (arrays or [])]
+        if missing:
+            raise TrainingDataError(
+                f"{cache.stamp_path}: the cache's feature files hold {arrays}, not {missing}, which this student's "
+                "harmonic source reads (F0); preprocess into a new folder with this config"
+            )
         for section, expected in expectations.items():
             found = stamp.get(section)
             if found != expected:
@@ -125,7 +131,7 @@ class TrainingCorpus:
                     "preprocess again with this config"
                 )
 
-    def _load(self, root: Path, cache: FeatureCache, row: ManifestRow) -> Utterance:
+    def _load(self, cache: FeatureCache, row: ManifestRow) -> Utterance:
         features = read_features(cache.feature_path(row.id))
         validate_features(features, self.config)
         conditioning = features.conditioning(self.config)
@@ -136,7 +142,7 @@ class TrainingCorpus:
                 f"{cache.audio_path(row.id)}: expected {expected} samples ({features.n_frames} frames), "
                 f"found {len(audio)}"
             )
-        f0 = None if self.f0_dir is None else read_source_f0(self.f0_dir, root, row.id, features.n_frames)
+        f0 = features.f0_hz() if self.config.reads_f0 else None
         return Utterance(row, conditioning, preemphasize(audio, self.config.audio.preemphasis), f0)
 
     def __len__(self) -> int:

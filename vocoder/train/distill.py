@@ -135,16 +135,9 @@ class DistillTrainer(Trainer):
         init: str | Path | None = None,
         restart: bool = False,
         resume_from: Path | None = None,
-        f0_dir: Path | None = None,
     ) -> None:
         if config.student is None:
             raise VocoderError(f"config {config.name!r} has no 'student' section to distill")
-        if (f0_dir is None) != (config.student.source_harmonics == 0):
-            raise VocoderError(
-                f"--f0: student.source_harmonics is {config.student.source_harmonics}; a student with a harmonic "
-                "source needs the folder of its utterances' F0 (`vocoder source-f0`), one without it reads none"
-            )
-        self.f0_dir = f0_dir
         segment = config.train.segment_frames * config.features.hop_length
         longest = max(n_fft for n_fft, _, _ in config.student.stft_resolutions)
         if segment < longest:  # the spectral losses compare the loss samples: at least one full window of them
@@ -169,9 +162,6 @@ class DistillTrainer(Trainer):
 
     def run_metadata(self) -> dict[str, Any]:
         return {**super().run_metadata(), "teacher": self.teacher_identity}
-
-    def source_f0_dir(self) -> Path | None:
-        return self.f0_dir
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Resume only against the teacher the checkpoint was distilled from (same bytes, wherever the file is)."""

@@ -95,7 +95,7 @@ class Trainer:
         self.max_steps = max_steps if max_steps is not None else config.train.max_steps
         torch.manual_seed(config.train.seed + self.dist.rank)
 
-        self.corpus = TrainingCorpus(data_dir, config, "train", self.source_f0_dir())
+        self.corpus = TrainingCorpus(data_dir, config, "train")
         self.valid_corpus = self._validation_corpus(data_dir)
         self.model = self.build_model().to(self.dist.device)
         self.initialised_from = None if init is None else self._initialise(init)
@@ -162,16 +162,11 @@ class Trainer:
         a subclass restores it in `_restore`."""
         return {}
 
-    def source_f0_dir(self) -> Path | None:
-        """The folder of the training utterances' F0 side files, for a model that reads the recording's F0 beside
-        its conditioning (a student's harmonic source); None: the model reads none."""
-        return None
-
     def synthesize_sample(
         self, conditioning: torch.Tensor, speaker: torch.Tensor | None, f0: torch.Tensor | None
     ) -> np.ndarray:
         """The EMA model's waveform, in its signal domain, for frame-rate `conditioning [1, frames, C]` (the
-        validation utterance) and its frame F0 `[1, frames]` where `source_f0_dir` gives one (a teacher reads none)."""
+        validation utterance) and its frame F0 `[1, frames]` where the config reads F0 (a teacher reads none)."""
         local = self.ema.upsample(conditioning)
         sampling = Sampling.recommended(self.config.sampling, seed=0)  # as the exported model will sample
         uniforms = sampling.uniforms(1, local.shape[-1])
@@ -203,7 +198,7 @@ class Trainer:
 
     def _validation_corpus(self, data_dir: Path | list[Path]) -> TrainingCorpus:
         try:
-            return TrainingCorpus(data_dir, self.config, "valid", self.source_f0_dir())
+            return TrainingCorpus(data_dir, self.config, "valid")
         except TrainingDataError as error:
             log.warning("%s; validating on fixed training segments instead", error)
             return self.corpus
