@@ -17,6 +17,7 @@ from tests.conftest import tone
 from tests.test_distill import cache_dir, distill_config, teacher_file  # noqa: F401 (fixtures)
 from tests.test_student_kernel import MAX_ABS_ERROR, random_student
 from tests.test_train import build_cache
+from vocoder.bench.student import bench_student
 from vocoder.corpus.cache import feature_stamp
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features, f0_features
@@ -133,3 +134,8 @@ def test_a_source_student_synthesizes_from_feature_files_fused_as_pytorch_and_st
     assert np.abs(fused.synthesize(unvoiced, seed=3) - whole).max() > 1e-3  # the source reaches the waveform
     with pytest.raises(FeatureFileError, match="field 'lf0': .*harmonic source reads F0"):
         fused.synthesize(dataclasses.replace(features, lf0=None))
+
+
+def test_the_student_benchmark_times_a_source_student_with_its_source() -> None:
+    report = bench_student(distill_config(source_harmonics=3), seconds=0.1, repeats=1)
+    assert report["student_generator"] == "kernel" and report["speedup_student_vs_torch"] > 0

@@ -42,6 +42,7 @@ def bench_student(
     model = StudentWaveNet(student_config).eval().to(device)
     frames = max(1, round(seconds * config.audio.sample_rate / config.features.hop_length))
     conditioning = torch.randn(1, frames, config.features.dim, device=device)
+    f0 = torch.full((1, frames), 150.0, device=device)  # a harmonic source's input: voiced throughout, its full cost
     speakers = torch.zeros(1, dtype=torch.long, device=device) if config.speakers else None
     samples = frames * config.features.hop_length
     uniforms = Sampling(seed=seed).uniforms(1, samples)
@@ -53,9 +54,9 @@ def bench_student(
         generators["student_onnx"] = OnnxStudent(Path(scratch.name), torch.get_num_threads())
 
     def synthesize(generator: TorchStudent) -> None:
-        """One whole synthesis: upsampling, noise and the forward pass."""
+        """One whole synthesis: upsampling (and a harmonic source), noise and the forward pass."""
         with torch.inference_mode():
-            generator.generate(model.conditioning(conditioning), speakers, uniforms)
+            generator.generate(model.source_conditioning(model.conditioning(conditioning), f0), speakers, uniforms)
 
     runs = {
         name: (lambda generator=generator: synthesize(generator), samples) for name, generator in generators.items()
