@@ -30,17 +30,25 @@ def source_from_cycles(
 ) -> torch.Tensor:
     """Frame F0 `[B, F]` (Hz, 0 unvoiced) with each frame's starting phase `cycles [B, F]` (float64, in cycles) ->
     the source `[B, harmonics + 1, F * hop]`, in float32 (or `f0`'s float dtype): sample r of frame f is at
-    `cycles_f + (r + 1) f0_f / sr` cycles, wrapped before the sines so long utterances stay exact."""
+    `cycles_f + (r + 1) f0_f / sr` cycles, wrapped in float64 so long utterances stay exact. Only the phase and its
+    sine and cosine are per sample; the higher harmonics follow by sin(k x) = 2 cos(x) sin((k - 1) x) - sin((k - 2) x)
+    in the output dtype (a third of the time of k sines in float64), the voiced and below-Nyquist masks per frame."""
     if f0.dim() != 2 or cycles.shape != f0.shape:
         raise ValueError(f"f0 and cycles must be [batch, frames], got {tuple(f0.shape)} and {tuple(cycles.shape)}")
-    per_sample = f0.double().repeat_interleave(hop, dim=1)
-    within = torch.arange(1, hop + 1, dtype=torch.float64, device=f0.device).repeat(f0.shape[1])
-    angle = 2 * math.pi * torch.frac(cycles.repeat_interleave(hop, dim=1) + within * per_sample / sample_rate)
+    dtype = f0.dtype if f0.is_floating_point() else torch.float32
+    batch, frames = f0.shape
+    step = f0.double() / sample_rate  # cycles per sample
+    within = torch.arange(1, hop + 1, dtype=torch.float64, device=f0.device)
+    angle = (2 * math.pi) * torch.frac(cycles[:, :, None] + within * step[:, :, None])  # [B, F, hop]
+    first, twice_cos = torch.sin(angle).to(dtype), (2 * torch.cos(angle)).to(dtype)
+    sines = [first, twice_cos * first]
+    while len(sines) < harmonics + 1:
+        sines.append(twice_cos * sines[-1] - sines[-2])
     k = torch.arange(1, harmonics + 1, dtype=torch.float64, device=f0.device)[None, :, None]
-    voiced = (per_sample > 0).double()[:, None, :]
-    below_nyquist = (k * per_sample[:, None, :] < sample_rate / 2).double()
-    sines = torch.sin(k * angle[:, None, :]) * voiced * below_nyquist
-    return torch.cat([sines, voiced], dim=1).to(f0.dtype if f0.is_floating_point() else torch.float32)
+    voiced = (f0 > 0)[:, None, :]
+    kept = torch.cat([voiced & (k * f0.double()[:, None, :] < sample_rate / 2), voiced], dim=1).to(dtype)
+    source = torch.stack([*sines[:harmonics], torch.ones_like(first)], dim=1) * kept[:, :, :, None]
+    return source.reshape(batch, harmonics + 1, frames * hop)
 
 
 def harmonic_source(
