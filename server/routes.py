@@ -150,6 +150,7 @@ async def models(state: ServiceState = Depends(get_state)) -> ModelList:
                 hop_length=config.features.hop_length,
                 conditioning=[ConditioningInfo(name=k, dim=v) for k, v in config.features.array_dims().items()],
                 conditioning_dim=config.features.dim,
+                feature_arrays=[ConditioningInfo(name=k, dim=v) for k, v in config.feature_array_dims().items()],
                 speakers=list(config.speakers),
                 receptive_field=model.model.receptive_field,
                 receptive_field_ms=round(1000 * model.model.receptive_field / model.sample_rate, 3),

@@ -141,6 +141,10 @@ class ModelInfo(BaseModel):
     hop_length: int
     conditioning: list[ConditioningInfo]
     conditioning_dim: int
+    feature_arrays: list[ConditioningInfo] = Field(
+        description="the arrays a feature file must hold: the conditioning, and for a student with a harmonic source "
+        "lf0 and vuv too (its source follows F0, exp(lf0) * vuv Hz)"
+    )
     speakers: list[str]
     receptive_field: int = Field(description="samples one output depends on")
     receptive_field_ms: float

@@ -99,6 +99,9 @@ def test_copy_synthesis_gives_a_source_student_the_recording_f0(client: TestClie
     params = {"model": "sine", "seed": 3, "speaker": "bob", "format": "float"}
     response = client.post(VOCODE, params=params, files=audio(encoded(wav, 16000, subtype="FLOAT")))
     assert response.status_code == 200, response.text
+    listed = {info["name"]: info for info in client.get("/v1/models").json()["models"]}
+    assert [array["name"] for array in listed["sine"]["feature_arrays"]] == ["mel", "lf0", "vuv"]
+    assert [array["name"] for array in listed["sine"]["conditioning"]] == ["mel"]
     student = vocoder.load(models_dir / "sine", device="cpu")
     features = extract_features(wav, student.config, speaker="bob")
     assert features.vuv.any()
