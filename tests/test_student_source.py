@@ -5,6 +5,7 @@ a student without a source into one with it, unchanged at step 0."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from tests.conftest import tone
 from tests.test_distill import cache_dir, distill_config, teacher_file  # noqa: F401 (fixtures)
 from tests.test_student_kernel import MAX_ABS_ERROR, random_student
 from tests.test_train import build_cache
+from vocoder.audio import save_wav
 from vocoder.bench.student import bench_student
 from vocoder.corpus.cache import feature_stamp
+from vocoder.corpus.preprocess import preprocess
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features, f0_features
 from vocoder.features.featurefile import FeatureFileError, f0_hz, read_features, save_features, validate_features
@@ -139,3 +142,20 @@ def test_a_source_student_synthesizes_from_feature_files_fused_as_pytorch_and_st
 def test_the_student_benchmark_times_a_source_student_with_its_source() -> None:
     report = bench_student(distill_config(source_harmonics=3), seconds=0.1, repeats=1)
     assert report["student_generator"] == "kernel" and report["speedup_student_vs_torch"] > 0
+
+
+def test_preprocess_writes_a_source_students_f0_and_stamps_it(tmp_path: Path) -> None:
+    folder = tmp_path / "corpus" / "alice"
+    folder.mkdir(parents=True)
+    for index in range(2):
+        save_wav(folder / f"take{index}.wav", tone(0.6, freq=150.0 + 50 * index), 16000)
+    config, cache = distill_config(source_harmonics=3), tmp_path / "cache"
+    report = preprocess("folder", tmp_path / "corpus", cache, config, jobs=1, progress=False)
+    assert not report["skipped"]
+    assert json.loads((cache / "features.json").read_text())["arrays"] == ["mel", "lf0", "vuv"]
+    features = read_features(cache / "features" / "alice_take1.npz")
+    validate_features(features, config)
+    hz = features.f0_hz()
+    assert abs(np.median(hz[hz > 0]) - 200.0) < 5
+    preprocess("folder", tmp_path / "corpus", cache, distill_config(), jobs=1, progress=False)  # another stamp
+    assert read_features(cache / "features" / "alice_take1.npz").lf0 is None  # the cache was rebuilt without F0
