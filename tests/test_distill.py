@@ -25,7 +25,7 @@ from vocoder.bench.student import bench_student
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features
-from vocoder.features.featurefile import save_features
+from vocoder.features.featurefile import read_features, save_features
 from vocoder.generate import Sampling
 from vocoder.losses.distillation import density_distillation
 from vocoder.models.checkpoint import save_model
@@ -170,6 +170,37 @@ def test_init_grows_a_student_by_flows_that_start_as_the_identity(
     assert grown.run().step == 4 and grown.model.flows[2].head[1].weight.abs().sum() > 0  # the new flow trains
     with pytest.raises(VocoderError, match="do not match"):  # only appended flows are new: the others must match
         DistillTrainer(teacher_file, distill_config(flows=[3, 3, 4]), cache_dir, tmp_path / "c", "cpu", init=first)
+
+
+def test_distillation_reads_f0_from_the_cache_and_init_grows_a_student_into_a_source_unchanged(
+    cache_dir: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    config = distill_config(source_harmonics=3)
+    with pytest.raises(VocoderError, match=r"not \['lf0', 'vuv'\], which this student's harmonic source reads"):
+        DistillTrainer(teacher_file, config, cache_dir, tmp_path / "a", "cpu")  # a cache of the mel alone
+    source_cache = build_cache(tmp_path / "cache", config)  # as `preprocess` with this config: F0 beside the mel
+    DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "plain", "cpu", max_steps=2).run()
+    plain = tmp_path / "plain" / "model"
+    grown = DistillTrainer(teacher_file, config, source_cache, tmp_path / "grown", "cpu", init=plain)
+    first = grown.corpus.utterances[0]
+    np.testing.assert_array_equal(first.f0, read_features(source_cache / "features" / "utt0.npz").f0_hz())
+    assert first.f0.max() > 100  # the tone's F0, from the feature file
+    assert grown.sampler.batch([0, 1], torch.Generator().manual_seed(0)).f0 is not None
+    original = vocoder.load(plain, device="cpu").model
+    z = logistic_noise(torch.rand(2, 320))  # 8 frames of the config's hop of 40
+    local, speakers = torch.randn(2, original.local_channels, 320), torch.tensor([0, 1])
+    f0 = torch.tensor([[120.0] * 4 + [0.0] * 4, [0.0] * 3 + [210.0] * 5])
+    with torch.no_grad():
+        before = original(z, local, speakers)
+        after = grown.model(z, grown.model.with_source(local, f0, None), speakers)
+    torch.testing.assert_close(after.waveform, before.waveform)
+    torch.testing.assert_close(after.log_scale, before.log_scale)
+    source_columns = grown.model.flows[0].layers[0].local.weight[:, original.local_channels :]
+    assert source_columns.abs().sum() == 0
+    assert grown.run().step == 4
+    assert grown.model.flows[0].layers[0].local.weight[:, original.local_channels :].abs().sum() > 0  # it learns
+    with pytest.raises(VocoderError, match="reads a harmonic source"):
+        vocoder.load(tmp_path / "grown" / "model", device="cpu").model.with_source(local, None, None)
 
 
 def test_exported_student_synthesizes_and_methods_are_checked(

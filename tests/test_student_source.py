@@ -17,19 +17,15 @@ import vocoder
 from tests.conftest import tone
 from tests.test_distill import cache_dir, distill_config, teacher_file  # noqa: F401 (fixtures)
 from tests.test_student_kernel import MAX_ABS_ERROR, random_student
-from tests.test_train import build_cache
 from vocoder.audio import save_wav
 from vocoder.bench.student import bench_student
 from vocoder.corpus.cache import feature_stamp
 from vocoder.corpus.preprocess import preprocess
-from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features, f0_features
 from vocoder.features.featurefile import FeatureFileError, f0_hz, read_features, save_features, validate_features
 from vocoder.generate import Sampling
 from vocoder.models.checkpoint import save_model
 from vocoder.models.source import harmonic_source
-from vocoder.models.student import logistic_noise
-from vocoder.train.distill import DistillTrainer
 
 HOP, RATE = 10, 1000
 
@@ -50,39 +46,6 @@ def test_source_channels_are_harmonics_of_the_f0_phase_and_continue_across_a_cut
     # Two halves, the second started at the phase the first ended on, make the whole.
     first, second = harmonic_source(f0[:, :3], HOP, RATE, 3), harmonic_source(f0[:, 3:], HOP, RATE, 3, phase[29:30])
     torch.testing.assert_close(torch.cat([first, second], dim=-1), source)
-
-
-def test_distillation_reads_f0_from_the_cache_and_init_grows_a_student_into_a_source_unchanged(
-    cache_dir: Path,  # noqa: F811
-    teacher_file: Path,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    config = distill_config(source_harmonics=3)
-    with pytest.raises(VocoderError, match=r"not \['lf0', 'vuv'\], which this student's harmonic source reads"):
-        DistillTrainer(teacher_file, config, cache_dir, tmp_path / "a", "cpu")  # a cache of the mel alone
-    source_cache = build_cache(tmp_path / "cache", config)  # as `preprocess` with this config: F0 beside the mel
-    DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "plain", "cpu", max_steps=2).run()
-    plain = tmp_path / "plain" / "model"
-    grown = DistillTrainer(teacher_file, config, source_cache, tmp_path / "grown", "cpu", init=plain)
-    first = grown.corpus.utterances[0]
-    np.testing.assert_array_equal(first.f0, read_features(source_cache / "features" / "utt0.npz").f0_hz())
-    assert first.f0.max() > 100  # the tone's F0, from the feature file
-    assert grown.sampler.batch([0, 1], torch.Generator().manual_seed(0)).f0 is not None
-    original = vocoder.load(plain, device="cpu").model
-    z = logistic_noise(torch.rand(2, 320))  # 8 frames of the config's hop of 40
-    local, speakers = torch.randn(2, original.local_channels, 320), torch.tensor([0, 1])
-    f0 = torch.tensor([[120.0] * 4 + [0.0] * 4, [0.0] * 3 + [210.0] * 5])
-    with torch.no_grad():
-        before = original(z, local, speakers)
-        after = grown.model(z, grown.model.with_source(local, f0, None), speakers)
-    torch.testing.assert_close(after.waveform, before.waveform)
-    torch.testing.assert_close(after.log_scale, before.log_scale)
-    source_columns = grown.model.flows[0].layers[0].local.weight[:, original.local_channels :]
-    assert source_columns.abs().sum() == 0
-    assert grown.run().step == 4
-    assert grown.model.flows[0].layers[0].local.weight[:, original.local_channels :].abs().sum() > 0  # it learns
-    with pytest.raises(VocoderError, match="reads a harmonic source"):
-        vocoder.load(tmp_path / "grown" / "model", device="cpu").model.with_source(local, None, None)
 
 
 def test_a_source_student_needs_f0_in_its_feature_files_even_when_it_conditions_on_the_mel_alone(
