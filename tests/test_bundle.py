@@ -52,6 +52,7 @@ def test_a_student_card_describes_its_flows(tmp_path: Path) -> None:
     assert "# `student`: student" in card and "2 flows of [2, 3] layers" in card and "| steps | 3 |" in card
 
 
+@pytest.mark.slow
 def test_a_bundled_run_ships_its_training_state_and_the_next_run_continues_it(tmp_path: Path) -> None:
     """The bundled model keeps getting better from run to run: its checkpoint ships beside it, verified, and
     `--resume-from` continues the same run (step, schedule, optimizer) in a new run directory."""

@@ -208,6 +208,7 @@ EXIT_BOUND_S = 60
 is generous so a busy machine cannot fail the test, and a hang still fails it with a clear message."""
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="counts threads in /proc")
 def test_worker_threads_are_made_once_joined_on_drop_and_do_not_delay_exit() -> None:
     child = subprocess.Popen(

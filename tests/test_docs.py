@@ -68,6 +68,7 @@ def check_curl(command: str, served: dict[str, object], query: set[str]) -> None
         assert not unknown, f"{command}: unknown query parameters {unknown}"
 
 
+@pytest.mark.slow
 def test_every_shell_command_of_the_docs_is_checked() -> None:
     from vocoder_server import Settings, create_app
     from vocoder_server.schemas import SynthesisParams

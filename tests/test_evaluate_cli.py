@@ -53,6 +53,7 @@ def test_evaluate_writes_csvs_summary_and_spectrograms(tmp_path: Path, monkeypat
     assert (out / "spectrograms" / "utt0.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_evaluate_scores_dnsmos_for_each_system_file_and_the_reference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

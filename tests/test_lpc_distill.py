@@ -271,6 +271,7 @@ def test_the_gradient_reaches_the_students_past_through_the_prediction(
     torch.testing.assert_close(signal.grad, expected, rtol=1e-4, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_a_tiny_distillation_from_an_lpc_teacher_learns_resumes_and_exports_a_signal_student(
     lpc_cache: Path, lpc_teacher: Path, tmp_path: Path
 ) -> None:

@@ -49,6 +49,7 @@ def test_the_ceiling_is_the_recording_requantised() -> None:
     assert not np.array_equal(ceiling, wav)
 
 
+@pytest.mark.slow
 def test_bench_quality_scores_models_beside_griffin_lim_and_the_ceiling(cache_dir: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     config = tiny_config(speakers=[])
@@ -104,6 +105,7 @@ def test_bench_quality_refuses_what_it_cannot_score(cache_dir: Path, tmp_path: P
         bench_quality([], [cache_dir], tmp_path, QualitySettings())
 
 
+@pytest.mark.slow
 def test_bench_quality_runs_each_model_at_its_sampling(cache_dir: Path, tmp_path: Path) -> None:
     """A model at its default sampling, and the same model at another given with `@` on the command line."""
     from tests.test_cli import run

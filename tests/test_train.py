@@ -82,6 +82,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_cache(tmp_path_factory.mktemp("cache"), train_config())
 
 
+@pytest.mark.slow
 def test_training_learns_and_exports_a_loadable_model(cache_dir: Path, tmp_path: Path) -> None:
     config = train_config(max_steps=80, valid_every=80, checkpoint_every=80, learning_rate=1e-2)
     trainer = Trainer(config, cache_dir, tmp_path, "cpu")
