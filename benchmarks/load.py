@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from vocoder.bench import VOICED_HZ
 from vocoder.vocabulary import MATRIX_ARRAYS
 
 HOSTILE_KINDS = ("naive", "tts", "json", "slowloris", "aborted_upload")
@@ -155,7 +156,8 @@ def service(
 
 
 def feature_file(model: dict[str, Any], seconds: float) -> bytes:
-    """A random `.npz` of the shape `model` (an entry of GET /v1/models) expects."""
+    """A random `.npz` of every array `model` (an entry of GET /v1/models) reads (`feature_arrays`), its F0 (`lf0`,
+    `vuv`: a teacher's conditioning or a student's harmonic source) voiced throughout at VOICED_HZ."""
     frames = max(1, round(seconds * model["sample_rate"] / model["hop_length"]))
     rng = np.random.default_rng(0)
     payload: dict[str, np.ndarray] = {
@@ -163,9 +165,11 @@ def feature_file(model: dict[str, Any], seconds: float) -> bytes:
         "sample_rate": np.array(model["sample_rate"], dtype=np.int32),
         "hop_length": np.array(model["hop_length"], dtype=np.int32),
     }
-    for item in model["conditioning"]:
+    voiced = {"lf0": np.full(frames, np.log(VOICED_HZ), np.float32), "vuv": np.ones(frames, np.float32)}
+    for item in model["feature_arrays"]:
         shape = (frames, item["dim"]) if item["name"] in MATRIX_ARRAYS else (frames,)
-        payload[item["name"]] = rng.standard_normal(shape).astype(np.float32)
+        name = item["name"]
+        payload[name] = voiced[name] if name in voiced else rng.standard_normal(shape).astype(np.float32)
     if model["speakers"]:
         payload["speaker"] = np.array(model["speakers"][0])
     buffer = io.BytesIO()

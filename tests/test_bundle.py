@@ -50,6 +50,12 @@ def test_a_student_card_describes_its_flows(tmp_path: Path) -> None:
     path = save_model(tmp_path / "s.safetensors", StudentWaveNet(config), config, "student", {"steps": 3})
     card = (bundle_model(path, "student", tmp_path / "models") / "README.md").read_text()
     assert "# `student`: student" in card and "2 flows of [2, 3] layers" in card and "| steps | 3 |" in card
+    assert "harmonic source" not in card
+    sourced = tiny_config(student={**STUDENT, "source_harmonics": 4})
+    path = save_model(tmp_path / "h.safetensors", StudentWaveNet(sourced), sourced, "student", {"steps": 3})
+    card = (bundle_model(path, "voiced", tmp_path / "models") / "README.md").read_text()
+    assert "| harmonic source | 4 harmonics of the recording's F0" in card
+    assert "feature files hold mel, lf0, vuv (`vocoder extract --model voiced` writes them)" in card
 
 
 @pytest.mark.slow

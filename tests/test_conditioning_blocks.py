@@ -371,12 +371,13 @@ def test_a_full_student_chunk_holds_the_stated_conditioning_bytes() -> None:
     model = vocoder.load("student", device="cpu")
     student = model._student
     assert student is not None
-    channels = model.model.local_channels
+    channels = model.model.local_channels + model.model.source_channels  # the flows' conditioning, source included
     for batch in (1, 2, 8):
         local = torch.empty(batch, channels, 1)
         full = student.full_chunk(local)
         assert full == max(student.min_chunk_samples, CHUNK_CONDITIONING_BYTES // (4 * batch * channels))
-    assert student.full_chunk(torch.empty(1, channels, 1)) == 1 << 18  # 16 channels: 16.4 s of audio at 16 kHz
+    assert channels == 23 and student.full_chunk(torch.empty(1, channels, 1)) == 182_361  # 11.4 s at 16 kHz
+    assert student.full_chunk(torch.empty(1, 16, 1)) == 1 << 18  # 16 channels (no source): 16.4 s
     assert student.full_chunk(torch.empty(8, channels, 1)) == student.min_chunk_samples == 1 << 15
 
 

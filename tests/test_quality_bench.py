@@ -12,6 +12,7 @@ import torch
 
 import vocoder
 from tests.conftest import tiny_config
+from tests.test_student_kernel import random_student
 from tests.test_train import build_cache
 from vocoder.audio import load_wav
 from vocoder.bench.quality import (
@@ -21,10 +22,12 @@ from vocoder.bench.quality import (
     bench_quality,
     griffin_lim,
     held_out,
+    model_features,
     mu_law_ceiling,
 )
 from vocoder.corpus.cache import FeatureCache
 from vocoder.errors import VocoderError
+from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import read_features
 from vocoder.models.checkpoint import save_model
 from vocoder.models.wavenet import WaveNet
@@ -91,6 +94,28 @@ def test_bench_quality_scores_a_model_without_mel_beside_griffin_lim_from_the_re
     griffin_lim, random_model = systems[GRIFFIN_LIM]["mean"], systems["f0"]["mean"]
     assert griffin_lim["pesq_wb"] > random_model["pesq_wb"] and griffin_lim["mcd_db"] < random_model["mcd_db"] - 5
     assert griffin_lim["stoi"] > random_model["stoi"] + 0.2
+
+
+def test_a_model_reading_f0_the_cache_lacks_is_scored_on_the_recordings(cache_dir: Path, tmp_path: Path) -> None:
+    """A harmonic-source student on a mel-only cache (as `make corpus-real` builds them): it is given the recording's
+    F0, measured as `vocoder extract --model` measures it; a mel-only model, or a file with F0, is read as it is."""
+    student = random_student(source_harmonics=3)
+    path = save_model(tmp_path / "sine" / "model.safetensors", student, student.config, "student", {"steps": 0})
+    sine = vocoder.load(path, "cpu")
+    cache = FeatureCache(cache_dir)
+    features, reference = read_features(cache.feature_path("utt0")), load_wav(cache.audio_path("utt0"), 16000)
+    assert features.lf0 is None and features.vuv is None
+    given = model_features(sine, features, reference)
+    measured = extract_features(reference, sine.config)
+    assert np.array_equal(given.lf0, measured.lf0) and np.array_equal(given.vuv, measured.vuv)
+    assert given.mel is features.mel and given.vuv.mean() > 0.9  # the cache's harmonic tone: voiced
+    assert model_features(sine, given, reference) is given
+    teacher = save_model(tmp_path / "mel" / "model.safetensors", WaveNet(tiny_config()), tiny_config(), "teacher", {})
+    assert model_features(vocoder.load(teacher, "cpu"), features, reference) is features
+    settings = QualitySettings(split="train", limit=1, seed=0, griffin_lim_iterations=4, with_dnsmos=False)
+    bench_quality([sine], [cache_dir], tmp_path / "out", settings, progress=False)
+    written = load_wav(tmp_path / "out" / "wavs" / cache_dir.name / "sine" / "utt0.wav", 16000)
+    assert np.allclose(written, np.clip(sine.synthesize(given, seed=0), -1, 1), atol=1 / 32767)
 
 
 def test_griffin_lim_repeats_with_its_seed(cache_dir: Path) -> None:

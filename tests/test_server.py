@@ -19,7 +19,7 @@ import soundfile
 from fastapi.testclient import TestClient
 
 import vocoder
-from tests.test_server_support import HOP, build_models_dir, json_body, npz_bytes, upload, wait_ready
+from tests.test_server_support import HOP, build_models_dir, json_body, npz_bytes, upload, voiced_f0, wait_ready
 from vocoder.features.featurefile import read_features
 from vocoder.generate import Sampling
 from vocoder_server import Settings, create_app
@@ -131,7 +131,7 @@ def test_model_and_speaker_selection(client: TestClient) -> None:
     assert as_alice.status_code == as_bob.status_code == 200
     assert not np.array_equal(decode(as_alice.content)[0], decode(as_bob.content)[0])
     frames = 6
-    solo_input = npz_bytes(frames, speaker=None, lf0=np.full(frames, 5.0, np.float32), vuv=np.ones(frames, np.float32))
+    solo_input = npz_bytes(frames, speaker=None, **voiced_f0(frames))
     solo = client.post(SYNTHESIZE, params={"model": "solo"}, files=upload(solo_input))
     assert solo.status_code == 200 and solo.headers["x-model"] == "solo"
     missing = client.post(SYNTHESIZE, params={"model": "solo"}, files=upload(npz_bytes(frames, speaker=None)))

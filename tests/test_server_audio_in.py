@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 import vocoder
 from tests.conftest import tiny_config, tone
-from tests.test_server_support import HOP, build_models_dir, npz_bytes, wait_ready
+from tests.test_server_support import HOP, build_models_dir, npz_bytes, upload, voiced_f0, wait_ready
 from tests.test_student_kernel import random_student
 from vocoder.features.acoustic import extract_features, frame_count
 from vocoder.features.linguistic import linguistic_dim
@@ -107,6 +107,25 @@ def test_copy_synthesis_gives_a_source_student_the_recording_f0(client: TestClie
     assert features.vuv.any()
     expected = student.synthesize(features, seed=3)
     assert np.array_equal(soundfile.read(io.BytesIO(response.content), dtype="float32")[0], np.clip(expected, -1, 1))
+
+
+def test_a_mel_only_file_for_a_source_student_is_a_422_naming_the_f0_arrays_and_how_to_make_them(
+    client: TestClient,
+) -> None:
+    """A feature file made for a teacher (mel only) sent to a student with a harmonic source: refused before any
+    work, naming both missing arrays and the command that writes them; the same file with F0 is synthesized."""
+    params = {"model": "sine", "speaker": "bob"}
+    mel_only = client.post("/v1/synthesize", params=params, files=upload(npz_bytes(6, speaker=None)))
+    assert mel_only.status_code == 422
+    error = error_of(mel_only)
+    assert error["field"] == "lf0" and error["code"] == "invalid_features"
+    message = str(error["message"])
+    assert "expected lf0 and vuv" in message and "found no lf0 and no vuv" in message
+    assert "`vocoder extract --model sine` writes them" in message
+    without_vuv = npz_bytes(6, speaker=None, lf0=voiced_f0(6)["lf0"])
+    assert error_of(client.post("/v1/synthesize", params=params, files=upload(without_vuv)))["field"] == "vuv"
+    with_f0 = client.post("/v1/synthesize", params=params, files=upload(npz_bytes(6, speaker=None, **voiced_f0(6))))
+    assert with_f0.status_code == 200, with_f0.text
 
 
 UNUSABLE = [

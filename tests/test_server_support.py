@@ -52,6 +52,12 @@ def npz_bytes(frames: int = 8, speaker: str | None = "alice", **overrides: Any) 
     return buffer.getvalue()
 
 
+def voiced_f0(frames: int, hz: float = 150.0) -> dict[str, np.ndarray]:
+    """A feature file's `lf0` and `vuv` voiced throughout at `hz`: the recording's F0 that a model reading it (a
+    student's harmonic source, `solo`) takes beside the mel; `npz_bytes(frames, **voiced_f0(frames))`."""
+    return {"lf0": np.full(frames, np.log(hz), np.float32), "vuv": np.ones(frames, np.float32)}
+
+
 def json_body(frames: int = 8, speaker: str | None = "alice") -> dict[str, Any]:
     mel = np.random.default_rng(frames).standard_normal((frames, N_MELS)).astype(np.float32)
     return {"sample_rate": 16000, "hop_length": HOP, "mel": mel.tolist(), "speaker": speaker}

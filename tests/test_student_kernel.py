@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import vocoder
 from tests.conftest import tiny_config
@@ -87,7 +88,8 @@ def test_kernel_matches_pytorch_forward_on_a_10s_demo_student_utterance() -> Non
 
 @torch.inference_mode()
 def test_bundled_student_synthesizes_as_its_pytorch_forward() -> None:
-    """Through the API (chunked kernel forward, a padded batch of two) against the model's own forward."""
+    """Through the API (chunked kernel forward, a padded batch of two) against the model's own forward, with the
+    harmonic source of the files' F0."""
     student = vocoder.load("student", device="cpu")
     assert isinstance(student._student, KernelStudent)
     features = [student.features(EXAMPLES / name) for name in ("slt_0004_mel.npz", "kal_0165_mel.npz")]
@@ -95,7 +97,9 @@ def test_bundled_student_synthesizes_as_its_pytorch_forward() -> None:
     matrices = [torch.from_numpy(item.conditioning(student.config)) for item in features]
     longest = max(len(matrix) for matrix in matrices)
     padded = [torch.cat([m, m[-1:].expand(longest - len(m), -1)]) for m in matrices]  # the last frame repeated
-    local = student.model.upsample(torch.stack(padded))
+    assert student.config.reads_f0  # its source's F0: unvoiced past each utterance's end
+    f0 = torch.stack([F.pad(torch.from_numpy(item.f0_hz()), (0, longest - item.n_frames)) for item in features])
+    local = student.model.with_source(student.model.upsample(torch.stack(padded)), f0, None)
     assert_close(got, student.model.generate(local, None, Sampling(seed=3).uniforms(2, local.shape[-1])))
 
 

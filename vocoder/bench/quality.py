@@ -4,7 +4,8 @@ For each held-out utterance of each feature cache (one cache per source), every 
 the same features: each model through `Vocoder.synthesize_batch` (a source's utterances as one batch, as a user's
 `extract` + `synthesize` of several files would), Griffin-Lim from the mel (librosa's mel inversion, 64 iterations
 by default; from the recording's mel where a model reads none, e.g. the TTS model's linguistic features), and the
-8-bit mu-law re-quantisation of the recording itself, the ceiling of any mu-law WaveNet. All
+8-bit mu-law re-quantisation of the recording itself, the ceiling of any mu-law WaveNet. A model that reads F0 the
+cache lacks (a harmonic-source student on a mel-only cache) gets the recording's (`model_features`). All
 are scored in the same run with the same metrics (PESQ-WB, STOI, MCD, DNSMOS OVRL; `vocoder.eval.metrics`), so each
 model is reported as a ratio to Griffin-Lim and to the ceiling measured beside it, per source and over all sources.
 """
@@ -12,7 +13,7 @@ model is reported as a ratio to Griffin-Lim and to the ceiling measured beside i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from vocoder.corpus.cache import FeatureCache
 from vocoder.errors import VocoderError
 from vocoder.eval import metrics
 from vocoder.eval.plots import spectrogram_comparison
-from vocoder.features.acoustic import log_mel
+from vocoder.features.acoustic import f0_features, log_mel
 from vocoder.features.featurefile import Features, read_features
+from vocoder.vocabulary import F0_ARRAYS
 
 GRIFFIN_LIM = "griffin-lim"
 CEILING = "mu-law-ceiling"
@@ -85,6 +87,17 @@ def griffin_lim_mel(features: Features, reference: np.ndarray, config: Config) -
     if features.mel is not None:
         return features.mel
     return log_mel(reference, config.audio.sample_rate, config.features)
+
+
+def model_features(vocoder: Vocoder, features: Features, reference: np.ndarray) -> Features:
+    """What `vocoder` reads of an utterance: the cache's file, and where the model reads F0 that the file lacks (a
+    harmonic-source student on a mel-only cache, e.g. `make corpus-real`'s) the recording's, measured with the
+    model's settings as `vocoder extract --model` would, so every model is scored on the same recordings."""
+    read = set(F0_ARRAYS) & set(vocoder.config.feature_arrays())
+    if all(getattr(features, name) is not None for name in read):
+        return features
+    lf0, vuv = f0_features(reference, vocoder.sample_rate, vocoder.config.features)
+    return replace(features, lf0=lf0, vuv=vuv)
 
 
 def mu_law_ceiling(reference: np.ndarray, mu: int) -> np.ndarray:
@@ -158,7 +171,10 @@ def bench_quality(
         # Each model synthesizes the source's utterances as one batch: a step of several costs little more than
         # a step of one.
         synthesized = {  # each model at its own default sampling, as a user hears it
-            vocoder.name: vocoder.synthesize_batch(features, sampling=vocoder.sampling(seed=settings.seed))
+            vocoder.name: vocoder.synthesize_batch(
+                [model_features(vocoder, *pair) for pair in zip(features, references, strict=True)],
+                sampling=vocoder.sampling(seed=settings.seed),
+            )
             for vocoder in vocoders
         }
         for index, utterance in enumerate(tqdm(ids, desc=source, unit="utt", disable=not progress)):

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from vocoder.api import Vocoder
+from vocoder.bench import VOICED_HZ
 from vocoder.bench.timing import FigureCallback, rate_summary, timed_rates
 from vocoder.config import Config, StudentConfig
 from vocoder.generate import Sampling, TorchStudent, student_generator
@@ -42,7 +43,7 @@ def bench_student(
     model = StudentWaveNet(student_config).eval().to(device)
     frames = max(1, round(seconds * config.audio.sample_rate / config.features.hop_length))
     conditioning = torch.randn(1, frames, config.features.dim, device=device)
-    f0 = torch.full((1, frames), 150.0, device=device)  # a harmonic source's input: voiced throughout, its full cost
+    f0 = torch.full((1, frames), VOICED_HZ, device=device)  # a harmonic source's input
     speakers = torch.zeros(1, dtype=torch.long, device=device) if config.speakers else None
     samples = frames * config.features.hop_length
     uniforms = Sampling(seed=seed).uniforms(1, samples)

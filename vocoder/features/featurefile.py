@@ -222,12 +222,19 @@ def validate_features(features: Features, config: Config, require_speaker: bool 
         raise FeatureFileError(source, "sample_rate", str(config.audio.sample_rate), str(features.sample_rate))
     if features.hop_length != wanted.hop_length:
         raise FeatureFileError(source, "hop_length", str(wanted.hop_length), str(features.hop_length))
+    source_f0 = [name for name in config.feature_arrays() if name not in wanted.conditioning]
+    if missing_f0 := [name for name in source_f0 if getattr(features, name) is None]:  # a mel-only file, usually
+        raise FeatureFileError(
+            source,
+            missing_f0[0],
+            f"{' and '.join(source_f0)}, the recording's F0 ({model}'s harmonic source reads F0 beside the "
+            f"{' + '.join(wanted.conditioning)}: `vocoder extract --model {model}` writes them)",
+            f"no {' and no '.join(missing_f0)}",
+        )
     for name, width in config.feature_array_dims().items():
         array = getattr(features, name)
         if array is None:
-            source_f0 = name not in wanted.conditioning  # F0 that a student's harmonic source reads
-            why = " (this student's harmonic source reads F0: `vocoder extract` writes it)" if source_f0 else ""
-            raise FeatureFileError(source, name, f"an array of width {width}{why}", "nothing (missing)")
+            raise FeatureFileError(source, name, f"an array of width {width}", "nothing (missing)")
         expected_shape = f"[frames, {width}]" if name in MATRIX_ARRAYS else "[frames]"
         if name in MATRIX_ARRAYS:
             if array.ndim != 2 or array.shape[1] != width:

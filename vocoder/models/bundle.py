@@ -94,6 +94,12 @@ def write_card(
             f"| receptive field | {student.receptive_field} samples of noise |",
             f"| parameters | {student.parameter_count():,} |",
         ]
+        if config.reads_f0:
+            lines.append(
+                f"| harmonic source | {config.student.source_harmonics} harmonics of the recording's F0 and its "
+                f"voicing beside the conditioning: its feature files hold {', '.join(config.feature_arrays())} "
+                f"(`vocoder extract --model {name}` writes them) |"
+            )
         if teacher := metadata.get("teacher"):
             lines.append(f"| distilled from | `{_file_name(teacher)}` (sha256 {teacher['sha256'][:12]}) |")
         if config.model.lpc_order:
