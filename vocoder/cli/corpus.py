@@ -48,7 +48,8 @@ def real(
     from vocoder.corpus.real import build_real_corpus
 
     names = [name.strip() for name in sources.split(",") if name.strip()]
-    summary = build_real_corpus(out, load_config(config), names, install, jobs)
+    recipe = load_config(config)
+    summary = build_real_corpus(out, recipe, names, install, jobs)
     for name, entry in summary.items():
         typer.echo(
             f"{name} ({entry['role']}): {entry['minutes']} min, splits {entry['utterances']}, "
@@ -56,7 +57,8 @@ def real(
         )
     train = " ".join(f"--data {entry['cache']}" for entry in summary.values() if entry["role"] == "train")
     if train:
-        typer.echo(f"train on them: vocoder train --config {config} {train} --out runs/real")
+        command = "distill --teacher teacher" if recipe.student is not None else "train"
+        typer.echo(f"train on them: vocoder {command} --config {config} {train} --out runs/real")
 
 
 @app.command()
