@@ -35,7 +35,12 @@ def demo(
 @corpus_app.command("real")
 def real(
     out: Path = typer.Option(Path("data/real"), "--out", help="corpora/ (links, decoded files), feats/<source>/"),
-    config: str = typer.Option("real_teacher", "--config", help="config whose audio and features the caches hold"),
+    config: str = typer.Option(
+        "real_student_lpc_sine",
+        "--config",
+        help="config whose audio and features the caches hold (the default, the bundled student's, adds the F0 its "
+        "harmonic source reads to the mel: the caches serve the bundled teacher and student)",
+    ),
     sources: str = typer.Option(
         "festvox-ru,ktuberling,asterisk-en", "--sources", help="comma-separated: festvox-ru, ktuberling, asterisk-en"
     ),
