@@ -55,7 +55,7 @@ serve: install
 # Optional, not needed by demo or test: real recorded speech from Debian (festvox-ru, ktuberling, asterisk-en; about
 # 150 MB of packages, 140 min of audio) as feature caches under data/real/ (docs/DATA.md); a few minutes on 2 cores.
 corpus-real: install
-	$(VENV)/bin/vocoder corpus real --out data/real --config real_teacher
+	$(VENV)/bin/vocoder corpus real --out data/real --config real_student_lpc_sine
 
 clean:
 	rm -rf $(VENV) out runs .pytest_cache .ruff_cache

@@ -97,8 +97,9 @@ def test_bench_quality_scores_a_model_without_mel_beside_griffin_lim_from_the_re
 
 
 def test_a_model_reading_f0_the_cache_lacks_is_scored_on_the_recordings(cache_dir: Path, tmp_path: Path) -> None:
-    """A harmonic-source student on a mel-only cache (as `make corpus-real` builds them): it is given the recording's
-    F0, measured as `vocoder extract --model` measures it; a mel-only model, or a file with F0, is read as it is."""
+    """A harmonic-source student on a mel-only cache (as `--config real_teacher` builds them): it is given the
+    recording's F0, measured as `vocoder extract --model` measures it; a mel-only model, or a file with F0, is read
+    as it is."""
     student = random_student(source_harmonics=3)
     path = save_model(tmp_path / "sine" / "model.safetensors", student, student.config, "student", {"steps": 0})
     sine = vocoder.load(path, "cpu")

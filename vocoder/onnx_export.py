@@ -2,14 +2,18 @@
 
 Two graphs, every length and the batch dynamic:
 - `upsampler.onnx`: frame-rate conditioning `frames [B, N, C]` (the feature file's arrays concatenated, as
-  `Features.conditioning` does) -> sample-rate `local [B, C', N * hop]`;
+  `Features.conditioning` does) -> sample-rate `local [B, C', N * hop]`. A student with a harmonic source
+  (`student.source_harmonics` H) also takes the frame F0 `f0 [B, N]` in Hz, 0 where unvoiced (`Features.f0_hz`:
+  `exp(lf0) * vuv`), and its `local [B, C' + H + 1, N * hop]` ends with the source, as `with_source` computes it
+  (phase 0 at the utterance's start, summed and wrapped in float64 inside the graph);
 - `student.onnx`: the whole one-pass synthesis, `StudentWaveNet.generate`: `local`, `uniforms [B, N * hop]` (the
   noise as uniform draws in (0, 1)) and, for a model with speakers, `speaker_ids [B]` -> `waveform [B, N * hop]`
   in [-1, 1], in the model's signal domain: when `audio.preemphasis` is set, the caller de-emphasises
   (`y[t] = x[t] + a * y[t-1]`), as `Vocoder.synthesize` does.
 `export.json` beside them says which is which and holds what a caller needs (rate, hop, arrays, speakers,
-pre-emphasis). A teacher generates sample by sample, each step fed its own previous sample: that loop has no
-one-graph form here, and exporting one is refused with the reason.
+pre-emphasis; for a source student, the feature file's fields `f0` comes from). A teacher generates sample by
+sample, each step fed its own previous sample: that loop has no one-graph form here, and exporting one is refused
+with the reason.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ from torch import nn
 from vocoder.api import Vocoder
 from vocoder.errors import VocoderError
 from vocoder.models.student import StudentWaveNet
-from vocoder.vocabulary import STUDENT
+from vocoder.vocabulary import F0_ARRAYS, STUDENT
 
 STUDENT_FILE = "student.onnx"
 UPSAMPLER_FILE = "upsampler.onnx"
 MANIFEST_FILE = "export.json"
 EXAMPLE_FRAMES = 7
 EXAMPLE_BATCH = 2  # not 1: the exporter would take a batch of 1 for a constant
+EXAMPLE_F0 = 150.0  # Hz: the example frames' F0 for a source student's upsampler (the graph has no branch on it)
 
 
 class _Synthesis(nn.Module):
@@ -46,12 +51,14 @@ class _Synthesis(nn.Module):
 
 
 class _Upsampler(nn.Module):
+    """The flows' whole conditioning from frames (and a source student's frame F0): `with_source`, traced."""
+
     def __init__(self, model: StudentWaveNet) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model.upsample(frames)
+    def forward(self, frames: torch.Tensor, f0: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.with_source(self.model.upsample(frames), f0, None)
 
 
 def export_student(vocoder: Vocoder, out: Path) -> dict[str, object]:
@@ -64,21 +71,19 @@ def export_student(vocoder: Vocoder, out: Path) -> dict[str, object]:
     model = vocoder.model
     assert isinstance(model, StudentWaveNet)
     config = model.config
-    if model.source_channels:
-        raise VocoderError(
-            f"--model {vocoder.name}: a student with a harmonic source (student.source_harmonics "
-            f"{config.student.source_harmonics}) has no ONNX export yet: its graphs would need the source from F0; "
-            "synthesize it with `vocoder synthesize` or the service"
-        )
     model = copy.deepcopy(model).float().cpu().eval()  # exported on CPU in float32, the caller's model untouched
     out.mkdir(parents=True, exist_ok=True)
+    upsampler = _Upsampler(model)
     frames = torch.randn(EXAMPLE_BATCH, EXAMPLE_FRAMES, config.features.dim)
     samples = EXAMPLE_FRAMES * config.features.hop_length
     batch = torch.export.Dim("batch", min=1)
     frame_axis = torch.export.Dim("frames", min=1)
     sample_axis = torch.export.Dim("samples", min=2)
+    upsampler_inputs = {"frames": frames}
+    if model.source_channels:
+        upsampler_inputs["f0"] = torch.full((EXAMPLE_BATCH, EXAMPLE_FRAMES), EXAMPLE_F0)
     with torch.no_grad():
-        local = model.upsample(frames)
+        local = upsampler(*upsampler_inputs.values())
     inputs: dict[str, torch.Tensor] = {"local": local, "uniforms": torch.rand(EXAMPLE_BATCH, samples)}
     shapes: dict[str, dict[int, torch.export.Dim]] = {
         "local": {0: batch, 2: sample_axis},
@@ -89,7 +94,8 @@ def export_student(vocoder: Vocoder, out: Path) -> dict[str, object]:
         shapes["speaker_ids"] = {0: batch}
     with warnings.catch_warnings():  # the exporter's own progress and deprecation notes
         warnings.simplefilter("ignore")
-        _export(_Upsampler(model), (frames,), {"frames": {0: batch, 1: frame_axis}}, ["local"], out / UPSAMPLER_FILE)
+        upsampler_shapes = {name: {0: batch, 1: frame_axis} for name in upsampler_inputs}
+        _export(upsampler, tuple(upsampler_inputs.values()), upsampler_shapes, ["local"], out / UPSAMPLER_FILE)
         _export(_Synthesis(model), tuple(inputs.values()), shapes, ["waveform"], out / STUDENT_FILE)
     manifest: dict[str, object] = {
         "model": vocoder.name,
@@ -99,9 +105,17 @@ def export_student(vocoder: Vocoder, out: Path) -> dict[str, object]:
         "conditioning": config.features.array_dims(),
         "speakers": list(config.speakers),
         "preemphasis": config.audio.preemphasis,
-        "upsampler": {"file": UPSAMPLER_FILE, "inputs": ["frames"], "outputs": ["local"]},
+        "upsampler": {"file": UPSAMPLER_FILE, "inputs": list(upsampler_inputs), "outputs": ["local"]},
         "student": {"file": STUDENT_FILE, "inputs": list(inputs), "outputs": ["waveform"]},
     }
+    if model.source_channels:
+        manifest["f0"] = {  # the upsampler's input `f0`: Features.f0_hz of the feature file's arrays `fields`
+            "fields": list(F0_ARRAYS),
+            "hz": "exp(lf0) * vuv",
+            "dtype": "float32",
+            "shape": ["batch", "frames"],
+        }
+        manifest["source_harmonics"] = config.student.source_harmonics
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -145,10 +159,19 @@ class OnnxStudent:
             options.intra_op_num_threads = threads
         self._upsampler = onnxruntime.InferenceSession(str(folder / UPSAMPLER_FILE), options)
         self._student = onnxruntime.InferenceSession(str(folder / STUDENT_FILE), options)
+        self.reads_f0 = "f0" in [graph_input.name for graph_input in self._upsampler.get_inputs()]
 
-    def upsample(self, frames: torch.Tensor) -> torch.Tensor:
-        """`[B, frames, C]` -> `[B, C', frames * hop]`."""
-        [local] = self._upsampler.run(None, {"frames": frames.cpu().numpy()})
+    def upsample(self, frames: torch.Tensor, f0: torch.Tensor | None) -> torch.Tensor:
+        """`[B, frames, C]` and, for a student with a harmonic source, its frame F0 `[B, frames]` in Hz (None
+        without one) -> the flows' conditioning `[B, C' (+ H + 1), frames * hop]`."""
+        feeds = {"frames": frames.cpu().numpy()}
+        if self.reads_f0 != (f0 is not None):
+            expected = "frame F0 [batch, frames] in Hz" if self.reads_f0 else "None: it has no harmonic source"
+            found = "None" if f0 is None else f"shape {list(f0.shape)}"
+            raise VocoderError(f"f0: this export's upsampler expects {expected}, found {found}")
+        if f0 is not None:
+            feeds["f0"] = f0.cpu().float().numpy()
+        [local] = self._upsampler.run(None, feeds)
         return torch.from_numpy(local)
 
     def generate(self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor) -> torch.Tensor:

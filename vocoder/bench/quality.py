@@ -91,8 +91,8 @@ def griffin_lim_mel(features: Features, reference: np.ndarray, config: Config) -
 
 def model_features(vocoder: Vocoder, features: Features, reference: np.ndarray) -> Features:
     """What `vocoder` reads of an utterance: the cache's file, and where the model reads F0 that the file lacks (a
-    harmonic-source student on a mel-only cache, e.g. `make corpus-real`'s) the recording's, measured with the
-    model's settings as `vocoder extract --model` would, so every model is scored on the same recordings."""
+    harmonic-source student on a mel-only cache, e.g. one built with `--config real_teacher`) the recording's,
+    measured with the model's settings as `vocoder extract --model` would: every model scored on the same recordings."""
     read = set(F0_ARRAYS) & set(vocoder.config.feature_arrays())
     if all(getattr(features, name) is not None for name in read):
         return features

@@ -54,10 +54,15 @@ def bench_student(
         export_student(Vocoder(model, "random", kind=STUDENT), Path(scratch.name))
         generators["student_onnx"] = OnnxStudent(Path(scratch.name), torch.get_num_threads())
 
-    def synthesize(generator: TorchStudent) -> None:
-        """One whole synthesis: upsampling (and a harmonic source), noise and the forward pass."""
+    def synthesize(generator: TorchStudent | OnnxStudent) -> None:
+        """One whole synthesis: upsampling (and a harmonic source), noise and the forward pass; the export's own
+        upsampler graph for onnxruntime."""
         with torch.inference_mode():
-            generator.generate(model.source_conditioning(model.conditioning(conditioning), f0), speakers, uniforms)
+            if isinstance(generator, OnnxStudent):
+                local = generator.upsample(conditioning, f0 if model.source_channels else None)
+            else:
+                local = model.source_conditioning(model.conditioning(conditioning), f0)
+            generator.generate(local, speakers, uniforms)
 
     runs = {
         name: (lambda generator=generator: synthesize(generator), samples) for name, generator in generators.items()

@@ -35,7 +35,12 @@ def demo(
 @corpus_app.command("real")
 def real(
     out: Path = typer.Option(Path("data/real"), "--out", help="corpora/ (links, decoded files), feats/<source>/"),
-    config: str = typer.Option("real_teacher", "--config", help="config whose audio and features the caches hold"),
+    config: str = typer.Option(
+        "real_student_lpc_sine",
+        "--config",
+        help="config whose audio and features the caches hold (the default, the bundled student's, adds the F0 its "
+        "harmonic source reads to the mel: the caches serve the bundled teacher and student)",
+    ),
     sources: str = typer.Option(
         "festvox-ru,ktuberling,asterisk-en", "--sources", help="comma-separated: festvox-ru, ktuberling, asterisk-en"
     ),
@@ -48,7 +53,8 @@ def real(
     from vocoder.corpus.real import build_real_corpus
 
     names = [name.strip() for name in sources.split(",") if name.strip()]
-    summary = build_real_corpus(out, load_config(config), names, install, jobs)
+    recipe = load_config(config)
+    summary = build_real_corpus(out, recipe, names, install, jobs)
     for name, entry in summary.items():
         typer.echo(
             f"{name} ({entry['role']}): {entry['minutes']} min, splits {entry['utterances']}, "
@@ -56,7 +62,8 @@ def real(
         )
     train = " ".join(f"--data {entry['cache']}" for entry in summary.values() if entry["role"] == "train")
     if train:
-        typer.echo(f"train on them: vocoder train --config {config} {train} --out runs/real")
+        command = "distill --teacher teacher" if recipe.student is not None else "train"
+        typer.echo(f"train on them: vocoder {command} --config {config} {train} --out runs/real")
 
 
 @app.command()

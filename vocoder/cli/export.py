@@ -16,8 +16,9 @@ def export(
     out: Path = typer.Option(..., help="folder for student.onnx, upsampler.onnx and export.json"),
     export_format: str = typer.Option("onnx", "--format", help="onnx (the only one)"),
 ) -> None:
-    """Export a Parallel WaveNet student to ONNX: its conditioning upsampler and its whole one-pass synthesis (noise
-    and upsampled conditioning in, waveform out), for onnxruntime without PyTorch (docs/SERVICE.md)."""
+    """Export a Parallel WaveNet student to ONNX: its conditioning upsampler (frames in; for a student with a
+    harmonic source, also the frame F0 in Hz) and its whole one-pass synthesis (noise and upsampled conditioning in,
+    waveform out), for onnxruntime without PyTorch (docs/SERVICE.md)."""
     from vocoder.api import load
     from vocoder.onnx_export import export_student
 

@@ -5,6 +5,12 @@ Per sample t: `vuv_t * sin(k * phi_t)` for k = 1..H, and `vuv_t`, where `phi_t =
 and `f0_n` is the frame's F0 (WORLD's, in Hz; 0 where unvoiced) held over the frame's `hop` samples. Harmonics at or
 above Nyquist are zero. The phase runs on through unvoiced stretches unchanged (f0 = 0 adds nothing to it). The
 frame F0 is the recording's: WORLD's, as a feature file's `lf0`/`vuv` (`Features.f0_hz`).
+
+The ONNX export traces these functions into its upsampler graph (vocoder/onnx_export.py), float64 phase included,
+so their constants are exact in float32 (integers, half the rate) or float64 tensors (`full_turn`): the exporter
+(torch 2.14, onnxscript 0.7) writes a Python float scalar as float32 widened to float64. `hop / sr` = 0.0025 so
+rounded drifted the exported phase by 5e-6 cycles in 1.25 s (1.3e-4 in a 4th harmonic, growing with length); 2 pi
+so rounded cost 1e-6.
 """
 
 from __future__ import annotations
@@ -21,8 +27,14 @@ def frame_cycles(f0: torch.Tensor, hop: int, sample_rate: int) -> torch.Tensor:
     """`[B, F]` float64: the source's phase in cycles at the start of each frame (0 at the first), the prefix sum of
     the frames before it (F0 is held over a frame, so each adds `f0 * hop / sr`). A chunk of synthesis starts its
     source from these, so a stream's source is bitwise the whole utterance's (`SourcedConditioning`)."""
-    per_frame = f0.double() * (hop / sample_rate)
+    per_frame = f0.double() * hop / sample_rate  # integers: exact constants in the ONNX graph
     return torch.cumsum(per_frame, dim=1) - per_frame
+
+
+def full_turn(device: torch.device) -> torch.Tensor:
+    """2 pi as a float64 tensor, not a Python float, so the ONNX graph holds all 64 bits of it (module docstring);
+    PyTorch multiplies by it bitwise as by the float."""
+    return torch.tensor(2 * math.pi, dtype=torch.float64, device=device)
 
 
 def source_from_cycles(
@@ -39,7 +51,7 @@ def source_from_cycles(
     batch, frames = f0.shape
     step = f0.double() / sample_rate  # cycles per sample
     within = torch.arange(1, hop + 1, dtype=torch.float64, device=f0.device)
-    angle = (2 * math.pi) * torch.frac(cycles[:, :, None] + within * step[:, :, None])  # [B, F, hop]
+    angle = torch.frac(cycles[:, :, None] + within * step[:, :, None]) * full_turn(f0.device)  # [B, F, hop]
     first, twice_cos = torch.sin(angle).to(dtype), (2 * torch.cos(angle)).to(dtype)
     sines = [first, twice_cos * first]
     while len(sines) < harmonics + 1:
@@ -62,7 +74,7 @@ def harmonic_source(
         raise ValueError(f"f0 must be [batch, frames], got shape {tuple(f0.shape)}")
     cycles = frame_cycles(f0, hop, sample_rate)
     if phase is not None:
-        cycles = cycles + phase.double()[:, None] / (2 * math.pi)
+        cycles = cycles + phase.double()[:, None] / full_turn(phase.device)
     return source_from_cycles(f0, cycles, hop, sample_rate, harmonics)
 
 
