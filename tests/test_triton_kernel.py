@@ -1,0 +1,248 @@
+"""The persistent Triton kernel (generate/triton_kernel.py) must pick the naive reference's samples, carry its state
+across launches, and hand over to CUDA graphs where it cannot run.
+
+Without a GPU the kernel runs under Triton's interpreter on the CPU: tests/conftest.py sets `TRITON_INTERPRET=1` in
+every process that runs tests where CUDA is absent, before anything imports triton. With a GPU the same tests
+compile the kernel and compare it on CUDA with the naive reference on CUDA (TF32 off). Interpreted, a step of the
+tiny models costs about 10 ms, and a bitonic sort (top-k, top-p) about 40 ms at 32 classes: hence 80 samples, and
+16 classes where the sampling settings are exercised.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import model_and_inputs, naive_reference, tiny_config
+from tests.test_lpc import lpc_inputs, lpc_model
+from vocoder.audio import mu_law_decode
+from vocoder.generate import CudaGraphWaveNet, FastWaveNet, GenerationResult, Sampling, triton_kernel
+from vocoder.generate.triton_kernel import TritonWaveNet
+from vocoder.models.wavenet import WaveNet
+from vocoder.native import KernelUnavailable
+
+triton = pytest.importorskip("triton", reason="triton is not installed (it ships with torch's Linux wheels)")
+INTERPRETED = bool(triton.knobs.runtime.interpret)
+DEVICE = "cpu" if INTERPRETED else "cuda"
+pytestmark = pytest.mark.skipif(
+    not INTERPRETED and not torch.cuda.is_available(),
+    reason="no CUDA device and TRITON_INTERPRET is off: nothing can run the Triton kernel",
+)
+STEPS = 80
+"""Samples per utterance: two frames of the tiny models, five times their receptive field, so every ring wraps."""
+
+
+@pytest.fixture(autouse=True)
+def exact_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float32 products in the naive reference on CUDA (TF32 moves its logits by ~1e-3: tests/test_cuda_graph.py)."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+
+
+def on_device(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    return [None if tensor is None else tensor.to(DEVICE) for tensor in tensors]
+
+
+def small_model(kernel_size: int = 2, mu: int = 15, speakers: tuple[str, ...] = ("alice", "bob")) -> WaveNet:
+    """A tiny teacher with `mu + 1` classes (16 keeps the interpreter's sorts short; 31 pads to 32)."""
+    torch.manual_seed(kernel_size + mu)
+    config = tiny_config(
+        audio={"mu": mu}, model={"kernel_size": kernel_size, "input_kernel_size": kernel_size}, speakers=list(speakers)
+    )
+    return WaveNet(config).eval()
+
+
+def inputs(model: WaveNet, batch: int = 2, steps: int = STEPS) -> tuple[torch.Tensor, torch.Tensor | None]:
+    with torch.no_grad():
+        local = model.upsample(torch.randn(batch, steps // 40, 10, generator=torch.Generator().manual_seed(steps)))
+    return local, (torch.arange(batch) % 2 if model.config.speakers else None)
+
+
+def assert_same_as_naive(
+    model: WaveNet,
+    local: torch.Tensor,
+    speakers: torch.Tensor | None,
+    sampling: Sampling,
+    lpc: torch.Tensor | None = None,
+    distinct: int = 8,
+) -> GenerationResult:
+    """The fp32 generators' criterion (tests/test_cpu_kernel.py): the same ids and waveform (a `mean` to rounding),
+    logits within 1e-4; and enough distinct samples that equality means something."""
+    model = model.to(DEVICE)
+    local, speakers, lpc = on_device(local, speakers, lpc)
+    uniforms = sampling.uniforms(local.shape[0], local.shape[-1])
+    naive = naive_reference(model, local, speakers, sampling, uniforms, lpc)
+    result = TritonWaveNet(model).generate(local, speakers, sampling, uniforms, record_logits=True, lpc=lpc)
+    assert torch.equal(result.ids, naive.ids)
+    assert (result.logits - naive.logits).abs().max() < 1e-4
+    if sampling.strategy == "mean":  # a float64 sum: equal to rounding
+        assert (result.waveform - naive.waveform).abs().max() < 1e-6
+    else:
+        assert torch.equal(result.waveform, naive.waveform)
+    samples = result.waveform if sampling.strategy == "mean" else result.ids  # a mean's class varies little
+    assert len(torch.unique(samples)) >= distinct or sampling.strategy == "argmax"
+    return result
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+@pytest.mark.parametrize("speakers", [["alice", "bob"], []], ids=["local+global", "local"])
+def test_kernel_equals_naive(kernel_size: int, speakers: list[str]) -> None:
+    """256 classes, 12 gate channels (6 per half, padded to 8), kernel 3 (taps padded to 4)."""
+    model, local, speaker_ids = model_and_inputs(kernel_size, speakers, steps=STEPS)
+    assert_same_as_naive(model, local, speaker_ids, Sampling(seed=11), distinct=40)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "settings"),
+    [
+        ("sample", {"temperature": 0.7}),
+        ("sample", {"top_k": 5}),
+        ("sample", {"top_p": 0.8}),
+        ("sample", {"temperature": 1.3, "top_k": 6, "top_p": 0.9}),
+        ("argmax", {"temperature": 0.8, "top_k": 5, "top_p": 0.9}),
+        ("mean", {"temperature": 0.8, "top_k": 5, "top_p": 0.9}),
+    ],
+)
+def test_every_strategy_and_reshaping_equals_naive(strategy: str, settings: dict[str, float]) -> None:
+    model = small_model()
+    local, speakers = inputs(model, steps=40)  # one frame: 2.5 receptive fields, and the sorts are slow interpreted
+    assert_same_as_naive(model, local, speakers, Sampling(strategy, seed=3, **settings), distinct=4)  # type: ignore[arg-type]
+
+
+def test_classes_padded_to_a_power_of_two_are_never_drawn() -> None:
+    """31 classes in 32 lanes: the padded lane's logit is -inf for every strategy's arithmetic."""
+    model = small_model(mu=30, speakers=())
+    local, _ = inputs(model, steps=40)
+    result = assert_same_as_naive(model, local, None, Sampling(temperature=1.5, top_p=0.99, seed=5), distinct=10)
+    assert int(result.ids.max()) <= 30
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_an_lpc_model_equals_naive(kernel_size: int) -> None:
+    """The prediction (order 6, padded to 8 terms, rounded as lpc.predict rounds it), its class, the signal kept."""
+    model = lpc_model(kernel_size, kernel_size=kernel_size, input_kernel_size=kernel_size)
+    local, lpc, speakers = lpc_inputs(model, 2, STEPS)
+    result = assert_same_as_naive(model, local, speakers, Sampling(seed=3), lpc=lpc, distinct=20)
+    assert not torch.equal(result.waveform.cpu(), mu_law_decode(result.ids.cpu()))  # the signal, not bin centres
+
+
+def test_rows_of_a_batch_are_independent() -> None:
+    model, local, speakers = model_and_inputs(2, ["alice", "bob"], batch=3, steps=40)
+    model, local, speakers = model.to(DEVICE), *on_device(local, speakers)
+    sampling = Sampling(seed=8)
+    uniforms = sampling.uniforms(3, 40)
+    generator = TritonWaveNet(model)
+    batch = generator.generate(local, speakers, sampling, uniforms)
+    for row in range(3):
+        alone = generator.generate(local[row : row + 1], speakers[row : row + 1], sampling, uniforms[row : row + 1])
+        assert torch.equal(alone.ids[0], batch.ids[row]) and torch.equal(alone.waveform[0], batch.waveform[row])
+
+
+def test_streamed_launches_carry_the_state_and_equal_one_generation() -> None:
+    """Launches of 7 samples (not a divisor of the frame or of any ring): the rings, the previous id and the LPC
+    history live in device tensors between them."""
+    model = lpc_model(3, kernel_size=3, input_kernel_size=3).to(DEVICE)
+    local, lpc, speakers = on_device(*lpc_inputs(model, 2, STEPS))
+    sampling = Sampling(temperature=0.9, seed=6)
+    uniforms = sampling.uniforms(2, STEPS)
+    generator = TritonWaveNet(model)
+    whole = generator.generate(local, speakers, sampling, uniforms, record_logits=True, lpc=lpc)
+    streamed = generator.allocate(local, record_logits=True)
+    blocks = list(generator.stream(local, speakers, sampling, uniforms, streamed, chunk_samples=7, lpc=lpc))
+    assert blocks[0] == (0, 7) and blocks[-1] == (77, STEPS)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
+    assert torch.equal(streamed.ids, whole.ids) and torch.equal(streamed.waveform, whole.waveform)
+    # each block's conditioning is one matrix product whose rounding depends on its rows (FastWaveNet's too)
+    assert (streamed.logits - whole.logits).abs().max() < 1e-6
+    reference = FastWaveNet(model).generate(local, speakers, sampling, uniforms, lpc=lpc)
+    assert torch.equal(whole.ids, reference.ids)
+
+
+def test_equal_probabilities_across_the_top_p_cut_keep_the_lowest_ids() -> None:
+    """The documented tie rule: 16 equally likely classes and top_p 0.3 keep classes 0-4 (5/16 >= 0.3), and a draw
+    u picks class floor(5u), the inverse CDF over them."""
+    model = small_model(speakers=())
+    with torch.no_grad():
+        model.head[3].weight.zero_()
+        model.head[3].bias.fill_(0.25)
+    model = model.to(DEVICE)
+    local, _ = inputs(model, batch=1)
+    sampling = Sampling(top_p=0.3, seed=2)
+    uniforms = sampling.uniforms(1, STEPS)
+    result = TritonWaveNet(model).generate(local.to(DEVICE), None, sampling, uniforms)
+    assert torch.equal(result.ids.cpu(), (uniforms * 5).floor().long())
+
+
+def tiny_on_device(steps: int = 40) -> tuple[WaveNet, torch.Tensor, torch.Tensor, Sampling, torch.Tensor]:
+    model, local, speakers = model_and_inputs(2, ["alice", "bob"], steps=steps)
+    local, speakers = on_device(local, speakers)
+    sampling = Sampling(seed=4)
+    return model.to(DEVICE), local, speakers, sampling, sampling.uniforms(2, steps)  # type: ignore[return-value]
+
+
+class Launches:
+    """Stands in for the kernel and records each launch's grid."""
+
+    def __init__(self, kernel: object) -> None:
+        self.kernel, self.grids = kernel, []
+
+    def __getitem__(self, grid: tuple[int]) -> object:
+        self.grids.append(grid)
+        return self.kernel[grid]  # type: ignore[index]
+
+
+def test_larger_batches_go_to_cuda_graphs() -> None:
+    """`graphs_above` (what `auto` uses): a batch above it never launches the kernel, one within it does."""
+    model, local, speakers, sampling, uniforms = tiny_on_device()
+    generator = TritonWaveNet(model, graphs_above=1)
+    generator._kernel = launches = Launches(generator._kernel)
+    result = generator.generate(local, speakers, sampling, uniforms)
+    assert launches.grids == []
+    assert torch.equal(result.ids, FastWaveNet(model).generate(local, speakers, sampling, uniforms).ids)
+    alone = generator.generate(local[:1], speakers[:1], sampling, uniforms[:1])
+    assert launches.grids == [(1,)] and torch.equal(alone.ids[0], result.ids[0])
+
+
+class Refused:
+    """Stands in for a compiled kernel that the driver or compiler refuses."""
+
+    def __getitem__(self, grid: tuple[int]) -> object:
+        def launch(*args: object, **options: object) -> None:
+            raise RuntimeError("ptxas fatal: unsupported")
+
+        return launch
+
+
+def test_a_compiled_kernel_that_fails_hands_the_stream_to_cuda_graphs(caplog: pytest.LogCaptureFixture) -> None:
+    model, local, speakers, sampling, uniforms = tiny_on_device()
+    generator = TritonWaveNet(model)
+    generator._kernel, generator.interpreted = Refused(), False
+    with caplog.at_level(logging.WARNING):
+        result = generator.generate(local, speakers, sampling, uniforms)
+    assert "Triton kernel failed (ptxas fatal: unsupported); using CUDA graphs" in caplog.text
+    assert torch.equal(result.ids, FastWaveNet(model).generate(local, speakers, sampling, uniforms).ids)
+    generator.interpreted = True  # the interpreter is a test tool: its errors surface
+    with pytest.raises(RuntimeError, match="ptxas fatal"):
+        generator.generate(local, speakers, sampling, uniforms)
+
+
+def test_models_and_machines_the_kernel_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _, _ = model_and_inputs(2, [], steps=40)
+    with pytest.raises(KernelUnavailable, match="the model is torch.float64, the kernel is float32"):
+        TritonWaveNet(WaveNet(model.config).double())
+    monkeypatch.setattr(triton_kernel, "_load_kernel", lambda: (None, False))  # compiled, as without the interpreter
+    with pytest.raises(KernelUnavailable, match="the model is on cpu: Triton compiles for CUDA"):
+        TritonWaveNet(model)
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "triton", None)
+    with pytest.raises(KernelUnavailable, match="triton cannot be imported"):
+        TritonWaveNet(model)
+
+
+def test_the_fallback_is_cuda_graphs() -> None:
+    model, _, _ = model_and_inputs(2, [], steps=40)
+    assert isinstance(TritonWaveNet(model).fallback, CudaGraphWaveNet)
