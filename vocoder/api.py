@@ -267,8 +267,8 @@ def load(
     """Load a model by bundled name (`teacher`, ...) or path; it rebuilds from the file alone. `precision` is the
     fused CPU kernel's weight precision for a teacher's fast path: fp32 picks the naive reference's samples
     exactly, fp16 and int8 are faster within a stated tolerance (`vocoder.generate.cpu_kernel`). `backend` runs
-    the fast path (a student's synthesis) on `cpu-kernel`, `cuda-graph` or `torch`; `auto` picks the fastest that
-    can run (`vocoder.generate.backends`)."""
+    the fast path (a student's synthesis) on `cpu-kernel`, `cuda-graph`, `triton` or `torch`; `auto` picks the
+    fastest that can run (`vocoder.generate.backends`)."""
     check_precision(precision)  # before reading the file, for students too
     check_backend(backend)
     target = resolve_device(device)
