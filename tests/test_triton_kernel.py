@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ import torch
 from tests.conftest import model_and_inputs, naive_reference, tiny_config
 from tests.test_lpc import lpc_inputs, lpc_model
 from vocoder.audio import mu_law_decode
+from vocoder.bench.generation import GenerationBenchSettings, bench_generation, figure_count
 from vocoder.generate import CudaGraphWaveNet, FastWaveNet, GenerationResult, Sampling, triton_kernel
 from vocoder.generate.triton_kernel import TritonWaveNet
 from vocoder.models.wavenet import WaveNet
@@ -246,3 +248,18 @@ def test_models_and_machines_the_kernel_cannot_run(monkeypatch: pytest.MonkeyPat
 def test_the_fallback_is_cuda_graphs() -> None:
     model, _, _ = model_and_inputs(2, [], steps=40)
     assert isinstance(TritonWaveNet(model).fallback, CudaGraphWaveNet)
+
+
+def test_the_generation_benchmark_times_the_kernel_beside_fast_on_cuda_only() -> None:
+    """On CUDA (here: asked for, interpreted) a `triton` figure beside `fast` at batch 1 and each batch size; the CPU
+    figures are as before."""
+    settings = GenerationBenchSettings(naive_steps=2, fast_steps=8, batch_steps=2, batch_sizes=(2,), repeats=1)
+    figures: list[str] = []
+    report = bench_generation(tiny_config(), replace(settings, triton=True), lambda name, rates: figures.append(name))
+    assert {"triton", "triton_batch2"} <= set(figures) and len(figures) == figure_count(
+        tiny_config(), replace(settings, triton=True)
+    )
+    assert report["triton_samples_per_s"] > 0 and "speedup_triton_vs_fast" in report  # 0.0 interpreted
+    plain = bench_generation(tiny_config(), settings)
+    assert not [key for key in plain if "triton" in key]
+    assert figure_count(tiny_config(), settings) + 2 == len(figures)
