@@ -165,18 +165,19 @@ def test_streamed_launches_carry_the_state_and_equal_one_generation() -> None:
 
 
 def test_equal_probabilities_across_the_top_p_cut_keep_the_lowest_ids() -> None:
-    """The documented tie rule: 16 equally likely classes and top_p 0.3 keep classes 0-4 (5/16 >= 0.3), and a draw
-    u picks class floor(5u), the inverse CDF over them."""
+    """The documented tie rule, at the reference's cut: of 16 equally likely classes, top_p 0.25 keeps 4 (the mass
+    before the fifth, 4/16, reaches it exactly, so it is dropped), the lowest ids, and a draw u picks floor(4u)."""
     model = small_model(speakers=())
     with torch.no_grad():
         model.head[3].weight.zero_()
         model.head[3].bias.fill_(0.25)
     model = model.to(DEVICE)
     local, _ = inputs(model, batch=1)
-    sampling = Sampling(top_p=0.3, seed=2)
+    sampling = Sampling(top_p=0.25, seed=2)
+    assert int((sampling.shaped_probabilities(torch.full((1, 16), 0.25)) > 0).sum()) == 4  # the reference keeps 4
     uniforms = sampling.uniforms(1, STEPS)
     result = TritonWaveNet(model).generate(local.to(DEVICE), None, sampling, uniforms)
-    assert torch.equal(result.ids.cpu(), (uniforms * 5).floor().long())
+    assert torch.equal(result.ids.cpu(), (uniforms * 4).floor().long())
 
 
 def tiny_on_device(steps: int = 40) -> tuple[WaveNet, torch.Tensor, torch.Tensor, Sampling, torch.Tensor]:
