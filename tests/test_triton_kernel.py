@@ -19,10 +19,17 @@ import pytest
 import torch
 
 from tests.conftest import model_and_inputs, naive_reference, tiny_config
-from tests.test_lpc import lpc_inputs, lpc_model
 from vocoder.audio import mu_law_decode
 from vocoder.bench.generation import GenerationBenchSettings, bench_generation, figure_count
-from vocoder.generate import CudaGraphWaveNet, FastWaveNet, GenerationResult, Sampling, triton_kernel
+from vocoder.generate import (
+    CudaGraphWaveNet,
+    FastWaveNet,
+    GenerationResult,
+    Sampling,
+    backends,
+    fast_generator,
+    triton_kernel,
+)
 from vocoder.generate.triton_kernel import TritonWaveNet
 from vocoder.models.wavenet import WaveNet
 from vocoder.native import KernelUnavailable
@@ -62,6 +69,21 @@ def inputs(model: WaveNet, batch: int = 2, steps: int = STEPS) -> tuple[torch.Te
     with torch.no_grad():
         local = model.upsample(torch.randn(batch, steps // 40, 10, generator=torch.Generator().manual_seed(steps)))
     return local, (torch.arange(batch) % 2 if model.config.speakers else None)
+
+
+def lpc_model(kernel_size: int = 2) -> WaveNet:
+    """A tiny teacher with linear prediction of order 6 (tests/test_lpc.py's shape, without importing its
+    dependencies: the GPU machine runs this module with few packages)."""
+    torch.manual_seed(kernel_size)
+    model = {"lpc_order": 6, "kernel_size": kernel_size, "input_kernel_size": kernel_size}
+    return WaveNet(tiny_config(model=model, audio={"preemphasis": 0.85})).eval()
+
+
+def lpc_inputs(model: WaveNet, steps: int = STEPS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(upsampled conditioning, predictor coefficients, speaker ids) of two utterances' random log-mel frames."""
+    frames = torch.randn(2, -(-steps // 40), 10, generator=torch.Generator().manual_seed(steps)) - 2
+    with torch.no_grad():
+        return model.upsample(frames)[:, :, :steps], model.lpc(frames), torch.arange(2) % 2
 
 
 def assert_same_as_naive(
@@ -126,8 +148,8 @@ def test_classes_padded_to_a_power_of_two_are_never_drawn() -> None:
 @pytest.mark.parametrize("kernel_size", [2, 3])
 def test_an_lpc_model_equals_naive(kernel_size: int) -> None:
     """The prediction (order 6, padded to 8 terms, rounded as lpc.predict rounds it), its class, the signal kept."""
-    model = lpc_model(kernel_size, kernel_size=kernel_size, input_kernel_size=kernel_size)
-    local, lpc, speakers = lpc_inputs(model, 2, STEPS)
+    model = lpc_model(kernel_size)
+    local, lpc, speakers = lpc_inputs(model)
     result = assert_same_as_naive(model, local, speakers, Sampling(seed=3), lpc=lpc, distinct=20)
     assert not torch.equal(result.waveform.cpu(), mu_law_decode(result.ids.cpu()))  # the signal, not bin centres
 
@@ -147,8 +169,8 @@ def test_rows_of_a_batch_are_independent() -> None:
 def test_streamed_launches_carry_the_state_and_equal_one_generation() -> None:
     """Launches of 7 samples (not a divisor of the frame or of any ring): the rings, the previous id and the LPC
     history live in device tensors between them."""
-    model = lpc_model(3, kernel_size=3, input_kernel_size=3).to(DEVICE)
-    local, lpc, speakers = on_device(*lpc_inputs(model, 2, STEPS))
+    model = lpc_model(3).to(DEVICE)
+    local, lpc, speakers = on_device(*lpc_inputs(model))
     sampling = Sampling(temperature=0.9, seed=6)
     uniforms = sampling.uniforms(2, STEPS)
     generator = TritonWaveNet(model)
@@ -252,15 +274,24 @@ def test_the_fallback_is_cuda_graphs() -> None:
 
 
 def test_the_generation_benchmark_times_the_kernel_beside_fast_on_cuda_only() -> None:
-    """On CUDA (here: asked for, interpreted) a `triton` figure beside `fast` at batch 1 and each batch size; the CPU
-    figures are as before."""
-    settings = GenerationBenchSettings(naive_steps=2, fast_steps=8, batch_steps=2, batch_sizes=(2,), repeats=1)
-    figures: list[str] = []
-    report = bench_generation(tiny_config(), replace(settings, triton=True), lambda name, rates: figures.append(name))
-    assert {"triton", "triton_batch2"} <= set(figures) and len(figures) == figure_count(
-        tiny_config(), replace(settings, triton=True)
+    """On CUDA (on a CPU: asked for, interpreted) a `triton` figure beside `fast` at batch 1 and each batch size;
+    without it the figures are as before."""
+    settings = GenerationBenchSettings(
+        naive_steps=2, fast_steps=8, batch_steps=2, batch_sizes=(2,), repeats=1, device=DEVICE, triton=True
     )
+    figures: list[str] = []
+    report = bench_generation(tiny_config(), settings, lambda name, rates: figures.append(name))
+    assert {"triton", "triton_batch2"} <= set(figures) and len(figures) == figure_count(tiny_config(), settings)
     assert report["triton_samples_per_s"] > 0 and "speedup_triton_vs_fast" in report  # 0.0 interpreted
-    plain = bench_generation(tiny_config(), settings)
-    assert not [key for key in plain if "triton" in key]
-    assert figure_count(tiny_config(), settings) + 2 == len(figures)
+    plain = replace(settings, triton=False)
+    assert not [key for key in bench_generation(tiny_config(), plain) if "triton" in key]
+    assert figure_count(tiny_config(), plain) + 2 == len(figures)
+    assert GenerationBenchSettings(device="cuda").times_triton and not GenerationBenchSettings().times_triton
+
+
+@pytest.mark.skipif(INTERPRETED, reason="the backends of a CUDA model (compiled kernel)")
+def test_the_backends_of_a_cuda_model() -> None:
+    model = model_and_inputs(2, [], steps=40)[0].cuda()
+    assert type(fast_generator(model, "triton")) is TritonWaveNet
+    auto = TritonWaveNet if backends.TRITON_AUTO_MAX_BATCH else CudaGraphWaveNet
+    assert type(fast_generator(model)) is auto

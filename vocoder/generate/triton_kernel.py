@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 NUM_WARPS = 4
 """Warps per program (one utterance): the GPU session's first tuning knob (scripts/gpu_check.sh)."""
+NUM_STAGES = 1
+"""No software pipelining: a load prefetched into an earlier iteration would read a ring slot before the store (and
+barrier) that writes it."""
 
 
 def _power_of_two(n: int) -> int:
@@ -191,7 +194,7 @@ class TritonWaveNet(BlockGenerator):
                     RP=self.rp, HP=self.hp, SP=self.sp, CP=self.cp, MP=_power_of_two(w.mu),
                     ORDER=self.order, OP=self.op, LEVELS=self.op.bit_length() - 1,
                     STRATEGY=STRATEGIES.index(sampling.strategy), TOP_K=top_k > 0, TOP_P=top_p < 1,
-                    RECORD=result.logits is not None, num_warps=NUM_WARPS,
+                    RECORD=result.logits is not None, num_warps=NUM_WARPS, num_stages=NUM_STAGES,
                 )  # fmt: skip
             except Exception as error:  # a compiler or driver refusing it: graphs compute the same
                 if start > 0 or self.interpreted:  # the interpreter is a test tool: its errors are bugs to see
