@@ -16,8 +16,8 @@ class boundary. Of several classes of exactly equal probability across the top-p
 `Sampling` keeps whichever torch's sort puts first (the C++ kernel asks torch in that case; a kernel cannot).
 
 The kernel runs on a CUDA model, or anywhere under Triton's interpreter (`TRITON_INTERPRET=1` set before triton is
-imported: how the CPU test suite checks it, at about a millisecond per sample). Importing triton is deferred to
-the first `TritonWaveNet`: it costs a process 0.15 GB.
+imported: how the CPU test suite checks it, at about 10 ms per sample of the tiny test models). Importing triton is
+deferred to the first `TritonWaveNet`: it costs a process 0.15 GB.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ NUM_WARPS = 4
 NUM_STAGES = 1
 """No software pipelining: a load prefetched into an earlier iteration would read a ring slot before the store (and
 barrier) that writes it."""
+# An LPC model's kernel is compiled without contracting a product and a sum into one FMA (`enable_fp_fusion`): the
+# prediction must round each product to float32 before the pairwise sums, as `lpc.predict` does, or the signal
+# drifts from the reference's by float32 roundings. It costs the whole kernel its FMAs (the GPU run measures it).
 
 
 def _power_of_two(n: int) -> int:
@@ -195,6 +198,7 @@ class TritonWaveNet(BlockGenerator):
                     ORDER=self.order, OP=self.op, LEVELS=self.op.bit_length() - 1,
                     STRATEGY=STRATEGIES.index(sampling.strategy), TOP_K=top_k > 0, TOP_P=top_p < 1,
                     RECORD=result.logits is not None, num_warps=NUM_WARPS, num_stages=NUM_STAGES,
+                    enable_fp_fusion=not self.order,
                 )  # fmt: skip
             except Exception as error:  # a compiler or driver refusing it: graphs compute the same
                 if start > 0 or self.interpreted:  # the interpreter is a test tool: its errors are bugs to see

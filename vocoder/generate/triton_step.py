@@ -7,15 +7,16 @@ and the reductions), which are decorated when triton is imported.
 
 One program per utterance (grid = batch). Per sample: the previous class's embedding (plus, with LPC, the
 prediction's, p_t from the signal's last `ORDER` samples rounded as `lpc.predict` rounds it), the input conv, every
-gated layer (conv taps read back from the layer's ring in global memory, the newest from registers; the block's
-precomputed conditioning; tanh x sigmoid; residual and skip 1x1; residual scale sqrt(0.5)), the head, and sampling
-in float64 with the given uniform. Channel counts are padded to powers of two with zero weights (`TritonWaveNet`
+gated layer (its input written to the layer's ring in global memory, then all its taps read back as one vector and
+multiplied by one `[taps x channels, (filter, gate) pairs]` tile; the block's precomputed conditioning; tanh x
+sigmoid; residual and skip 1x1; residual scale sqrt(0.5)), the head, and sampling in float64 with the given
+uniform. Channel counts are padded to powers of two with zero weights (`TritonWaveNet`
 packs them once), so padded channels stay exactly zero and no load needs a mask; padded classes get -inf logits.
 
 State that outlives a launch lives in device tensors: the rings, the previous class id and the LPC history. Within
-a program, a value stored to global memory is read back by other threads only after `tl.debug_barrier()` (one per
-sample, after the last store), which orders both the read of a ring slot after its write and its next overwrite
-after that read.
+a program, a value stored to global memory is read back by other threads only after a `tl.debug_barrier()` (one
+after each ring's write, one at the end of each sample for the LPC history), which also orders each read of a
+slot before its next overwrite.
 """
 
 from __future__ import annotations
