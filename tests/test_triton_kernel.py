@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import subprocess
 import sys
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -295,3 +299,79 @@ def test_the_backends_of_a_cuda_model() -> None:
     assert type(fast_generator(model, "triton")) is TritonWaveNet
     auto = TritonWaveNet if backends.TRITON_AUTO_MAX_BATCH else CudaGraphWaveNet
     assert type(fast_generator(model)) is auto
+
+
+class Launched(Exception):
+    """The captured launch: nothing after it runs."""
+
+
+class Captured:
+    """Stands in for the kernel: records one launch's arguments and options, and launches nothing."""
+
+    def __getitem__(self, grid: tuple[int]) -> object:
+        def launch(*args: object, **options: object) -> None:
+            self.args, self.options = args, options
+            raise Launched
+
+        return launch
+
+
+def compile_for_hopper(model: WaveNet, sampling: Sampling, record: bool) -> str:
+    """Compile the launch `TritonWaveNet` makes for `model` and `sampling` to sm_90 machine code with triton's own
+    ptxas, no GPU needed (a process that does not interpret triton); its resource usage, as cuobjdump reports it."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from vocoder.generate.triton_step import wavenet_chunk
+
+    triton_kernel._load_kernel = lambda: (wavenet_chunk, True)  # built on a CPU model; the launch is captured
+    generator = TritonWaveNet(model)
+    generator._kernel = captured = Captured()
+    if model.lpc_order:
+        local, lpc, speakers = lpc_inputs(model)
+    else:
+        (local, speakers), lpc = inputs(model), None
+    with pytest.raises(Launched):
+        generator.generate(local, speakers, sampling, sampling.uniforms(2, STEPS), record_logits=record, lpc=lpc)
+    kinds = {torch.float32: "*fp32", torch.float64: "*fp64", torch.int64: "*i64"}
+    signature = {
+        name: kinds[value.dtype] if isinstance(value, torch.Tensor) else ("fp32" if isinstance(value, float) else "i32")
+        for name, value in zip(wavenet_chunk.arg_names, captured.args, strict=False)
+    }
+    options = {name: captured.options.pop(name) for name in ("num_warps", "num_stages", "enable_fp_fusion")}
+    signature.update({name: "constexpr" for name in captured.options})
+    source = ASTSource(fn=wavenet_chunk, signature=signature, constexprs=captured.options)
+    cubin = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options).asm["cubin"]
+    path = Path(tempfile.mkdtemp()) / "kernel.cubin"
+    path.write_bytes(cubin)
+    cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    usage = subprocess.run([cuobjdump, "--dump-resource-usage", path], capture_output=True, text=True, check=True)
+    return next(line.strip() for line in usage.stdout.splitlines() if "REG:" in line)
+
+
+def compile_variants() -> None:
+    """Print the resource usage of the kernel's variants that the tests above run: every constexpr branch."""
+    for model, sampling, record in [
+        (model_and_inputs(3, ["alice", "bob"], steps=STEPS)[0], Sampling(seed=1), False),
+        (small_model(), Sampling("mean", temperature=0.8, top_k=5, top_p=0.9), True),
+        (small_model(mu=30, speakers=()), Sampling("argmax"), False),
+        (lpc_model(2), Sampling(temperature=0.8, top_k=5, top_p=0.9), True),
+    ]:
+        print(compile_for_hopper(model, sampling, record))
+
+
+@pytest.mark.skipif(
+    not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists(),
+    reason="this triton carries no ptxas",
+)
+def test_the_kernel_compiles_for_hopper_without_a_gpu() -> None:
+    """The interpreter runs the kernel's arithmetic, not its compilation: Triton's code generator refuses what NumPy
+    accepts (a global that is not a constexpr, a loop-carried value whose type changes). Compiled to sm_90 machine
+    code in a process that does not interpret triton (the interpreter decides when triton is imported)."""
+    environment = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, "-c", "from tests.test_triton_kernel import compile_variants; compile_variants()"],
+        capture_output=True, text=True, env=environment, cwd=Path(__file__).parents[1], timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len([line for line in done.stdout.splitlines() if line.startswith("REG:")]) == 4, done.stdout

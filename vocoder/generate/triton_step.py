@@ -28,7 +28,7 @@ _add, _larger, _smaller = tl.standard._sum_combine, tl.standard._elementwise_max
 """`tl.sum`'s, `tl.max`'s and `tl.min`'s own combine functions, for `tl.reduce` and `tl.associative_scan`: the same
 reductions compiled, and under the interpreter NumPy's, without the ~1.4 ms that each call of a `@triton.jit` library
 function (`tl.sum` itself) costs there (it patches triton.language anew)."""
-HALF = 0.7071067811865476
+HALF = tl.constexpr(0.7071067811865476)
 """sqrt(0.5): each layer's residual scale, as the reference's `math.sqrt(0.5)` rounds it to float32."""
 
 
