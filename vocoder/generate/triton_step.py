@@ -92,28 +92,21 @@ def wavenet_chunk(
     TOP_P: tl.constexpr,
     RECORD: tl.constexpr,
 ):
-    # Index arithmetic in the loop in int64 (tiles outside it stay int32): the interpreter checks every int32
-    # operation for overflow, about 0.3 ms each.
+    # Index arithmetic in int64: the interpreter checks every int32 operation for overflow (about 0.3 ms each).
+    # Weight tiles' offsets are computed where they are loaded: hoisted, they would hold registers all the loop.
     b = tl.program_id(0).to(tl.int64)
     start = start.to(tl.int64)
     steps = steps.to(tl.int64)
-    r = tl.arange(0, RP)
-    h = tl.arange(0, HP)
-    s = tl.arange(0, SP)
-    c = tl.arange(0, CP)
+    r = tl.arange(0, RP).to(tl.int64)
+    h = tl.arange(0, HP).to(tl.int64)
+    s = tl.arange(0, SP).to(tl.int64)
+    c = tl.arange(0, CP).to(tl.int64)
+    pair = tl.arange(0, 2).to(tl.int64)  # (filter, gate)
     # A conv's taps, oldest first, as one vector: entry e is channel e % RP of tap e // RP (taps past K are zero).
-    e = tl.arange(0, KP * RP)
+    e = tl.arange(0, KP * RP).to(tl.int64)
     tap = e // RP
-    # Its weight tile [KP * RP, HP, 2]: (filter, gate) pairs of each output channel.
-    pairs = e[:, None, None] * (2 * HP) + h[None, :, None] * 2 + tl.arange(0, 2)[None, None, :]
     column = e % RP
     back = K - 1 - tap  # how many dilations back each tap reads
-    input_tile = e[:, None] * RP + r[None, :]
-    given_tile = h[:, None] * 2 + tl.arange(0, 2)[None, :]
-    residual_tile = h[:, None] * RP + r[None, :]
-    skip_tile = h[:, None] * SP + s[None, :]
-    hidden_tile = s[:, None] * SP + s[None, :]
-    logits_tile = s[:, None] * CP + c[None, :]
     ring = rings + b * slots * RP
     temperature = tl.load(settings)
     top_p = tl.load(settings + 1)
@@ -136,7 +129,9 @@ def wavenet_chunk(
         tl.store(ring + (t % INK) * RP + r, x)
         tl.debug_barrier()
         taps = tl.load(ring + ((t + 1 + tap) % INK) * RP + column, mask=tap < INK, other=0.0)
-        x = tl.load(input_bias + r) + tl.reduce(taps[:, None] * tl.load(input_taps + input_tile), 0, _add)
+        x = tl.load(input_bias + r) + tl.reduce(
+            taps[:, None] * tl.load(input_taps + e[:, None] * RP + r[None, :]), 0, _add
+        )
         skip = tl.load(skip_bias + s)  # every layer's skip bias, summed
         for layer in range(LAYERS):
             dilation = tl.load(dilations + layer)
@@ -146,7 +141,8 @@ def wavenet_chunk(
             tl.debug_barrier()
             slot = (t + length - back * dilation) % length
             taps = tl.load(layer_ring + slot * RP + column, mask=tap < K, other=0.0)
-            given = tl.load(conditioning + (row * LAYERS + layer) * 2 * HP + given_tile)
+            given = tl.load(conditioning + (row * LAYERS + layer) * 2 * HP + h[:, None] * 2 + pair[None, :])
+            pairs = e[:, None, None] * (2 * HP) + h[None, :, None] * 2 + pair[None, None, :]  # [taps, out, (f, g)]
             weights = tl.load(conv_taps + layer * KP * RP * 2 * HP + pairs)
             gates = given + tl.reduce(taps[:, None, None] * weights, 0, _add)
             filter_part, gate_part = tl.split(gates)
@@ -155,14 +151,20 @@ def wavenet_chunk(
             tanh = (1.0 - decay) / (1.0 + decay)
             gated = tl.where(filter_part < 0, -tanh, tanh) / (1.0 + tl.exp(-gate_part))
             residual = tl.load(residual_bias + layer * RP + r) + tl.reduce(
-                gated[:, None] * tl.load(residual_weight + layer * HP * RP + residual_tile), 0, _add
+                gated[:, None] * tl.load(residual_weight + layer * HP * RP + h[:, None] * RP + r[None, :]), 0, _add
             )
-            skip += tl.reduce(gated[:, None] * tl.load(skip_weight + layer * HP * SP + skip_tile), 0, _add)
+            skip += tl.reduce(
+                gated[:, None] * tl.load(skip_weight + layer * HP * SP + h[:, None] * SP + s[None, :]), 0, _add
+            )
             x = (x + residual) * HALF
         hidden = tl.maximum(skip * skip_scale, 0.0)
-        hidden = tl.load(hidden_bias + s) + tl.reduce(hidden[:, None] * tl.load(hidden_weight + hidden_tile), 0, _add)
+        hidden = tl.load(hidden_bias + s) + tl.reduce(
+            hidden[:, None] * tl.load(hidden_weight + s[:, None] * SP + s[None, :]), 0, _add
+        )
         hidden = tl.maximum(hidden, 0.0)
-        logits = tl.load(logits_bias + c) + tl.reduce(hidden[:, None] * tl.load(logits_weight + logits_tile), 0, _add)
+        logits = tl.load(logits_bias + c) + tl.reduce(
+            hidden[:, None] * tl.load(logits_weight + s[:, None] * CP + c[None, :]), 0, _add
+        )
         logits = tl.where(c < classes, logits, float("-inf"))
         if RECORD:
             tl.store(logits_out + row * CP + c, logits)
