@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import vocoder
 from tests.conftest import model_and_inputs, naive_reference, tiny_config
 from vocoder.audio import mu_law_decode
 from vocoder.bench.generation import GenerationBenchSettings, bench_generation, figure_count
@@ -273,9 +274,11 @@ def test_models_and_machines_the_kernel_cannot_run(monkeypatch: pytest.MonkeyPat
         TritonWaveNet(model)
 
 
-def test_the_fallback_is_cuda_graphs() -> None:
+def test_the_fallback_is_cuda_graphs_and_fast_torch_stays_the_plain_loop(tiny_model_file: Path) -> None:
     model, _, _ = model_and_inputs(2, [], steps=40)
     assert isinstance(TritonWaveNet(model).fallback, CudaGraphWaveNet)
+    loaded = vocoder.load(tiny_model_file, device=DEVICE, backend="triton")
+    assert type(loaded._fast) is TritonWaveNet and type(loaded._fast_torch) is FastWaveNet
 
 
 @pytest.mark.slow

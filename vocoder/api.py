@@ -75,8 +75,12 @@ class Vocoder:
         self.metadata = metadata or {}
         self.kind = kind
         self._fast = fast_generator(self.model, backend, precision) if kind == TEACHER else None
-        # The fused kernel and the CUDA graphs keep the plain PyTorch loop as their fallback: fast-torch is that one.
-        self._fast_torch: FastWaveNet | None = getattr(self._fast, "fallback", self._fast)
+        # The fused kernel and the CUDA graphs keep the plain PyTorch loop as their fallback, the Triton kernel the
+        # CUDA graphs: fast-torch is the loop at the end of that chain.
+        fast_torch = self._fast
+        while fast_torch is not None and not isinstance(fast_torch, FastWaveNet):
+            fast_torch = fast_torch.fallback  # type: ignore[attr-defined]
+        self._fast_torch: FastWaveNet | None = fast_torch
         self._student = student_generator(self.model, backend) if kind == STUDENT else None
         # What unset sampling settings mean: a teacher's `sampling` section (its card's measured best), replaceable
         # (e.g. to compare samplings of one model); a student has no distribution to reshape.
