@@ -57,7 +57,8 @@ bench() {  # config, time limit (s)
   env -u TRITON_INTERPRET timeout "$2" "$PY" -m vocoder.cli bench generation --config "$1" --device cuda \
     --batch-sizes "$BATCHES" --fast-steps 1000 --batch-steps 250 --naive-steps 32 --student-seconds 1 \
     --repeats 3 --json 2>"$OUT/bench-$1.log" | tee "$OUT/bench-$1.out"
-  tail -n 1 "$OUT/bench-$1.out" >"$OUT/bench-$1.json" && rm "$OUT/bench-$1.out"
+  tail -n 1 "$OUT/bench-$1.out" >"$OUT/bench-$1.json" && cat "$OUT/bench-$1.out" >>"$OUT/bench-$1.log"
+  rm "$OUT/bench-$1.out"
 }
 bench seed_size 150
 bench demo_teacher 120
