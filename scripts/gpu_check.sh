@@ -5,19 +5,21 @@
 #
 #   scripts/gpu_check.sh [OUT]          (default OUT: $OUT where the device tool sets it, else out/gpu-check)
 #
-# Writes OUT/env.txt (GPU, driver, torch, triton), OUT/tests.log, OUT/bench-seed_size.json and
-# OUT/bench-demo_teacher.json (each with its .log): at most 8 files, as the device tool brings back. Each step has
-# its own time limit, so one that hangs leaves time for the others. Then: the table for docs/BENCHMARKS.md and
-# `TRITON_AUTO_MAX_BATCH` (vocoder/generate/backends.py) from the two JSON files: the largest batch at which
-# `triton_batch{N}_samples_per_s` (or `triton_samples_per_s` at batch 1) beats `fast_...`.
+# Writes OUT/env.txt (GPU, driver, torch, triton), OUT/tests.log, and OUT/bench-seed_size.json,
+# bench-demo_teacher.json and bench-seed_size-fp16.json (each with its .log): 8 files, as many as the device tool
+# brings back. Each step has its own time limit, so one that hangs leaves time for the others. Then, from the JSON:
+# the table for docs/BENCHMARKS.md, and `TRITON_AUTO_MAX_BATCH` (vocoder/generate/backends.py): the largest batch
+# at which `triton_batch{N}_samples_per_s` (`triton_samples_per_s` at batch 1) beats `fast_...` (CUDA graphs).
 #
 # The device image has torch and triton but not every package this project imports. Missing ones are listed and the
-# script stops before it spends GPU time. Carry them as wheels (docs: the device tool's README, "Notes"), e.g. here:
+# script stops before it spends GPU time. Carry them as wheels (the device tool's README, "Notes"), e.g. here (the
+# versions of this project's venv; pydantic pins its pydantic-core exactly):
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl pydantic pydantic-core annotated-types typing-inspection librosa audioread decorator pooch soxr \
-#       soundfile cffi pycparser platformdirs
+#       -d .whl pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \
+#       librosa==0.11.0 audioread==3.1.0 decorator==5.3.1 pooch==1.9.0 soxr==1.1.0 soundfile==0.14.0 \
+#       cffi==2.1.1 pycparser==3.12 platformdirs==4.14.9
 # and run it (carry: [".whl"]) as
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
 #       .whl/*.whl && export PYTHONPATH=/tmp/site; bash scripts/gpu_check.sh
@@ -49,16 +51,20 @@ fi
 } 2>&1 | tee "$OUT/env.txt"
 
 echo "== the kernel's tests on CUDA against the naive reference (compiled: TRITON_INTERPRET unset)"
-env -u TRITON_INTERPRET timeout 240 "$PY" -m pytest -q -n 8 -p no:cacheprovider tests/test_triton_kernel.py 2>&1 |
+env -u TRITON_INTERPRET timeout 200 "$PY" -m pytest -q -n 8 -p no:cacheprovider tests/test_triton_kernel.py 2>&1 |
   tee "$OUT/tests.log"
 
-bench() {  # config, time limit (s)
-  echo "== bench generation --config $1 --device cuda"
-  env -u TRITON_INTERPRET timeout "$2" "$PY" -m vocoder.cli bench generation --config "$1" --device cuda \
-    --batch-sizes "$BATCHES" --fast-steps 1000 --batch-steps 250 --naive-steps 32 --student-seconds 1 \
-    --repeats 3 --json 2>"$OUT/bench-$1.log" | tee "$OUT/bench-$1.out"
-  tail -n 1 "$OUT/bench-$1.out" >"$OUT/bench-$1.json" && cat "$OUT/bench-$1.out" >>"$OUT/bench-$1.log"
-  rm "$OUT/bench-$1.out"
+bench() {  # name, time limit (s), config, bench options
+  local name=$1 limit=$2 config=$3
+  shift 3
+  echo "== bench generation --config $config --device cuda $*"
+  env -u TRITON_INTERPRET timeout "$limit" "$PY" -m vocoder.cli bench generation --config "$config" --device cuda \
+    --fast-steps 1000 --batch-steps 250 --naive-steps 32 --student-seconds 1 --repeats 3 --json "$@" \
+    2>"$OUT/$name.log" | tee "$OUT/$name.out"
+  tail -n 1 "$OUT/$name.out" >"$OUT/$name.json" && cat "$OUT/$name.out" >>"$OUT/$name.log"
+  rm "$OUT/$name.out"
 }
-bench seed_size 150
-bench demo_teacher 120
+bench bench-seed_size 140 seed_size --batch-sizes "$BATCHES"
+bench bench-demo_teacher 110 demo_teacher --batch-sizes "$BATCHES"
+# fp16 weights (the Triton figure only; graphs stay fp32): half the bytes each step reads
+bench bench-seed_size-fp16 90 seed_size --batch-sizes 8,64,512 --precision fp16

@@ -98,8 +98,9 @@ def test_triton_by_name_runs_interpreted_on_cpu_and_is_an_error_compiled(monkeyp
     model = teacher()
     if triton_kernel._load_kernel()[1]:  # interpreted (no GPU here)
         assert type(fast_generator(model, "triton")) is TritonWaveNet
-    with pytest.raises(VocoderError, match="precision fp16: only the cpu-kernel backend has one; backend triton"):
-        fast_generator(model, "triton", "fp16")
+        assert fast_generator(model, "triton", "fp16").precision == "fp16"
+    with pytest.raises(VocoderError, match="precision int8: only the cpu-kernel backend has it; backend triton is"):
+        fast_generator(model, "triton", "int8")
     monkeypatch.setattr(triton_kernel, "_load_kernel", lambda: (None, False))
     with pytest.raises(
         VocoderError, match=r"backend triton: the Triton kernel cannot run this model \(the model is on cpu"

@@ -36,7 +36,7 @@ from vocoder.generate import (
     triton_kernel,
 )
 from vocoder.generate.triton_kernel import TritonWaveNet
-from vocoder.models.wavenet import WaveNet
+from vocoder.models.wavenet import WaveNet, shift_right
 from vocoder.native import KernelUnavailable
 
 triton = pytest.importorskip("triton", reason="triton is not installed (it ships with torch's Linux wheels)")
@@ -158,6 +158,28 @@ def test_an_lpc_model_equals_naive(kernel_size: int) -> None:
     local, lpc, speakers = lpc_inputs(model)
     result = assert_same_as_naive(model, local, speakers, Sampling(seed=3), lpc=lpc, distinct=20)
     assert not torch.equal(result.waveform.cpu(), mu_law_decode(result.ids.cpu()))  # the signal, not bin centres
+
+
+@pytest.mark.parametrize("logits", ["random", "wide"])
+def test_fp16_weights_keep_logits_within_the_stated_tolerance(logits: str) -> None:
+    """fp16 matrices change the samples, so the logits are compared with the float32 model's forward on the ids
+    generated; "wide": a trained model's logit range (tens; a random model's span less than one)."""
+    model, local, speakers = model_and_inputs(2, ["alice", "bob"], steps=40)
+    if logits == "wide":
+        with torch.no_grad():
+            model.head[3].weight.mul_(50)
+            model.head[3].bias.mul_(50)
+    model, local, speakers = model.to(DEVICE), *on_device(local, speakers)
+    sampling = Sampling(seed=1)
+    generator = TritonWaveNet(model, precision="fp16")
+    assert generator._tensors[2].dtype == torch.float16 and generator._tensors[0].dtype == torch.float32
+    result = generator.generate(local, speakers, sampling, sampling.uniforms(2, 40), record_logits=True)
+    with torch.no_grad():
+        forward = model(shift_right(result.ids, model.start_id), local, speakers).transpose(1, 2)
+    error = (forward - result.logits).abs().max() / forward.abs().max()
+    assert 1e-6 < error < triton_kernel.FP16_TOLERANCE  # changed by fp16, within the bound
+    with pytest.raises(KernelUnavailable, match="precision int8: the Triton kernel's weights are fp32 or fp16"):
+        TritonWaveNet(model, precision="int8")
 
 
 def test_rows_of_a_batch_are_independent() -> None:
@@ -321,7 +343,7 @@ class Captured:
         return launch
 
 
-def compile_for_hopper(model: WaveNet, sampling: Sampling, record: bool) -> str:
+def compile_for_hopper(model: WaveNet, sampling: Sampling, record: bool, precision: str = "fp32") -> str:
     """Compile the launch `TritonWaveNet` makes for `model` and `sampling` to sm_90 machine code with triton's own
     ptxas, no GPU needed (a process that does not interpret triton); its resource usage, as cuobjdump reports it."""
     from triton.backends.compiler import GPUTarget
@@ -330,7 +352,7 @@ def compile_for_hopper(model: WaveNet, sampling: Sampling, record: bool) -> str:
     from vocoder.generate.triton_step import wavenet_chunk
 
     triton_kernel._load_kernel = lambda: (wavenet_chunk, True)  # built on a CPU model; the launch is captured
-    generator = TritonWaveNet(model)
+    generator = TritonWaveNet(model, precision=precision)  # type: ignore[arg-type]
     generator._kernel = captured = Captured()
     if model.lpc_order:
         local, lpc, speakers = lpc_inputs(model)
@@ -338,7 +360,7 @@ def compile_for_hopper(model: WaveNet, sampling: Sampling, record: bool) -> str:
         (local, speakers), lpc = inputs(model), None
     with pytest.raises(Launched):
         generator.generate(local, speakers, sampling, sampling.uniforms(2, STEPS), record_logits=record, lpc=lpc)
-    kinds = {torch.float32: "*fp32", torch.float64: "*fp64", torch.int64: "*i64"}
+    kinds = {torch.float16: "*fp16", torch.float32: "*fp32", torch.float64: "*fp64", torch.int64: "*i64"}
     signature = {
         name: kinds[value.dtype] if isinstance(value, torch.Tensor) else ("fp32" if isinstance(value, float) else "i32")
         for name, value in zip(wavenet_chunk.arg_names, captured.args, strict=False)
@@ -356,13 +378,13 @@ def compile_for_hopper(model: WaveNet, sampling: Sampling, record: bool) -> str:
 
 def compile_variants() -> None:
     """Print the resource usage of the kernel's variants that the tests above run: every constexpr branch."""
-    for model, sampling, record in [
-        (model_and_inputs(3, ["alice", "bob"], steps=STEPS)[0], Sampling(seed=1), False),
-        (small_model(), Sampling("mean", temperature=0.8, top_k=5, top_p=0.9), True),
-        (small_model(mu=30, speakers=()), Sampling("argmax"), False),
-        (lpc_model(2), Sampling(temperature=0.8, top_k=5, top_p=0.9), True),
+    for model, sampling, record, precision in [
+        (model_and_inputs(3, ["alice", "bob"], steps=STEPS)[0], Sampling(seed=1), False, "fp32"),
+        (small_model(), Sampling("mean", temperature=0.8, top_k=5, top_p=0.9), True, "fp16"),
+        (small_model(mu=30, speakers=()), Sampling("argmax"), False, "fp32"),
+        (lpc_model(2), Sampling(temperature=0.8, top_k=5, top_p=0.9), True, "fp32"),
     ]:
-        print(compile_for_hopper(model, sampling, record))
+        print(compile_for_hopper(model, sampling, record, precision))
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ import torch
 from vocoder.bench.timing import FigureCallback, device_name, rate_summary, timed_rates
 from vocoder.config import Config
 from vocoder.errors import VocoderError
-from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
+from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, TritonWaveNet, fast_generator, generate_naive
 from vocoder.generate.result import BlockGenerator
 from vocoder.models.wavenet import WaveNet
 from vocoder.vocabulary import Backend, Precision
@@ -55,7 +55,8 @@ class GenerationBenchSettings:
     device: str = "cpu"
     seed: int = 0
     triton: bool | None = None
-    """Time the Triton kernel beside `fast`; None: on CUDA only (on a CPU it runs only interpreted, for tests)."""
+    """Time the Triton kernel beside `fast` (with fp16 weights where `precision` is fp16); None: on CUDA only (on a
+    CPU it runs only interpreted, for tests)."""
 
     @property
     def times_triton(self) -> bool:
@@ -87,7 +88,7 @@ def bench_generation(
     triton, triton_unavailable = None, None
     if settings.times_triton:
         try:
-            triton = fast_generator(model, "triton")
+            triton = fast_generator(model, "triton", "fp16" if settings.precision == "fp16" else "fp32")
         except VocoderError as error:
             triton_unavailable = str(error)
     lpc = config.model.lpc_order > 0
@@ -170,12 +171,13 @@ def bench_generation(
         report["speedup_triton_vs_fast"] = round(
             statistics.median(rates["triton"]) / statistics.median(rates["fast"]), 2
         )
+        report["triton_precision"] = triton.precision
     elif triton_unavailable is not None:
         report["triton_unavailable"] = triton_unavailable
     report["realtime_factor"] = round(statistics.median(rates["fast"]) / config.audio.sample_rate, 3)
     report.update(
         fast_generator=type(fast).__name__,
-        fast_precision=fast.precision if isinstance(fast, KernelWaveNet) else "fp32",
+        fast_precision=fast.precision if isinstance(fast, KernelWaveNet | TritonWaveNet) else "fp32",
         device_name=device_name(device),
         config=config.name,
         sample_rate=config.audio.sample_rate,

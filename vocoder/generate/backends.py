@@ -39,17 +39,21 @@ def _on_cuda(model: WaveNet | StudentWaveNet) -> bool:
 
 
 def fast_generator(model: WaveNet, backend: Backend = "auto", precision: Precision = "fp32") -> BlockGenerator:
-    """The teacher's fast generator on `backend`; `precision` is the fused CPU kernel's weights (the other
-    backends compute in the model's own dtype, so an explicit one with fp16 or int8 is an error)."""
+    """The teacher's fast generator on `backend`; `precision` is the fused CPU kernel's weights, or the Triton
+    kernel's (fp32 or fp16; the other backends compute in the model's own dtype, so an explicit one with fp16 or
+    int8 is an error)."""
     check_backend(backend)
     check_precision(precision)
-    if backend in ("torch", "cuda-graph", "triton") and precision != "fp32":
+    if backend in ("torch", "cuda-graph") and precision != "fp32":
         raise VocoderError(f"precision {precision}: only the cpu-kernel backend has one; backend {backend} is fp32")
+    if backend == "triton" and precision == "int8":
+        raise VocoderError("precision int8: only the cpu-kernel backend has it; backend triton is fp32 or fp16")
     if backend == "torch":
         return FastWaveNet(model)
     if backend == "triton" or (backend == "auto" and _on_cuda(model) and TRITON_AUTO_MAX_BATCH > 0):
+        graphs_above = TRITON_AUTO_MAX_BATCH if backend == "auto" else None
         try:
-            return TritonWaveNet(model, graphs_above=TRITON_AUTO_MAX_BATCH if backend == "auto" else None)
+            return TritonWaveNet(model, graphs_above, "fp16" if precision == "fp16" else "fp32")
         except KernelUnavailable as reason:
             if backend != "auto":
                 raise VocoderError(f"backend triton: the Triton kernel cannot run this model ({reason})") from None

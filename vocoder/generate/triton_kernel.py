@@ -8,8 +8,11 @@ class id, the LPC history) lives in device tensors, so a stream is a sequence of
 `Conditioning` (upsampled, projected, and its uniforms and LPC coefficients made, when generation reaches it), as
 `FastWaveNet` reads it.
 
-The weights are `FastWaveNet`'s arrangement of the model's `export_weights` (nothing else of the model), fp32,
-zero-padded once to power-of-two channel counts. With fp32 weights the samples are the reference's under the same
+The weights are `FastWaveNet`'s arrangement of the model's `export_weights` (nothing else of the model),
+zero-padded once to power-of-two channel counts. `precision="fp16"` stores the matrices in half precision (half the
+bytes a step reads; embeddings, biases and every sum stay float32): logits within `FP16_TOLERANCE` of the largest
+|logit| on the same inputs (tested), so samples are no longer the reference's. With fp32 weights the samples are
+the reference's under the same
 uniforms (logits to float32 rounding: products summed in the kernel's order); the sums of probabilities run in a
 different order too, which moves a sample only where a draw or the top-p cut falls within float64 rounding of a
 class boundary. Of several classes of exactly equal probability across the top-p cut, the lowest ids are kept;
@@ -37,10 +40,13 @@ from vocoder.models.conditioning import Conditioning, Predictors
 from vocoder.models.step_weights import StepWeights
 from vocoder.models.wavenet import WaveNet
 from vocoder.native import KernelUnavailable
-from vocoder.vocabulary import STRATEGIES
+from vocoder.vocabulary import STRATEGIES, Precision
 
 log = logging.getLogger(__name__)
 
+FP16_TOLERANCE = 1e-3
+"""Stated bound on max |logits(fp16 weights) - logits(float32 model)| on the same inputs, relative to max |logits|
+(the fused CPU kernel's fp16 bound: tests/test_cpu_kernel.py)."""
 NUM_WARPS = 4
 """Warps per program (one utterance): the GPU session's first tuning knob (scripts/gpu_check.sh)."""
 NUM_STAGES = 1
@@ -91,9 +97,13 @@ def _load_kernel() -> tuple[object, bool]:
 class TritonWaveNet(BlockGenerator):
     """A WaveNet's weights packed for the persistent Triton kernel. Same interface as `FastWaveNet`; `generate` is
     reentrant (state lives in each call). `graphs_above`: batches of more utterances go to CUDA graphs (what
-    `fast_generator`'s `auto` uses where those are faster); None runs every batch here."""
+    `fast_generator`'s `auto` uses where those are faster); None runs every batch here. `precision`: the matrices'
+    dtype, fp32 or fp16."""
 
-    def __init__(self, model: WaveNet, graphs_above: int | None = None) -> None:
+    def __init__(self, model: WaveNet, graphs_above: int | None = None, precision: Precision = "fp32") -> None:
+        if precision not in ("fp32", "fp16"):
+            raise KernelUnavailable(f"precision {precision}: the Triton kernel's weights are fp32 or fp16")
+        self.precision = precision
         self.fallback = CudaGraphWaveNet(model)
         packed = self.fallback.fallback
         self.weights = w = packed.weights
@@ -124,19 +134,20 @@ class TritonWaveNet(BlockGenerator):
         residual_skip = layers.residual_skip
         conv_taps = torch.stack(list(layers.conv_taps)).view(count, k, residual, 2, half).transpose(-1, -2)
         embedding = _padded(w.embedding, classes, rp)
+        matrix = torch.float16 if precision == "fp16" else torch.float32
         self._tensors = [
             embedding,
             embedding if w.prediction_embedding is None else _padded(w.prediction_embedding, classes, rp),
-            _padded(w.input_taps.view(ink, residual, residual), kp, rp, rp),
+            _padded(w.input_taps.view(ink, residual, residual), kp, rp, rp).to(matrix),
             _padded(w.input_bias, rp),
-            _padded(conv_taps, kp, rp, hp, 2),
-            _padded(residual_skip[:, :, :residual], hp, rp),
+            _padded(conv_taps, kp, rp, hp, 2).to(matrix),
+            _padded(residual_skip[:, :, :residual], hp, rp).to(matrix),
             _padded(layers.residual_skip_bias[:, :residual], rp),
-            _padded(residual_skip[:, :, residual:], hp, sp),
+            _padded(residual_skip[:, :, residual:], hp, sp).to(matrix),
             _padded(layers.residual_skip_bias[:, residual:].sum(0), sp),
-            _padded(w.head_hidden, sp, sp),
+            _padded(w.head_hidden, sp, sp).to(matrix),
             _padded(w.head_hidden_bias, sp),
-            _padded(w.head_logits, sp, cp),
+            _padded(w.head_logits, sp, cp).to(matrix),
             _padded(w.head_logits_bias, cp),
             torch.tensor(layers.dilations, dtype=torch.int64, device=device),
             torch.tensor(offsets, dtype=torch.int64, device=device),
