@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import multiprocessing
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +24,16 @@ if TYPE_CHECKING:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One torch thread in each process that runs tests (a test that wants more asks for them)."""
+    """One torch thread in each process that runs tests (a test that wants more asks for them). Without CUDA, Triton
+    kernels can only run under Triton's interpreter: `TRITON_INTERPRET=1` (unless set otherwise), before anything
+    imports triton, which reads it then (tests/test_triton_kernel.py; the load of a model imports triton too)."""
     if config.getoption("numprocesses", None):  # xdist's controller: its workers run the tests
         return
     import torch
 
     torch.set_num_threads(1)
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 # Every service the suite starts (dozens) starts its JSON parser process from the forkserver, and each such process

@@ -3,6 +3,7 @@ names why), and a clear error when a backend asked for by name cannot run; `back
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,12 @@ from vocoder.generate import (
     KernelStudent,
     KernelWaveNet,
     TorchStudent,
+    backends,
     fast_generator,
     student_generator,
+    triton_kernel,
 )
+from vocoder.generate.triton_kernel import TritonWaveNet
 from vocoder.models.wavenet import WaveNet
 from vocoder.vocabulary import BACKENDS
 
@@ -38,7 +42,7 @@ def teacher() -> WaveNet:
 
 
 def test_the_backends_are_one_vocabulary() -> None:
-    assert BACKENDS == ("auto", "cpu-kernel", "torch", "cuda-graph")
+    assert BACKENDS == ("auto", "cpu-kernel", "torch", "cuda-graph", "triton")
     for bad in ("gpu", "kernel", ""):
         with pytest.raises(VocoderError, match=r"backend: expected one of \['auto', 'cpu-kernel', 'torch'"):
             fast_generator(teacher(), bad)  # type: ignore[arg-type]
@@ -61,6 +65,8 @@ def test_each_backend_by_name_on_cpu() -> None:
     assert type(student_generator(student, "torch")) is TorchStudent
     with pytest.raises(VocoderError, match="backend cuda-graph: a student synthesizes in one pass"):
         student_generator(student, "cuda-graph")
+    with pytest.raises(VocoderError, match="backend triton: a student synthesizes in one pass"):
+        student_generator(student, "triton")
 
 
 def test_auto_falls_back_with_the_reason_and_a_named_backend_raises_it(
@@ -86,6 +92,54 @@ def test_auto_falls_back_with_the_reason_and_a_named_backend_raises_it(
         student_generator(random_student(), "cpu-kernel")
 
 
+def test_triton_by_name_runs_interpreted_on_cpu_and_is_an_error_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU model the Triton kernel runs only under TRITON_INTERPRET (tests/conftest.py sets it without CUDA);
+    compiled, asking for it by name is a clear error."""
+    model = teacher()
+    if triton_kernel._load_kernel()[1]:  # interpreted (no GPU here)
+        assert type(fast_generator(model, "triton")) is TritonWaveNet
+        assert fast_generator(model, "triton", "fp16").precision == "fp16"
+    with pytest.raises(VocoderError, match="precision int8: only the cpu-kernel backend has it; backend triton is"):
+        fast_generator(model, "triton", "int8")
+    monkeypatch.setattr(triton_kernel, "_load_kernel", lambda: (None, False))
+    with pytest.raises(
+        VocoderError, match=r"backend triton: the Triton kernel cannot run this model \(the model is on cpu"
+    ):
+        fast_generator(model, "triton")
+
+
+def test_auto_on_cuda_takes_triton_for_the_batches_of_its_table(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`TRITON_AUTO_MAX_BATCH` decides (0 until GPU figures exist: graphs for every batch); a kernel that cannot run
+    leaves CUDA graphs with a warning naming why. (A CPU model stands in for a CUDA one: graphs run eagerly.)"""
+    model = teacher()
+    monkeypatch.setattr(backends, "_on_cuda", lambda model: True)
+    assert backends.TRITON_AUTO_MAX_BATCH == 0 and type(fast_generator(model)) is CudaGraphWaveNet
+    monkeypatch.setattr(backends, "TRITON_AUTO_MAX_BATCH", 4)
+    if triton_kernel._load_kernel()[1]:
+        generator = fast_generator(model)
+        assert type(generator) is TritonWaveNet and generator.graphs_above == 4
+    monkeypatch.setitem(sys.modules, "triton", None)
+    with caplog.at_level(logging.WARNING):
+        assert type(fast_generator(model)) is CudaGraphWaveNet
+    assert "Triton kernel unavailable (triton cannot be imported" in caplog.text
+    with pytest.raises(VocoderError, match="backend triton: the Triton kernel cannot run this model .*cannot be imp"):
+        fast_generator(model, "triton")
+
+
+def test_the_cli_names_why_triton_cannot_run(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_file: Path, features_file: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(triton_kernel, "_load_kernel", lambda: (None, False))
+    wrong = run(
+        "synthesize", str(features_file), "--out", str(tmp_path / "x.wav"), "--model", str(tiny_model_file),
+        "--device", "cpu", "--backend", "triton",
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "backend triton: the Triton kernel cannot run this model" in wrong.stderr
+    assert "Triton compiles for CUDA" in wrong.stderr and not (tmp_path / "x.wav").exists()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_backends_of_a_model_on_the_gpu() -> None:
     model = teacher().cuda()
@@ -95,6 +149,7 @@ def test_backends_of_a_model_on_the_gpu() -> None:
     with pytest.raises(VocoderError, match=r"backend cpu-kernel: .* \(the model is on cuda:0\)"):
         fast_generator(model, "cpu-kernel")
     assert type(student_generator(random_student().cuda())) is TorchStudent
+    assert type(fast_generator(model, "triton")) is TritonWaveNet
 
 
 @pytest.fixture
@@ -134,7 +189,8 @@ def test_synthesize_takes_a_backend(tiny_model_file: Path, features_file: Path, 
 def test_bench_generation_refuses_an_unknown_backend_at_once() -> None:
     bad = run("bench", "generation", "--config", "seed_size", "--backend", "gpu")
     assert (
-        bad.returncode == 2 and "backend: expected one of ['auto', 'cpu-kernel', 'torch', 'cuda-graph']" in bad.stderr
+        bad.returncode == 2
+        and "backend: expected one of ['auto', 'cpu-kernel', 'torch', 'cuda-graph', 'triton']" in bad.stderr
     )
 
 

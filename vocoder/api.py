@@ -75,8 +75,12 @@ class Vocoder:
         self.metadata = metadata or {}
         self.kind = kind
         self._fast = fast_generator(self.model, backend, precision) if kind == TEACHER else None
-        # The fused kernel and the CUDA graphs keep the plain PyTorch loop as their fallback: fast-torch is that one.
-        self._fast_torch: FastWaveNet | None = getattr(self._fast, "fallback", self._fast)
+        # The fused kernel and the CUDA graphs keep the plain PyTorch loop as their fallback, the Triton kernel the
+        # CUDA graphs: fast-torch is the loop at the end of that chain.
+        fast_torch = self._fast
+        while fast_torch is not None and not isinstance(fast_torch, FastWaveNet):
+            fast_torch = fast_torch.fallback  # type: ignore[attr-defined]
+        self._fast_torch: FastWaveNet | None = fast_torch
         self._student = student_generator(self.model, backend) if kind == STUDENT else None
         # What unset sampling settings mean: a teacher's `sampling` section (its card's measured best), replaceable
         # (e.g. to compare samplings of one model); a student has no distribution to reshape.
@@ -267,8 +271,8 @@ def load(
     """Load a model by bundled name (`teacher`, ...) or path; it rebuilds from the file alone. `precision` is the
     fused CPU kernel's weight precision for a teacher's fast path: fp32 picks the naive reference's samples
     exactly, fp16 and int8 are faster within a stated tolerance (`vocoder.generate.cpu_kernel`). `backend` runs
-    the fast path (a student's synthesis) on `cpu-kernel`, `cuda-graph` or `torch`; `auto` picks the fastest that
-    can run (`vocoder.generate.backends`)."""
+    the fast path (a student's synthesis) on `cpu-kernel`, `cuda-graph`, `triton` or `torch`; `auto` picks the
+    fastest that can run (`vocoder.generate.backends`)."""
     check_precision(precision)  # before reading the file, for students too
     check_backend(backend)
     target = resolve_device(device)

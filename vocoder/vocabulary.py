@@ -38,10 +38,11 @@ Strategy = Literal["sample", "argmax", "mean"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
 Precision = Literal["fp32", "fp16", "int8"]
-"""The fused CPU kernel's weight precision: fp32 is exact against the reference, fp16 and int8 faster."""
+"""The fused CPU kernel's weight precision: fp32 is exact against the reference, fp16 and int8 faster (the Triton
+kernel takes fp32 and fp16)."""
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
-Backend = Literal["auto", "cpu-kernel", "torch", "cuda-graph"]
+Backend = Literal["auto", "cpu-kernel", "torch", "cuda-graph", "triton"]
 """Which generator runs a model (`vocoder.generate.backends`): auto, or one by name."""
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 

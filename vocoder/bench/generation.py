@@ -4,6 +4,9 @@ fused CPU kernel on CPU, CUDA graphs on a GPU; and the plain PyTorch one), batch
 Speed does not depend on the weights' values, so a random model measures what a trained one of that shape would.
 A model with linear prediction (`model.lpc_order > 0`) generates from random frames' predictor coefficients, and the
 same shape without it is timed as `fast_without_lpc`, interleaved with `fast`: the prediction's cost as a ratio.
+On CUDA the persistent Triton kernel (`triton`, `TritonWaveNet`) is timed too, at batch 1 and each batch size,
+interleaved with `fast` (CUDA graphs under `auto`), so `auto`'s choice (`TRITON_AUTO_MAX_BATCH`) can be read off;
+where it cannot run, `triton_unavailable` says why.
 Each figure is the median of `repeats` timed runs; all runs of one call happen in the same process, so their ratios
 are comparable even on a noisy shared machine.
 """
@@ -20,7 +23,8 @@ import torch
 
 from vocoder.bench.timing import FigureCallback, device_name, rate_summary, timed_rates
 from vocoder.config import Config
-from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, fast_generator, generate_naive
+from vocoder.errors import VocoderError
+from vocoder.generate import FastWaveNet, KernelWaveNet, Sampling, TritonWaveNet, fast_generator, generate_naive
 from vocoder.generate.result import BlockGenerator
 from vocoder.models.wavenet import WaveNet
 from vocoder.vocabulary import Backend, Precision
@@ -50,12 +54,20 @@ class GenerationBenchSettings:
     repeats: int = 3
     device: str = "cpu"
     seed: int = 0
+    triton: bool | None = None
+    """Time the Triton kernel beside `fast` (with fp16 weights where `precision` is fp16); None: on CUDA only (on a
+    CPU it runs only interpreted, for tests)."""
+
+    @property
+    def times_triton(self) -> bool:
+        return torch.device(self.device).type == "cuda" if self.triton is None else self.triton
 
 
 def figure_count(config: Config, settings: GenerationBenchSettings) -> int:
     """Figures `bench_generation` measures: naive, fast, fast-torch, fast-torch at the smallest batch, each batch,
-    and for an LPC model fast without LPC."""
-    return 4 + len(settings.batch_sizes) + (config.model.lpc_order > 0)
+    for an LPC model fast without LPC, and (on CUDA) the Triton kernel at batch 1 and each batch."""
+    triton = (1 + len(settings.batch_sizes)) * settings.times_triton
+    return 4 + len(settings.batch_sizes) + (config.model.lpc_order > 0) + triton
 
 
 def without_lpc(config: Config) -> Config:
@@ -73,6 +85,12 @@ def bench_generation(
     model = WaveNet(config).eval().to(device)
     fast = fast_generator(model, settings.backend, settings.precision)
     fast_torch = FastWaveNet(model)
+    triton, triton_unavailable = None, None
+    if settings.times_triton:
+        try:
+            triton = fast_generator(model, "triton", "fp16" if settings.precision == "fp16" else "fp32")
+        except VocoderError as error:
+            triton_unavailable = str(error)
     lpc = config.model.lpc_order > 0
     plain = (  # the same shape without linear prediction, for an LPC model
         fast_generator(WaveNet(without_lpc(config)).eval().to(device), settings.backend, settings.precision)
@@ -104,6 +122,7 @@ def bench_generation(
     torch_batch = min(settings.batch_sizes)  # the plain loop is timed at the smallest batch only: it is slow
     warm = [(fast_torch, 1), (fast, 1), *((fast, size) for size in settings.batch_sizes)]
     warm += [] if plain is None else [(plain, 1)]
+    warm += [] if triton is None else [(triton, 1), *((triton, size) for size in settings.batch_sizes)]
     for generator, size in warm:
         generation(generator, inputs(size, 64))()  # warm-up: kernels, graph capture
     rates: dict[str, list[float]] = {}
@@ -122,6 +141,8 @@ def bench_generation(
     fast_runs = {"fast": (generation(fast, fast_in), settings.fast_steps)}
     if plain is not None:  # interleaved with `fast`: the prediction's cost as a ratio
         fast_runs["fast_without_lpc"] = (generation(plain, fast_in), settings.fast_steps)
+    if triton is not None:
+        fast_runs["triton"] = (generation(triton, fast_in), settings.fast_steps)
     timed(fast_runs)
     timed({"fast_torch": (generation(fast_torch, fast_in), settings.fast_steps)})
     timed(
@@ -133,7 +154,10 @@ def bench_generation(
         }
     )
     for size, batch in batch_in.items():
-        timed({f"fast_batch{size}": (generation(fast, batch), batch_steps[size] * size)})
+        runs = {f"fast_batch{size}": (generation(fast, batch), batch_steps[size] * size)}
+        if triton is not None:
+            runs[f"triton_batch{size}"] = (generation(triton, batch), batch_steps[size] * size)
+        timed(runs)
     report: dict[str, object] = rate_summary(rates)
     report["speedup_fast_vs_naive"] = round(statistics.median(rates["fast"]) / statistics.median(rates["naive"]), 2)
     report["speedup_fast_vs_fast_torch"] = round(
@@ -143,10 +167,17 @@ def bench_generation(
         report["speed_with_lpc_vs_without"] = round(
             statistics.median(rates["fast"]) / statistics.median(rates["fast_without_lpc"]), 3
         )
+    if triton is not None:
+        report["speedup_triton_vs_fast"] = round(
+            statistics.median(rates["triton"]) / statistics.median(rates["fast"]), 2
+        )
+        report["triton_precision"] = triton.precision
+    elif triton_unavailable is not None:
+        report["triton_unavailable"] = triton_unavailable
     report["realtime_factor"] = round(statistics.median(rates["fast"]) / config.audio.sample_rate, 3)
     report.update(
         fast_generator=type(fast).__name__,
-        fast_precision=fast.precision if isinstance(fast, KernelWaveNet) else "fp32",
+        fast_precision=fast.precision if isinstance(fast, KernelWaveNet | TritonWaveNet) else "fp32",
         device_name=device_name(device),
         config=config.name,
         sample_rate=config.audio.sample_rate,
@@ -171,10 +202,15 @@ def plot_generation(report: dict[str, object], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    labels = {"fast": f"fast ({report['fast_generator']})", "fast_torch": "fast-torch (FastWaveNet)", "naive": "naive"}
+    labels = {
+        "fast": f"fast ({report['fast_generator']})",
+        "fast_torch": "fast-torch (FastWaveNet)",
+        "naive": "naive",
+        "triton": "triton (TritonWaveNet)",
+    }
     series: dict[str, list[tuple[int, float, float, float]]] = {}
     for key in report:
-        match = re.fullmatch(r"(fast_torch|fast|naive)(?:_batch(\d+))?_samples_per_s", key)
+        match = re.fullmatch(r"(fast_torch|fast|naive|triton)(?:_batch(\d+))?_samples_per_s", key)
         if match:
             median, low, high = (float(report[key + suffix]) for suffix in ("", "_min", "_max"))  # type: ignore[arg-type]
             series.setdefault(match[1], []).append((int(match[2] or 1), median, low, high))

@@ -80,7 +80,7 @@ def generation(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
     plot: Path | None = typer.Option(None, help="also write a PNG of samples/s against batch size"),
     precision: str = typer.Option("fp32", help="weights of the fused CPU kernel: fp32 (exact), fp16 or int8"),
-    backend: str = typer.Option("auto", help="the teacher's fast figures: auto, cpu-kernel, torch or cuda-graph"),
+    backend: str = typer.Option("auto", help="the teacher's fast figures: auto, cpu-kernel, torch, cuda-graph, triton"),
     onnx: bool = typer.Option(False, help="also time the student exported to ONNX, run by onnxruntime"),
 ) -> None:
     """Naive vs Fast-WaveNet (fused CPU kernel or CUDA graphs, and plain PyTorch) generation speed at batch 1 and

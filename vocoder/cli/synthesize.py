@@ -43,7 +43,8 @@ def synthesize(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     precision: str = typer.Option("fp32", help="CPU kernel weights: fp32 (exact), fp16 or int8 (faster)"),
     backend: str = typer.Option(
-        "auto", help="what runs fast (or student) synthesis: auto, cpu-kernel, torch or cuda-graph (teacher only)"
+        "auto",
+        help="what runs fast (or student) synthesis: auto, cpu-kernel, torch, cuda-graph or triton (teacher only)",
     ),
     audio_format: str = typer.Option("pcm16", "--format", help=f"one of {sorted(AUDIO_SUFFIX)}"),
 ) -> None:

@@ -1,6 +1,6 @@
 """Autoregressive generation: the naive reference, Fast-WaveNet queue caching (plain PyTorch, a fused C++ step on CPU,
-CUDA graphs on a GPU), plus sampling strategies; and the Parallel WaveNet student's one-pass synthesis (a fused C++
-forward on CPU)."""
+CUDA graphs or a persistent Triton kernel on a GPU), plus sampling strategies; and the Parallel WaveNet student's
+one-pass synthesis (a fused C++ forward on CPU)."""
 
 from vocoder.generate.backends import fast_generator, student_generator
 from vocoder.generate.cpu_kernel import KernelWaveNet
@@ -10,6 +10,7 @@ from vocoder.generate.naive import generate_naive
 from vocoder.generate.result import GenerationResult, ProgressCallback
 from vocoder.generate.sampling import Sampling, SamplingError
 from vocoder.generate.student_kernel import KernelStudent, TorchStudent
+from vocoder.generate.triton_kernel import TritonWaveNet
 
 __all__ = [
     "CudaGraphWaveNet",
@@ -21,6 +22,7 @@ __all__ = [
     "Sampling",
     "SamplingError",
     "TorchStudent",
+    "TritonWaveNet",
     "fast_generator",
     "generate_naive",
     "student_generator",
