@@ -46,6 +46,9 @@ pytestmark = pytest.mark.skipif(
     not INTERPRETED and not torch.cuda.is_available(),
     reason="no CUDA device and TRITON_INTERPRET is off: nothing can run the Triton kernel",
 )
+SLOW = pytest.mark.slow
+"""Interpreted, each sampling setting's sorts and each model cost seconds of CPU: the fast set keeps one test of each
+kind (the kernel, sampling, LPC, fallbacks); `make test` runs them all."""
 STEPS = 80
 """Samples per utterance where frames matter (LPC coefficients, streaming): two frames of the tiny models, five
 times their receptive field; elsewhere one frame (every ring, at most 9 samples, still wraps several times)."""
@@ -118,8 +121,15 @@ def assert_same_as_naive(
     return result
 
 
-@pytest.mark.parametrize("kernel_size", [2, 3])
-@pytest.mark.parametrize("speakers", [["alice", "bob"], []], ids=["local+global", "local"])
+@pytest.mark.parametrize(
+    ("kernel_size", "speakers"),
+    [
+        pytest.param(3, ["alice", "bob"], id="local+global-3"),
+        pytest.param(2, ["alice", "bob"], id="local+global-2", marks=SLOW),
+        pytest.param(3, [], id="local-3", marks=SLOW),
+        pytest.param(2, [], id="local-2", marks=SLOW),
+    ],
+)
 def test_kernel_equals_naive(kernel_size: int, speakers: list[str]) -> None:
     """256 classes, 12 gate channels (6 per half, padded to 8), kernel 3 (taps padded to 4)."""
     model, local, speaker_ids = model_and_inputs(kernel_size, speakers, steps=40)  # 2.5 receptive fields
@@ -130,11 +140,11 @@ def test_kernel_equals_naive(kernel_size: int, speakers: list[str]) -> None:
     ("strategy", "settings"),
     [
         ("sample", {"temperature": 0.7}),
-        ("sample", {"top_k": 5}),
-        ("sample", {"top_p": 0.8}),
-        ("sample", {"temperature": 1.3, "top_k": 6, "top_p": 0.9}),
-        ("argmax", {"temperature": 0.8, "top_k": 5, "top_p": 0.9}),
-        ("mean", {"temperature": 0.8, "top_k": 5, "top_p": 0.9}),
+        pytest.param("sample", {"top_k": 5}, marks=SLOW),
+        pytest.param("sample", {"top_p": 0.8}, marks=SLOW),
+        pytest.param("sample", {"temperature": 1.3, "top_k": 6, "top_p": 0.9}, marks=SLOW),
+        pytest.param("argmax", {"temperature": 0.8, "top_k": 5, "top_p": 0.9}, marks=SLOW),
+        pytest.param("mean", {"temperature": 0.8, "top_k": 5, "top_p": 0.9}, marks=SLOW),
     ],
 )
 def test_every_strategy_and_reshaping_equals_naive(strategy: str, settings: dict[str, float]) -> None:
@@ -143,6 +153,7 @@ def test_every_strategy_and_reshaping_equals_naive(strategy: str, settings: dict
     assert_same_as_naive(model, local, speakers, Sampling(strategy, seed=3, **settings), distinct=4)  # type: ignore[arg-type]
 
 
+@SLOW
 def test_classes_padded_to_a_power_of_two_are_never_drawn() -> None:
     """31 classes in 32 lanes: the padded lane's logit is -inf for every strategy's arithmetic."""
     model = small_model(mu=30, speakers=())
@@ -151,7 +162,7 @@ def test_classes_padded_to_a_power_of_two_are_never_drawn() -> None:
     assert int(result.ids.max()) <= 30
 
 
-@pytest.mark.parametrize("kernel_size", [2, 3])
+@pytest.mark.parametrize("kernel_size", [3, pytest.param(2, marks=SLOW)])
 def test_an_lpc_model_equals_naive(kernel_size: int) -> None:
     """The prediction (order 6, padded to 8 terms, rounded as lpc.predict rounds it), its class, the signal kept."""
     model = lpc_model(kernel_size)
@@ -160,6 +171,7 @@ def test_an_lpc_model_equals_naive(kernel_size: int) -> None:
     assert not torch.equal(result.waveform.cpu(), mu_law_decode(result.ids.cpu()))  # the signal, not bin centres
 
 
+@SLOW
 @pytest.mark.parametrize("logits", ["random", "wide"])
 def test_fp16_weights_keep_logits_within_the_stated_tolerance(logits: str) -> None:
     """fp16 matrices change the samples, so the logits are compared with the float32 model's forward on the ids
@@ -182,6 +194,7 @@ def test_fp16_weights_keep_logits_within_the_stated_tolerance(logits: str) -> No
         TritonWaveNet(model, precision="int8")
 
 
+@SLOW
 def test_rows_of_a_batch_are_independent() -> None:
     model, local, speakers = model_and_inputs(2, ["alice", "bob"], batch=3, steps=40)
     model, local, speakers = model.to(DEVICE), *on_device(local, speakers)
@@ -194,6 +207,7 @@ def test_rows_of_a_batch_are_independent() -> None:
         assert torch.equal(alone.ids[0], batch.ids[row]) and torch.equal(alone.waveform[0], batch.waveform[row])
 
 
+@SLOW
 def test_streamed_launches_carry_the_state_and_equal_one_generation() -> None:
     """Launches of 7 samples (not a divisor of the frame or of any ring): the rings, the previous id and the LPC
     history live in device tensors between them."""
@@ -214,6 +228,7 @@ def test_streamed_launches_carry_the_state_and_equal_one_generation() -> None:
     assert torch.equal(whole.ids, reference.ids)
 
 
+@SLOW
 def test_equal_probabilities_across_the_top_p_cut_keep_the_lowest_ids() -> None:
     """The documented tie rule, at the reference's cut: of 16 equally likely classes, top_p 0.25 keeps 4 (the mass
     before the fifth, 4/16, reaches it exactly, so it is dropped), the lowest ids, and a draw u picks floor(4u)."""
