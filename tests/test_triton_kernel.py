@@ -309,6 +309,13 @@ def test_models_and_machines_the_kernel_cannot_run(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "triton", None)
     with pytest.raises(KernelUnavailable, match="triton cannot be imported"):
         TritonWaveNet(model)
+    monkeypatch.undo()
+    # a triton without the library functions the kernel uses: the kernel's module fails at import, re-run here
+    monkeypatch.delattr(triton.language.standard, "_sum_combine")
+    monkeypatch.delitem(sys.modules, "vocoder.generate.triton_step", raising=False)
+    monkeypatch.delattr(vocoder.generate, "triton_step", raising=False)
+    with pytest.raises(KernelUnavailable, match="triton cannot be imported .*_sum_combine"):
+        TritonWaveNet(model)
 
 
 def test_the_fallback_is_cuda_graphs_and_fast_torch_stays_the_plain_loop(tiny_model_file: Path) -> None:

@@ -88,7 +88,7 @@ def _load_kernel() -> tuple[object, bool]:
         import triton
 
         from vocoder.generate import triton_step
-    except ImportError as error:
+    except (ImportError, AttributeError) as error:  # no triton, or one without the library functions used
         raise KernelUnavailable(f"triton cannot be imported ({error})") from None
     interpreted = not isinstance(triton_step.wavenet_chunk, triton.runtime.JITFunction)
     if interpreted != (not isinstance(triton.language.sort, triton.runtime.JITFunction)):
