@@ -206,7 +206,6 @@ class CudaGraphWaveNet(BlockGenerator):
         if chunk_samples is not None:  # the first chunk waits for no more conditioning than it needs
             block = min(block, -(-chunk_samples // chunk) * chunk)
         layer_bias = self.fallback.layer_bias(speaker_ids, batch)
-        hop = self.weights.hop_length
         with program.lock:
             program.reset()
             emitted = 0
@@ -214,9 +213,8 @@ class CudaGraphWaveNet(BlockGenerator):
                 block_stop = min(steps, block_start + block)
                 conditioning = self.fallback.block_conditioning(local.block(block_start, block_stop), layer_bias)
                 draws = uniforms.block(block_start, block_stop).to(local.device)
-                if lpc is not None:  # each sample's frame's coefficients, `[B, block, order]`, from the block's frames
-                    frames = torch.arange(block_start, block_stop, device=local.device) // hop - block_start // hop
-                    coefficients = lpc.block(block_start, block_stop).to(local.device).index_select(1, frames)
+                if lpc is not None:
+                    coefficients = lpc.per_sample(block_start, block_stop, local.device)
                 for start in range(block_start, block_stop, chunk):
                     count = min(chunk, block_stop - start)  # short only at the end of the utterance
                     offset = start - block_start

@@ -196,9 +196,8 @@ class TritonWaveNet(BlockGenerator):
             conditioning = _padded(conditioning.view(batch, count, layers, 2, half).transpose(-1, -2), self.hp, 2)
             draws = uniforms.block(start, stop).to(device, torch.float64).contiguous()
             coefficients = draws  # read only by an LPC model's kernel
-            if lpc is not None:  # each sample's frame's coefficients, `[B, count, OP]`, from the block's frames
-                frames = torch.arange(start, stop, device=device) // w.hop_length - start // w.hop_length
-                coefficients = _padded(lpc.block(start, stop).to(device).index_select(1, frames), self.op)
+            if lpc is not None:  # `[B, count, OP]`
+                coefficients = _padded(lpc.per_sample(start, stop, device), self.op)
             ids = torch.empty(batch, count, dtype=torch.long, device=device)
             waveform = torch.empty(batch, count, device=device)
             logits = torch.empty(batch, count, self.cp, device=device) if result.logits is not None else waveform

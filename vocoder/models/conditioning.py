@@ -141,6 +141,12 @@ class Predictors:
         frame `start // hop`."""
         return self.frames(start // self.hop, -(-stop // self.hop))
 
+    def per_sample(self, start: int, stop: int, device: torch.device) -> torch.Tensor:
+        """`[B, stop - start, order]` on `device`: each sample's frame's coefficients (the step programs that read
+        one row per sample: CUDA graphs, the Triton kernel)."""
+        frames = torch.arange(start, stop, device=device) // self.hop - start // self.hop
+        return self.block(start, stop).to(device).index_select(1, frames)
+
     def whole(self) -> torch.Tensor:
         """Every frame's coefficients as one tensor (the naive reference, tests)."""
         return self.frames(0, self.shape[1])
