@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -22,8 +23,10 @@ from vocoder.corpus.cache import FeatureCache, ManifestRow, feature_stamp
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import save_features
+from vocoder.models.checkpoint import save_model
+from vocoder.models.wavenet import WaveNet
 from vocoder.train.checkpoints import read_checkpoint
-from vocoder.train.data import TrainingDataError
+from vocoder.train.data import TrainingCorpus, TrainingDataError
 from vocoder.train.trainer import Trainer
 
 TRAIN = {
@@ -194,3 +197,46 @@ def test_bad_data_stops_before_training(cache_dir: Path, tmp_path: Path) -> None
     lonely = tiny_config(speakers=["alice"], train=TRAIN)
     with pytest.raises(TrainingDataError, match=r"speakers \['bob'\] are not in"):
         Trainer(lonely, cache_dir, tmp_path / "run3", "cpu")
+
+
+def test_init_grows_a_mel_model_into_one_that_also_reads_f0_unchanged_at_step_0(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    mel_config = train_config()
+    mel_model = WaveNet(mel_config).eval()
+    source = save_model(tmp_path / "mel" / "model.safetensors", mel_model, mel_config, "teacher", {"steps": 0})
+    width = mel_config.features.n_mels
+    config = train_config(max_steps=2, valid_every=2, checkpoint_every=2)
+    config = tiny_config(
+        features={"conditioning": ["mel", "lf0", "vuv"]}, model={"conditioning_channels": width}, train=config.train
+    )
+    cache = build_cache(tmp_path / "f0-cache", config)  # mel, lf0 and vuv
+    with caplog.at_level(logging.INFO):
+        trainer = Trainer(config, cache, tmp_path / "run", "cpu", init=source)
+    assert "the prenet reads the added ['lf0', 'vuv'] through zero weights" in caplog.text
+    prenet = trainer.model.upsampler.prenet.weight
+    assert prenet.shape[1] == width + 2 and not prenet[:, width:].any()
+    inputs, frames = torch.randint(0, 256, (1, 120)), torch.randn(1, 3, width + 2)
+    speaker = torch.tensor([1])
+    with torch.no_grad():  # step 0 is the mel model, whatever the F0
+        grown = trainer.model(inputs, trainer.model.upsample(frames), speaker)
+        torch.testing.assert_close(grown, mel_model(inputs, mel_model.upsample(frames[..., :width]), speaker))
+    assert trainer.run().step == 2 and trainer.model.upsampler.prenet.weight[:, width:].any()  # it learns them
+
+    narrower = tiny_config(features={"conditioning": ["mel", "lf0", "vuv"]}, train=config.train)
+    with pytest.raises(VocoderError, match=f"set model.conditioning_channels: {width}"):
+        Trainer(narrower, cache, tmp_path / "other", "cpu", init=source)
+
+
+def test_a_cache_serves_any_config_whose_arrays_its_files_hold(cache_dir: Path, tmp_path: Path) -> None:
+    """The conditioning a model reads is not a property of the files: a mel + F0 cache trains a mel model and one
+    that also reads F0; a mel-only cache refuses the second, naming what it lacks."""
+    f0_config = tiny_config(features={"conditioning": ["mel", "lf0", "vuv"]}, train=train_config().train)
+    f0_cache = build_cache(tmp_path / "f0-cache", f0_config, count=2)
+    assert len(TrainingCorpus(f0_cache, train_config(), "train")) == len(TrainingCorpus(f0_cache, f0_config, "train"))
+    with pytest.raises(TrainingDataError, match=r"hold \['mel'\], not \['lf0', 'vuv'\], which config 'tiny' reads"):
+        TrainingCorpus(cache_dir, f0_config, "train")
+    other_window = tiny_config(features={"conditioning": ["mel", "lf0", "vuv"], "win_length": 200})
+    with pytest.raises(TrainingDataError, match=r"other features settings \(\['win_length'\]\)"):
+        TrainingCorpus(f0_cache, other_window, "train")

@@ -111,19 +111,23 @@ class TrainingCorpus:
             stamp = json.loads(cache.stamp_path.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise TrainingDataError(f"{cache.stamp_path}: missing or unreadable ({error})") from None
+        # Which arrays a model reads is not a property of the files: a cache holding mel, lf0 and vuv serves a
+        # model conditioned on the mel alone and one that also reads F0, if every setting that computes them agrees.
         expectations = {
             "audio": self.config.audio.cache_stamp(),
-            "features": self.config.features.model_dump(mode="json"),
+            "features": self.config.features.model_dump(mode="json", exclude={"conditioning"}),
         }
         arrays = stamp.get("arrays", stamp.get("features", {}).get("conditioning"))  # what its files hold
         missing = [name for name in self.config.feature_arrays() if name not in (arrays or [])]
         if missing:
             raise TrainingDataError(
-                f"{cache.stamp_path}: the cache's feature files hold {arrays}, not {missing}, which this student's "
-                "harmonic source reads (F0); preprocess into a new folder with this config"
+                f"{cache.stamp_path}: the cache's feature files hold {arrays}, not {missing}, which config "
+                f"{self.config.name!r} reads; preprocess into a new folder with this config"
             )
         for section, expected in expectations.items():
             found = stamp.get(section)
+            if isinstance(found, dict) and section == "features":
+                found = {key: value for key, value in found.items() if key != "conditioning"}
             if found != expected:
                 changed = sorted(k for k in expected if not isinstance(found, dict) or found.get(k) != expected[k])
                 raise TrainingDataError(

@@ -35,6 +35,9 @@ from vocoder.vocabulary import TEACHER, ModelKind
 
 log = logging.getLogger(__name__)
 
+PRENET_WEIGHT = "upsampler.prenet.weight"
+"""The first weight to read the conditioning arrays, in teacher and student alike (`ConditioningUpsampler`)."""
+
 
 @dataclass(frozen=True)
 class TrainSummary:
@@ -189,12 +192,34 @@ class Trainer:
         """Fine-tuning: start from an exported model's weights (same kind and shapes; the optimizer, schedule and
         EMA start afresh). Returns the model file's identity, which the run records."""
         path = resolve_model_path(name_or_path)
-        weights, _, kind, _ = read_model_file(path)
+        weights, saved, kind, _ = read_model_file(path)
         if kind != self.model_kind:
             raise VocoderError(f"{path}: --init must be a {self.model_kind} model, found kind {kind!r}")
-        self.load_initial_weights(weights, path)
+        self.load_initial_weights(self._widen_conditioning(weights, saved, path), path)
         log.info("initialised from %s", path)
         return file_identity(path)
+
+    def _widen_conditioning(
+        self, weights: dict[str, torch.Tensor], saved: Config, source: Path
+    ) -> dict[str, torch.Tensor]:
+        """`--init` from a model that reads fewer conditioning arrays, the file's first among the config's (e.g.
+        `[mel]` -> `[mel, lf0, vuv]`): the prenet reads the new arrays through zero weights, so step 0 is the file's
+        model and training learns what they add. Everything after the prenet keeps its width, so the config must
+        keep the file's upsampled width (`model.conditioning_channels` for a teacher)."""
+        old, new = saved.features.conditioning, self.config.features.conditioning
+        prenet = weights.get(PRENET_WEIGHT)
+        if old == new or new[: len(old)] != old or prenet is None:
+            return weights
+        width = self.model.upsampler.prenet.out_channels
+        if prenet.shape[0] != width:
+            raise VocoderError(
+                f"{source}: --init from a model conditioned on {old} into one on {new} keeps the file's "
+                f"upsampled conditioning width, {prenet.shape[0]}, but this config's is {width} (set "
+                f"model.conditioning_channels: {prenet.shape[0]} for a teacher)"
+            )
+        added = self.config.features.dim - saved.features.dim
+        log.info("%s reads %s: the prenet reads the added %s through zero weights", source, old, new[len(old) :])
+        return weights | {PRENET_WEIGHT: torch.cat([prenet, prenet.new_zeros(width, added, prenet.shape[2])], 1)}
 
     def _validation_corpus(self, data_dir: Path | list[Path]) -> TrainingCorpus:
         try:
