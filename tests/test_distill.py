@@ -279,3 +279,23 @@ def test_student_benchmark_reports_speed_and_speedup() -> None:
     assert report["student_samples_per_s"] > 0 and report["student_flows"] == STUDENT["flows"]
     assert report["speedup_student_vs_fast"] == pytest.approx(report["student_samples_per_s"] / 1000.0, rel=0.01)
     assert "speedup_student_vs_fast" not in bench_student(tiny_config(), seconds=0.1, repeats=1)
+
+
+def test_init_grows_a_student_into_one_that_reads_f0_beside_the_mel_for_a_teacher_that_does(
+    cache_dir: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    """A teacher grown to read F0 (`real_teacher_lpc_f0`) takes a student grown the same way: it shares the
+    teacher's features and model sections, and `--init` from the mel student starts it unchanged."""
+    width = tiny_config().features.n_mels
+    grown_sections = {"features": {"conditioning": ["mel", "lf0", "vuv"]}, "model": {"conditioning_channels": width}}
+    config = tiny_config(student=STUDENT, train=TRAIN, **grown_sections)
+    torch.manual_seed(1)
+    f0_teacher = save_model(tmp_path / "t" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
+    f0_cache = build_cache(tmp_path / "cache", config, count=3)
+    DistillTrainer(teacher_file, distill_config(), cache_dir, tmp_path / "plain", "cpu", max_steps=2).run()
+    plain = vocoder.load(tmp_path / "plain" / "model", device="cpu").model
+    grown = DistillTrainer(f0_teacher, config, f0_cache, tmp_path / "grown", "cpu", init=tmp_path / "plain" / "model")
+    frames = torch.randn(2, 4, width + 2)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.model.upsample(frames), plain.upsample(frames[..., :width]))
+    assert grown.run().step == 4 and grown.model.upsampler.prenet.weight[:, width:].any()
