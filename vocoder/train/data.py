@@ -84,6 +84,13 @@ class Utterance:
     f0: np.ndarray | None = None  # [frames] the recording's F0 in Hz, 0 unvoiced (a student's harmonic source)
 
 
+def _how_computed(features: dict) -> dict:
+    """Feature settings minus which arrays a model reads: that is not a property of the files, so a cache holding
+    mel, lf0 and vuv serves a model conditioned on the mel alone and one that also reads F0, if every setting that
+    computes them agrees."""
+    return {key: value for key, value in features.items() if key != "conditioning"}
+
+
 class TrainingCorpus:
     """The utterances of one split of one or more feature caches (a training mix), each checked against the config
     before training starts; for a model that reads F0 (`Config.reads_f0`: a student's harmonic source), each with
@@ -111,11 +118,9 @@ class TrainingCorpus:
             stamp = json.loads(cache.stamp_path.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise TrainingDataError(f"{cache.stamp_path}: missing or unreadable ({error})") from None
-        # Which arrays a model reads is not a property of the files: a cache holding mel, lf0 and vuv serves a
-        # model conditioned on the mel alone and one that also reads F0, if every setting that computes them agrees.
         expectations = {
             "audio": self.config.audio.cache_stamp(),
-            "features": self.config.features.model_dump(mode="json", exclude={"conditioning"}),
+            "features": _how_computed(self.config.features.model_dump(mode="json")),
         }
         arrays = stamp.get("arrays", stamp.get("features", {}).get("conditioning"))  # what its files hold
         missing = [name for name in self.config.feature_arrays() if name not in (arrays or [])]
@@ -127,7 +132,7 @@ class TrainingCorpus:
         for section, expected in expectations.items():
             found = stamp.get(section)
             if isinstance(found, dict) and section == "features":
-                found = {key: value for key, value in found.items() if key != "conditioning"}
+                found = _how_computed(found)
             if found != expected:
                 changed = sorted(k for k in expected if not isinstance(found, dict) or found.get(k) != expected[k])
                 raise TrainingDataError(
