@@ -342,7 +342,9 @@ async def _deliver(
         raise ApiError(422, "invalid_parameter", f"method: a {model.kind} model takes one of {allowed}", "method")
     if method == "naive":
         _admit_naive(features, settings.naive_max_frames)
-    sampling = model.sampling(params.strategy, params.temperature, params.top_k, params.top_p, params.seed)
+    sampling = model.sampling(
+        params.strategy, params.temperature, params.top_k, params.top_p, params.seed, params.voiced_temperature
+    )
     headers = {
         "X-Model": model.name,
         "X-Sample-Rate": str(model.sample_rate),
@@ -350,7 +352,7 @@ async def _deliver(
         "X-Audio-Duration": f"{features.n_samples / model.sample_rate:.4f}",
         **(notes or {}),
     }
-    ignored, _ = model.ignored_settings(sampling)
+    ignored, _ = model.ignored_settings(sampling, [features])
     if ignored:  # a student has no distribution to reshape; argmax takes the raw mode: said, not silently accepted
         headers["X-Ignored-Settings"] = ", ".join(ignored)
     remaining = settings.timeout - (time.monotonic() - arrived)

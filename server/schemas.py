@@ -40,6 +40,13 @@ class SynthesisParams(BaseModel):
         allow_inf_nan=False,
         description="divides the logits; default: the model's (GET /v1/models, `sampling`)",
     )
+    voiced_temperature: float | None = Field(
+        None,
+        ge=TEMPERATURE_MIN,
+        le=TEMPERATURE_MAX,
+        allow_inf_nan=False,
+        description="in place of temperature in the frames the features' vuv marks voiced; default: the model's",
+    )
     top_k: int | None = Field(
         None, ge=1, le=TOP_K_MAX, description="sample among the k most likely classes; default: the model's"
     )
@@ -128,6 +135,7 @@ class SamplingDefaults(BaseModel):
 
     strategy: Strategy
     temperature: float
+    voiced_temperature: float | None
     top_k: int | None
     top_p: float | None
 

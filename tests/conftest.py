@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import torch
 
     from vocoder.config import Config
-    from vocoder.generate import GenerationResult, Sampling
+    from vocoder.generate import GenerationResult, Sampling, StepTemperatures
     from vocoder.models.wavenet import WaveNet
 
 
@@ -160,6 +160,19 @@ def model_and_inputs(
     return network, local, speaker_ids
 
 
+def random_voicing(model: WaveNet, local: torch.Tensor, sampling: Sampling, seed: int = 0) -> StepTemperatures:
+    """A voicing-tied `sampling`'s per-step temperatures for `local [B, C, T]`, from frames drawn voiced or unvoiced
+    at random (seeded)."""
+    import torch
+
+    hop = model.config.features.hop_length
+    frames = -(-local.shape[-1] // hop)
+    voicing = torch.rand(local.shape[0], frames, generator=torch.Generator().manual_seed(seed)) < 0.5
+    temperatures = sampling.step_temperatures(voicing, hop)
+    assert temperatures is not None, "a sampling with a voiced_temperature"
+    return temperatures
+
+
 _naive_references: dict[str, GenerationResult] = {}
 
 
@@ -170,6 +183,7 @@ def naive_reference(
     sampling: Sampling,
     uniforms: torch.Tensor,
     lpc: torch.Tensor | None = None,
+    temperatures: StepTemperatures | None = None,
 ) -> GenerationResult:
     """`generate_naive` with its logits recorded, computed once per process for equal inputs (a digest of the
     model's config and weights, the sampling and every input tensor) and returned as a copy: several tests of the
@@ -177,14 +191,15 @@ def naive_reference(
     from vocoder.generate import GenerationResult, generate_naive
 
     digest = hashlib.sha1(repr((model.config, sampling)).encode())
-    for tensor in (*model.state_dict().values(), local, speaker_ids, uniforms, lpc):
+    stepwise = None if temperatures is None else temperatures.whole()
+    for tensor in (*model.state_dict().values(), local, speaker_ids, uniforms, lpc, stepwise):
         digest.update(repr(None if tensor is None else (tensor.dtype, tuple(tensor.shape))).encode())
         if tensor is not None:
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     key = digest.hexdigest()
     if key not in _naive_references:
         _naive_references[key] = generate_naive(
-            model, local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc
+            model, local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc, temperatures=temperatures
         )
     reference = _naive_references[key]
     assert reference.logits is not None

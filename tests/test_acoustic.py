@@ -41,6 +41,16 @@ def test_extract_features_validates_against_its_config() -> None:
     assert features.conditioning(config).shape == (120, 12)
 
 
+def test_a_teacher_sampling_by_voicing_gets_the_voicing_it_samples_by() -> None:
+    """Its mel alone conditions it; `lf0` and `vuv` come along for its voiced temperature, where plain sampling
+    leaves them out."""
+    tied = tiny_config(sampling={"voiced_temperature": 0.5})
+    features = extract_features(tone(0.3, freq=200.0), tied, speaker="bob")
+    assert features.vuv is not None and features.vuv.mean() > 0.8 and features.lf0 is not None
+    assert features.conditioning(tied).shape == (120, 10)
+    assert extract_features(tone(0.3), tiny_config()).vuv is None
+
+
 def test_linguistic_cannot_come_from_audio() -> None:
     config = tiny_config(features={"conditioning": ["linguistic"], "linguistic_dim": 5})
     with pytest.raises(ValueError, match="labels, not audio"):

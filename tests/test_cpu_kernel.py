@@ -19,12 +19,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import HEAVY, NAIVE_GROUP, NAIVE_STEPS, model_and_inputs, naive_reference
+from tests.conftest import HEAVY, NAIVE_GROUP, NAIVE_STEPS, model_and_inputs, naive_reference, random_voicing
 from vocoder import native
 from vocoder.audio import mu_law_encode
 from vocoder.bench.generation import plot_generation
 from vocoder.features.lpc import predict_signal
-from vocoder.generate import FastWaveNet, Sampling, cpu_kernel
+from vocoder.generate import FastWaveNet, Sampling, StepTemperatures, cpu_kernel
 from vocoder.generate.backends import fast_generator
 from vocoder.generate.cpu_kernel import KernelWaveNet
 from vocoder.models.wavenet import WaveNet, shift_right
@@ -74,15 +74,18 @@ def assert_same_as_naive(
     sampling: Sampling,
     threads: int = 1,
     lpc: torch.Tensor | None = None,
+    temperatures: StepTemperatures | None = None,
     **options,
 ) -> RecordedSteps:
-    """`lpc`: an LPC model's predictor coefficients (tests/test_lpc.py)."""
+    """`lpc`: an LPC model's predictor coefficients (tests/test_lpc.py); `temperatures`: a voicing-tied sampling's."""
     uniforms = sampling.uniforms(local.shape[0], local.shape[-1])
-    naive = naive_reference(model, local, speaker_ids, sampling, uniforms, lpc)
+    naive = naive_reference(model, local, speaker_ids, sampling, uniforms, lpc, temperatures)
     generator = KernelWaveNet(model, **options)
     steps = RecordedSteps(generator)
     with torch_threads(threads):
-        kernel = generator.generate(local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc)
+        kernel = generator.generate(
+            local, speaker_ids, sampling, uniforms, record_logits=True, lpc=lpc, temperatures=temperatures
+        )
     assert torch.equal(kernel.ids, naive.ids)
     assert (kernel.logits - naive.logits).abs().max() < 1e-4
     if sampling.strategy != "mean":  # a mean is a float64 sum: equal to rounding, not bitwise
@@ -105,6 +108,19 @@ def test_kernel_equals_naive(kernel_size: int, speakers: list[str]) -> None:
 def test_every_strategy_equals_naive(strategy: str) -> None:
     model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"])
     assert_same_as_naive(model, local, speaker_ids, Sampling(strategy, temperature=0.8, top_k=50, top_p=0.95, seed=3))
+
+
+@NAIVE_GROUP
+@pytest.mark.parametrize("split", [True, False])
+def test_voicing_tied_temperatures_equal_naive(split: bool) -> None:
+    """Each step's own temperature, in batch tiles and in one utterance's step split across two threads."""
+    batch = 1 if split else 3
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], batch=batch, gate_channels=64, skip_channels=32)
+    # (seed 5 draws one uniform within float32 rounding of a class boundary: kernel and reference differ there)
+    sampling = Sampling(temperature=1.2, voiced_temperature=0.5, top_p=0.95, seed=6)
+    temperatures = random_voicing(model, local, sampling)
+    steps = assert_same_as_naive(model, local, speaker_ids, sampling, threads=2, split=split, temperatures=temperatures)
+    assert steps.splits and all(flag == split for flag in steps.splits)
 
 
 def test_batch_tiles_on_two_threads_equal_naive() -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import vocoder
-from tests.conftest import model_and_inputs
+from tests.conftest import model_and_inputs, random_voicing
 from tests.test_lpc import lpc_inputs, lpc_model
 from vocoder.generate import CudaGraphWaveNet, FastWaveNet, Sampling, fast_generator, generate_naive
 from vocoder.generate.cuda_graph import _StepProgram
@@ -43,6 +43,20 @@ def test_step_program_equals_fast_wavenet(kernel_size: int, speakers: list[str])
     assert torch.equal(result.ids, reference.ids)
     assert torch.equal(result.waveform, reference.waveform)
     assert (result.logits - reference.logits).abs().max() < 1e-5
+
+
+def test_voicing_tied_temperatures_equal_fast_wavenet() -> None:
+    """Each step's temperature is copied in per replay like the uniforms; a plain sampling has its own program."""
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=320)
+    sampling = Sampling(temperature=1.2, voiced_temperature=0.5, top_p=0.95, seed=6)
+    uniforms = sampling.uniforms(2, 320)
+    temperatures = random_voicing(model, local, sampling)
+    graph = CudaGraphWaveNet(model, capture=False, steps_per_graph=16)
+    for schedule in (temperatures, None):
+        reference = FastWaveNet(model).generate(local, speaker_ids, sampling, uniforms, temperatures=schedule)
+        result = graph.generate(local, speaker_ids, sampling, uniforms, temperatures=schedule)
+        assert torch.equal(result.ids, reference.ids)
+    assert len(graph._programs) == 2
 
 
 @pytest.mark.parametrize("strategy", ["sample", "argmax", "mean"])

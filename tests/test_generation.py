@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import NAIVE_GROUP, NAIVE_STEPS, model_and_inputs, naive_reference, tiny_config
+from tests.conftest import NAIVE_GROUP, NAIVE_STEPS, model_and_inputs, naive_reference, random_voicing, tiny_config
 from vocoder.audio import mu_law_bin_centres
 from vocoder.generate import FastWaveNet, Sampling, SamplingError, generate_naive
 from vocoder.models.wavenet import WaveNet, shift_right
@@ -102,6 +102,7 @@ def test_low_temperature_approaches_argmax() -> None:
     [
         ({"strategy": "beam"}, "strategy"),
         ({"temperature": 0}, "temperature"),
+        ({"voiced_temperature": 2e3}, "voiced_temperature"),
         ({"top_k": 0}, "top_k"),
         ({"top_p": 1.5}, "top_p"),
     ],
@@ -109,6 +110,47 @@ def test_low_temperature_approaches_argmax() -> None:
 def test_bad_sampling_parameters_are_named(kwargs: dict, field: str) -> None:
     with pytest.raises(SamplingError, match=field):
         Sampling(**kwargs)
+
+
+@NAIVE_GROUP
+def test_fast_equals_naive_with_voicing_tied_temperatures() -> None:
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"])
+    sampling = Sampling(temperature=1.2, voiced_temperature=0.5, top_p=0.95, seed=5)
+    uniforms = sampling.uniforms(local.shape[0], local.shape[-1])
+    temperatures = random_voicing(model, local, sampling)
+    naive = naive_reference(model, local, speaker_ids, sampling, uniforms, temperatures=temperatures)
+    fast = FastWaveNet(model).generate(local, speaker_ids, sampling, uniforms, True, temperatures=temperatures)
+    assert torch.equal(fast.ids, naive.ids)
+    assert torch.equal(fast.waveform, naive.waveform)
+    plain = FastWaveNet(model).generate(local, speaker_ids, sampling, uniforms)
+    assert not torch.equal(plain.ids, fast.ids)  # the schedule changed what was drawn
+
+
+def test_voiced_temperature_applies_in_voiced_frames_only() -> None:
+    """Replayed from the recorded logits and draws, every voiced step is the voiced temperature's choice and every
+    unvoiced step the temperature's, and the two differ often enough for that to mean something."""
+    model, local, speaker_ids = model_and_inputs(2, ["alice", "bob"], steps=400)
+    sampling = Sampling(temperature=1.5, voiced_temperature=0.3, seed=2)
+    temperatures = random_voicing(model, local, sampling, seed=4)
+    uniforms = sampling.uniforms(2, 400)
+    result = FastWaveNet(model).generate(local, speaker_ids, sampling, uniforms, True, temperatures=temperatures)
+    voiced = temperatures.whole()[:, :400] == 0.3
+    logits, draws = result.logits.flatten(0, 1), uniforms.flatten()
+    hot, cool = (Sampling(temperature=t).choose(logits, draws, model.config.audio.mu)[0] for t in (1.5, 0.3))
+    expected = torch.where(voiced.flatten(), cool, hot)
+    assert 0.2 < voiced.float().mean() < 0.8
+    assert torch.equal(result.ids.flatten(), expected)
+    assert (hot != cool).float().mean() > 0.1
+
+
+def test_a_schedule_needs_a_voiced_temperature_and_skips_argmax() -> None:
+    voicing = torch.ones(1, 3, dtype=torch.bool)
+    assert Sampling(temperature=0.8).step_temperatures(voicing, 4) is None
+    assert Sampling("argmax", voiced_temperature=0.5).step_temperatures(voicing, 4) is None
+    assert Sampling(voiced_temperature=0.5).step_temperatures(None, 4) is None
+    schedule = Sampling(temperature=0.9, voiced_temperature=0.5).step_temperatures(torch.tensor([[1, 0, 1]]), 4)
+    assert schedule.shape == (1, 12)
+    assert schedule.block(2, 10).tolist() == [[0.5, 0.5, 0.9, 0.9, 0.9, 0.9, 0.5, 0.5]]
 
 
 def test_naive_priming_continues_a_generation() -> None:

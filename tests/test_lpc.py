@@ -5,6 +5,7 @@ each == naive, streamed == whole), and fine-tuning a model into it."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -368,6 +369,23 @@ def test_the_api_streams_an_lpc_model_exactly_as_whole_and_as_naive(lpc_model_fi
     assert np.array_equal(model.synthesize(features, method="naive", seed=4), whole)
     assert np.array_equal(model.synthesize(features, method="fast-torch", seed=4), whole)
     assert np.abs(whole).max() > 0.01
+
+
+def test_a_voicing_tied_sampling_streams_exactly_as_whole_and_as_naive(lpc_model_file: Path) -> None:
+    """The bundled teacher's kind (LPC) with a voiced temperature: every generator takes each step's temperature
+    from the frame's voicing, across stream chunks too."""
+    model = vocoder.load(lpc_model_file, device="cpu")
+    features = extract_features(tone(0.05), lpc_config(), speaker="bob")
+    vuv = (np.arange(features.n_frames) % 3 != 0).astype(np.float32)  # voiced, voiced, unvoiced, ...
+    features = replace(features, lf0=np.zeros_like(vuv), vuv=vuv)
+    sampling = Sampling(temperature=1.3, voiced_temperature=0.5, seed=4)
+    whole = model.synthesize_batch([features], sampling=sampling)[0]
+    chunks = list(model.synthesize_stream(features, sampling, chunk_samples=300))
+    assert np.array_equal(np.concatenate(chunks), whole)
+    for method in ("naive", "fast-torch"):
+        assert np.array_equal(model.synthesize_batch([features], method, sampling)[0], whole)
+    plain = model.synthesize_batch([replace(features, vuv=None, lf0=None)], sampling=sampling)[0]
+    assert not np.array_equal(plain, whole)
 
 
 # --- training --------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import vocoder
-from tests.conftest import model_and_inputs, naive_reference, tiny_config
+from tests.conftest import model_and_inputs, naive_reference, random_voicing, tiny_config
 from vocoder.audio import mu_law_decode
 from vocoder.bench.generation import GenerationBenchSettings, bench_generation, figure_count
 from vocoder.generate import (
@@ -273,6 +273,20 @@ def test_larger_batches_go_to_cuda_graphs() -> None:
     assert torch.equal(result.ids, FastWaveNet(model).generate(local, speakers, sampling, uniforms).ids)
     alone = generator.generate(local[:1], speakers[:1], sampling, uniforms[:1])
     assert launches.grids == [(1,)] and torch.equal(alone.ids[0], result.ids[0])
+
+
+def test_voicing_tied_temperatures_go_to_cuda_graphs() -> None:
+    """The kernel takes one temperature: per-step ones are the CUDA graphs' (which equal FastWaveNet's)."""
+    model, local, speakers, _, _ = tiny_on_device()
+    sampling = Sampling(temperature=1.2, voiced_temperature=0.5, seed=3)
+    uniforms = sampling.uniforms(local.shape[0], local.shape[-1])
+    temperatures = random_voicing(model, local, sampling)
+    generator = TritonWaveNet(model)
+    generator._kernel = launches = Launches(generator._kernel)
+    result = generator.generate(local, speakers, sampling, uniforms, temperatures=temperatures)
+    assert launches.grids == []
+    expected = FastWaveNet(model).generate(local, speakers, sampling, uniforms, temperatures=temperatures)
+    assert torch.equal(result.ids, expected.ids)
 
 
 class Refused:

@@ -19,6 +19,7 @@ from vocoder.generate import (
     GenerationResult,
     ProgressCallback,
     Sampling,
+    StepTemperatures,
     fast_generator,
     generate_naive,
     student_generator,
@@ -106,22 +107,38 @@ class Vocoder:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        voiced_temperature: float | None = None,
     ) -> Sampling:
         """The model's default sampling with the given settings in place of its own, field by field (`None`: the
         model's). top_p 1 or top_k at the class count turn the model's truncation off."""
-        given = {"strategy": strategy, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+        given = {
+            "strategy": strategy,
+            "temperature": temperature,
+            "voiced_temperature": voiced_temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "seed": seed,
+        }
         return replace(self.default_sampling, **{name: value for name, value in given.items() if value is not None})
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def ignored_settings(self, sampling: Sampling) -> tuple[tuple[str, ...], str]:
+    def ignored_settings(
+        self, sampling: Sampling, features: list[Features] | None = None
+    ) -> tuple[tuple[str, ...], str]:
         """The settings of `sampling` (not at their defaults) that make no difference with this model, and why;
-        the CLI prints them in a note and the service names them in a header, rather than accept them silently."""
+        the CLI prints them in a note and the service names them in a header, rather than accept them silently.
+        With the `features` to synthesize: a voiced temperature (the model's own too) where none of them says
+        which frames are voiced."""
         if self.kind == STUDENT:
             reason = "a student draws the whole waveform in one pass from noise that only the seed fixes"
             return sampling.reshaping(), reason
+        tied = sampling.voiced_temperature is not None and sampling.strategy != "argmax"
+        if tied and features and all(item.vuv is None for item in features):
+            reason = f"the features carry no vuv (which frames are voiced): `vocoder extract --model {self.name}`"
+            return ("voiced_temperature",), f"{reason} writes it"
         reason = "argmax takes the most likely class of the unshaped distribution"
         return sampling.unused_by_strategy(self.default_sampling), reason
 
@@ -146,10 +163,11 @@ class Vocoder:
         seed: int | None = None,
         speaker: str | None = None,
         progress: ProgressCallback | None = None,
+        voiced_temperature: float | None = None,
     ) -> np.ndarray:
         """One utterance -> float32 waveform of `frames * hop` samples at `self.sample_rate`; sampling settings
         left `None` take the model's defaults (`default_sampling`)."""
-        sampling = self.sampling(strategy, temperature, top_k, top_p, seed)
+        sampling = self.sampling(strategy, temperature, top_k, top_p, seed, voiced_temperature)
         return self.synthesize_batch([features], method, sampling, speaker, progress)[0]
 
     def synthesize_batch(
@@ -194,11 +212,17 @@ class Vocoder:
             waveform = self._student.generate(conditioning, speaker_ids, uniforms, progress)
             return GenerationResult(waveform, mu_law_encode(waveform, self.config.audio.mu))
         lpc = self.model.predictors(frames)  # an LPC model's, computed a tile of frames at a time as well
+        temperatures = self.step_temperatures(features, sampling)
         if method == "naive":  # the reference reads whole windows (and is capped to short utterances)
             local, draws = conditioning.whole(), uniforms.whole()
-            return generate_naive(self.model, local, speaker_ids, sampling, draws, record_logits, progress, lpc=lpc)
+            return generate_naive(
+                self.model, local, speaker_ids, sampling, draws, record_logits, progress, lpc=lpc,
+                temperatures=temperatures,
+            )  # fmt: skip
         generator = self._fast_torch if method == "fast-torch" else self._fast
-        return generator.generate(conditioning, speaker_ids, sampling, uniforms, record_logits, progress, lpc)
+        return generator.generate(
+            conditioning, speaker_ids, sampling, uniforms, record_logits, progress, lpc, temperatures
+        )
 
     def synthesize_stream(
         self,
@@ -228,7 +252,11 @@ class Vocoder:
             return
         result = self._fast.allocate(conditioning)
         lpc = self.model.predictors(frames)
-        for start, stop in self._fast.stream(conditioning, speaker_ids, sampling, uniforms, result, chunk_samples, lpc):
+        temperatures = self.step_temperatures([loaded], sampling)
+        blocks = self._fast.stream(
+            conditioning, speaker_ids, sampling, uniforms, result, chunk_samples, lpc, temperatures
+        )
+        for start, stop in blocks:
             yield deemphasis(result.waveform[0, start:stop].cpu().numpy())
 
     def frames(self, features: list[Features]) -> torch.Tensor:
@@ -254,6 +282,18 @@ class Vocoder:
         for row, item in enumerate(features):
             f0[row, : item.n_frames] = item.f0_hz()
         return self.model.source_conditioning(conditioning, torch.from_numpy(f0).to(self.device))
+
+    def step_temperatures(self, features: list[Features], sampling: Sampling) -> StepTemperatures | None:
+        """A voicing-tied sampling's per-step temperatures for a batch, from the files' `vuv` (a file without one,
+        and the padding past each utterance's end, count as unvoiced: `temperature` throughout); None where the
+        sampling ties nothing to voicing or no file says which frames are voiced."""
+        if sampling.voiced_temperature is None or all(item.vuv is None for item in features):
+            return None
+        voicing = torch.zeros(len(features), max(item.n_frames for item in features))
+        for row, item in enumerate(features):
+            if item.vuv is not None:
+                voicing[row, : item.n_frames] = torch.from_numpy(item.vuv)
+        return sampling.step_temperatures(voicing, self.config.features.hop_length)
 
     def speaker_ids(self, features: list[Features]) -> torch.Tensor | None:
         if not self.config.speakers:

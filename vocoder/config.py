@@ -323,6 +323,8 @@ class SamplingConfig(_Strict):
     change the weights, so it may differ between runs and be set when a model is bundled."""
 
     temperature: float = Field(1.0, ge=TEMPERATURE_MIN, le=TEMPERATURE_MAX, allow_inf_nan=False)
+    # In the frames the features mark voiced (`vuv`), in place of `temperature`: LPCNet sharpens voiced frames only.
+    voiced_temperature: float | None = Field(None, ge=TEMPERATURE_MIN, le=TEMPERATURE_MAX, allow_inf_nan=False)
     top_k: int | None = Field(None, ge=1, le=TOP_K_MAX)
     top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
 
@@ -385,6 +387,15 @@ class Config(_Strict):
         and `preprocess` write, `validate_features` requires and the service extracts from a recording."""
         wanted = list(self.features.conditioning)
         if self.reads_f0:
+            wanted += [name for name in F0_ARRAYS if name not in wanted]
+        return wanted
+
+    def extracted_arrays(self) -> list[ConditioningArray]:
+        """What `extract`, `preprocess` and the service compute from a recording: `feature_arrays`, and `lf0` and
+        `vuv` for a teacher whose default sampling ties its temperature to voicing (optional in its input: without
+        them it samples at `temperature` throughout)."""
+        wanted = self.feature_arrays()
+        if self.sampling.voiced_temperature is not None:
             wanted += [name for name in F0_ARRAYS if name not in wanted]
         return wanted
 

@@ -91,9 +91,10 @@ def griffin_lim_mel(features: Features, reference: np.ndarray, config: Config) -
 
 def model_features(vocoder: Vocoder, features: Features, reference: np.ndarray) -> Features:
     """What `vocoder` reads of an utterance: the cache's file, and where the model reads F0 that the file lacks (a
-    harmonic-source student on a mel-only cache, e.g. one built with `--config real_teacher`) the recording's,
-    measured with the model's settings as `vocoder extract --model` would: every model scored on the same recordings."""
-    read = set(F0_ARRAYS) & set(vocoder.config.feature_arrays())
+    harmonic-source student, or a teacher sampling by voicing, on a mel-only cache, e.g. one built with `--config
+    real_teacher`) the recording's, measured with the model's settings as `vocoder extract --model` would: every
+    model scored on the same recordings."""
+    read = set(F0_ARRAYS) & set(vocoder.config.extracted_arrays())
     if all(getattr(features, name) is not None for name in read):
         return features
     lf0, vuv = f0_features(reference, vocoder.sample_rate, vocoder.config.features)

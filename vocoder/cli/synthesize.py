@@ -31,6 +31,9 @@ def synthesize(
         help=f"divides the logits before sampling ({TEMPERATURE_MIN:g} to {TEMPERATURE_MAX:g}; default: the "
         "model's, in its card)",
     ),
+    voiced_temperature: float | None = typer.Option(
+        None, help="in place of --temperature in the frames the features' vuv marks voiced (default: the model's)"
+    ),
     top_k: int | None = typer.Option(
         None, help=f"sample among the k most likely classes (1 to {TOP_K_MAX:,}; default: the model's)"
     ),
@@ -58,12 +61,12 @@ def synthesize(
         raise VocoderError(f"--format: expected one of {sorted(AUDIO_FORMATS)}, found {audio_format!r}")
     targets = output_paths(inputs, out, AUDIO_SUFFIX[audio_format])
     loaded = vocoder.load(model, device, precision, backend)  # type: ignore[arg-type]
-    sampling = loaded.sampling(strategy, temperature, top_k, top_p, seed)  # type: ignore[arg-type]
-    ignored, reason = loaded.ignored_settings(sampling)
+    sampling = loaded.sampling(strategy, temperature, top_k, top_p, seed, voiced_temperature)  # type: ignore[arg-type]
+    features = [loaded.features(path, speaker) for path in inputs]  # validate everything before generating
+    ignored, reason = loaded.ignored_settings(sampling, features)
     if ignored:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in ignored)
         typer.secho(f"note: {loaded.name} ({loaded.kind}) ignores {flags}: {reason}", err=True)
-    features = [loaded.features(path, speaker) for path in inputs]  # validate everything before generating
     batches = [features[start : start + batch_size] for start in range(0, len(features), batch_size)]
     # A batch generates up to its longest utterance in every row: that is the work the bar counts.
     total = sum(max(item.n_samples for item in batch) * len(batch) for batch in batches)

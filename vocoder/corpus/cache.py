@@ -55,8 +55,8 @@ def feature_stamp(config: Config, preprocessing: dict[str, Any]) -> dict[str, An
         "question_set": question_set_digest(QUESTIONS_PATH) if "linguistic" in config.features.conditioning else None,
         "preprocessing": preprocessing,
     }
-    if config.feature_arrays() != config.features.conditioning:  # absent otherwise: older caches keep their hash
-        stamp["arrays"] = config.feature_arrays()  # more than the conditioning: F0 for a student's harmonic source
+    if config.extracted_arrays() != config.features.conditioning:  # absent otherwise: older caches keep their hash
+        stamp["arrays"] = config.extracted_arrays()  # more than the conditioning: F0 (a harmonic source, voicing)
     stamp["hash"] = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
     return stamp
 

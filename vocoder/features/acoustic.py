@@ -70,9 +70,10 @@ def f0_features(wav: np.ndarray, sample_rate: int, cfg: FeatureConfig) -> tuple[
 
 
 def extract_features(wav: np.ndarray, config: Config, speaker: str | None = None, source: str = "<memory>") -> Features:
-    """Compute every acoustic array the config's models read (`Config.feature_arrays`: mel, lf0, vuv)."""
+    """Compute every acoustic array the config's models read or sample by (`Config.extracted_arrays`: mel, lf0,
+    vuv)."""
     cfg, rate = config.features, config.audio.sample_rate
-    wanted = config.feature_arrays()
+    wanted = config.extracted_arrays()
     arrays: dict[str, np.ndarray] = {}
     if "mel" in wanted:
         arrays["mel"] = log_mel(wav, rate, cfg)

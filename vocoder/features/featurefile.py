@@ -231,8 +231,11 @@ def validate_features(features: Features, config: Config, require_speaker: bool 
             f"{' + '.join(wanted.conditioning)}: `vocoder extract --model {model}` writes them)",
             f"no {' and no '.join(missing_f0)}",
         )
-    for name, width in config.feature_array_dims().items():
+    required = config.feature_arrays()
+    for name, width in config.features.array_dims(config.extracted_arrays()).items():
         array = getattr(features, name)
+        if array is None and name not in required:  # voicing for a voicing-tied sampling: optional
+            continue
         if array is None:
             raise FeatureFileError(source, name, f"an array of width {width}", "nothing (missing)")
         expected_shape = f"[frames, {width}]" if name in MATRIX_ARRAYS else "[frames]"
@@ -243,6 +246,8 @@ def validate_features(features: Features, config: Config, require_speaker: bool 
             raise FeatureFileError(source, name, f"shape {expected_shape}", f"shape {list(array.shape)}")
         if not np.all(np.isfinite(array)):
             raise FeatureFileError(source, name, "finite values", "NaN or infinite values")
+        if name == "vuv" and not np.all((array == 0) | (array == 1)):
+            raise FeatureFileError(source, name, "0 (unvoiced) or 1 (voiced) per frame", "other values")
     n_frames = features.n_frames
     if n_frames == 0:
         raise FeatureFileError(source, "frames", "at least one frame", "0")

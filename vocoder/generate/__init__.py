@@ -8,7 +8,7 @@ from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.naive import generate_naive
 from vocoder.generate.result import GenerationResult, ProgressCallback
-from vocoder.generate.sampling import Sampling, SamplingError
+from vocoder.generate.sampling import Sampling, SamplingError, StepTemperatures
 from vocoder.generate.student_kernel import KernelStudent, TorchStudent
 from vocoder.generate.triton_kernel import TritonWaveNet
 
@@ -21,6 +21,7 @@ __all__ = [
     "ProgressCallback",
     "Sampling",
     "SamplingError",
+    "StepTemperatures",
     "TorchStudent",
     "TritonWaveNet",
     "fast_generator",

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 from vocoder.audio import mu_law_bin_centres, mu_law_thresholds
 from vocoder.generate.fast import FastWaveNet
 from vocoder.generate.result import BlockGenerator, GenerationResult
-from vocoder.generate.sampling import Sampling, Uniforms
+from vocoder.generate.sampling import Sampling, StepTemperatures, Uniforms
 from vocoder.models.conditioning import Conditioning, Predictors
 from vocoder.models.step_weights import StepWeights
 from vocoder.models.wavenet import WaveNet
@@ -231,6 +231,7 @@ class KernelWaveNet(BlockGenerator):
         result: GenerationResult,
         chunk_samples: int | None,
         lpc: Predictors | None,
+        temperatures: StepTemperatures | None,
     ) -> Iterator[tuple[int, int]]:
         """Tensors the kernel cannot take go to the plain generator. An LPC model's state also carries the
         signal's last `lpc_order` samples and the prediction classes of the input conv's taps."""
@@ -239,7 +240,9 @@ class KernelWaveNet(BlockGenerator):
             log.warning(
                 "fused CPU kernel: %s %s input; using the plain PyTorch Fast-WaveNet", local.device, local.dtype
             )
-            yield from self.fallback.stream(local, speaker_ids, sampling, uniforms, result, chunk_samples, lpc)
+            yield from self.fallback.stream(
+                local, speaker_ids, sampling, uniforms, result, chunk_samples, lpc, temperatures
+            )
             return
         batch, _, steps = local.shape
         rings = self._step.new_rings(batch)
@@ -274,9 +277,10 @@ class KernelWaveNet(BlockGenerator):
             block = local.block(start, stop).contiguous()  # upsampled when reached, so memory is one block's
             draws = uniforms.block(start, stop).to(torch.float64).contiguous()  # drawn when reached, as `block`
             coefficients = None if lpc is None else lpc.block(start, stop).contiguous()  # its frames' predictors
+            step_temperatures = None if temperatures is None else temperatures.block(start, stop).contiguous()
             began = time.perf_counter()
             self._step.run(
-                rings, id_ring, previous, history, block, start, coefficients, layer_bias, draws,
+                rings, id_ring, previous, history, block, start, coefficients, layer_bias, draws, step_temperatures,
                 start, stop, result.ids, result.waveform, result.logits, *options, use_split,
             )  # fmt: skip
             per_sample = (time.perf_counter() - began) / (stop - start)

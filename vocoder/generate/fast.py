@@ -19,7 +19,7 @@ import torch
 from vocoder.audio import mu_law_encode
 from vocoder.features.lpc import predict
 from vocoder.generate.result import BlockGenerator, GenerationResult
-from vocoder.generate.sampling import Sampling, Uniforms
+from vocoder.generate.sampling import Sampling, StepTemperatures, Uniforms
 from vocoder.models.conditioning import Conditioning, Predictors
 from vocoder.models.wavenet import WaveNet
 
@@ -121,6 +121,7 @@ class FastWaveNet(BlockGenerator):
         result: GenerationResult,
         chunk_samples: int | None,
         lpc: Predictors | None,
+        temperatures: StepTemperatures | None,
     ) -> Iterator[tuple[int, int]]:
         batch, _, steps = local.shape
         device, dtype = local.device, local.dtype
@@ -145,6 +146,7 @@ class FastWaveNet(BlockGenerator):
             stop = min(steps, start + block)
             conditioning = self.block_conditioning(local.block(start, stop), layer_bias)
             draws = uniforms.block(start, stop).to(device)
+            step_temperatures = None if temperatures is None else temperatures.block(start, stop)
             if lpc is not None:  # the coefficients of the block's frames, the first frame start // hop
                 coefficients = lpc.block(start, stop).to(device)
             for t in range(start, stop):
@@ -167,7 +169,8 @@ class FastWaveNet(BlockGenerator):
                     skips += out[:, residual:]
                 hidden = torch.relu(torch.addmm(self.head[0][1], torch.relu(skips * self.skip_scale), self.head[0][0]))
                 logits = torch.addmm(self.head[1][1], hidden, self.head[1][0])
-                previous, values = sampling.choose(logits, draws[:, t - start], self.mu)
+                temperature = None if step_temperatures is None else step_temperatures[:, t - start]
+                previous, values = sampling.choose(logits, draws[:, t - start], self.mu, temperature)
                 if lpc is not None:  # the excitation drawn, the signal kept and fed back
                     values = (prediction + values).clamp(-1.0, 1.0)
                     previous = mu_law_encode(values, self.mu)

@@ -10,8 +10,14 @@ import torch
 
 from vocoder.audio import mu_law_decode, mu_law_encode
 from vocoder.features.lpc import predict
-from vocoder.generate.result import PROGRESS_EVERY, GenerationResult, ProgressCallback, checked_lpc
-from vocoder.generate.sampling import Sampling
+from vocoder.generate.result import (
+    PROGRESS_EVERY,
+    GenerationResult,
+    ProgressCallback,
+    checked_lpc,
+    checked_temperatures,
+)
+from vocoder.generate.sampling import Sampling, StepTemperatures
 from vocoder.models.conditioning import Predictors
 from vocoder.models.wavenet import WaveNet
 
@@ -27,6 +33,7 @@ def generate_naive(
     progress: ProgressCallback | None = None,
     prime: torch.Tensor | None = None,
     lpc: torch.Tensor | Predictors | None = None,
+    temperatures: StepTemperatures | None = None,
 ) -> GenerationResult:
     """`local [B, C, P + T]` upsampled conditioning; `uniforms [B, T]` the draws (see `Sampling.uniforms`).
 
@@ -35,13 +42,16 @@ def generate_naive(
     `lpc [B, frames, order]`: an LPC model's predictor coefficients over all P + T samples (`model.lpc(frames)`,
     or `model.predictors(frames)`, read whole):
     each step predicts p_t from the signal's last `order` samples, draws the excitation, and keeps p_t plus it
-    (a prime's samples enter that history as their classes' centres)."""
+    (a prime's samples enter that history as their classes' centres).
+    `temperatures`: a voicing-tied sampling's per-step temperatures over all P + T samples."""
     batch, _, total = local.shape
     primed = 0 if prime is None else prime.shape[1]
     window = model.receptive_field
     mu, hop, order = model.config.audio.mu, model.config.features.hop_length, model.lpc_order
     predictors = checked_lpc(model.lpc_order, model.config.features.hop_length, lpc, batch, total)
     coefficients = None if predictors is None else predictors.whole().to(local.device)
+    temperatures = checked_temperatures(temperatures, batch, total)
+    step_temperatures = None if temperatures is None else temperatures.whole()
     inputs = torch.full((batch, total + 1), model.start_id, dtype=torch.long, device=local.device)
     # The signal after `order` zeros (the silence before it), and the class ids of each step's prediction.
     signal = torch.zeros(batch, order + total, device=local.device)
@@ -55,16 +65,17 @@ def generate_naive(
     for step in range(steps):
         t = primed + step
         first = max(0, t + 1 - window)
+        temperature = None if step_temperatures is None else step_temperatures[:, t]
         if coefficients is None:
             logits = model(inputs[:, first : t + 1], local[:, :, first : t + 1], speaker_ids)[:, :, -1]
-            ids, values = sampling.choose(logits, uniforms[:, step], mu)
+            ids, values = sampling.choose(logits, uniforms[:, step], mu, temperature)
         else:
             prediction = predict(coefficients[:, t // hop], signal[:, t : t + order].flip(-1))
             predictions[:, t] = mu_law_encode(prediction, mu)
             window_predictions = predictions[:, first : t + 1]
             logits = model(inputs[:, first : t + 1], local[:, :, first : t + 1], speaker_ids, window_predictions)
             logits = logits[:, :, -1]
-            values = (prediction + sampling.choose(logits, uniforms[:, step], mu)[1]).clamp(-1.0, 1.0)
+            values = (prediction + sampling.choose(logits, uniforms[:, step], mu, temperature)[1]).clamp(-1.0, 1.0)
             ids = mu_law_encode(values, mu)
             signal[:, order + t] = values
         inputs[:, t + 1] = ids

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vocoder.generate.sampling import Sampling, Uniforms, as_uniforms
+from vocoder.generate.sampling import Sampling, StepTemperatures, Uniforms, as_uniforms
 from vocoder.models.conditioning import Conditioning, Predictors, as_conditioning, as_predictors
 from vocoder.models.step_weights import StepWeights
 
@@ -45,6 +45,15 @@ def checked_uniforms(uniforms: torch.Tensor | Uniforms, batch: int, steps: int) 
     return uniforms
 
 
+def checked_temperatures(temperatures: StepTemperatures | None, batch: int, steps: int) -> StepTemperatures | None:
+    """A voicing-tied sampling's per-step temperatures (`Sampling.step_temperatures`), checked: one row per
+    utterance, covering every step of the conditioning."""
+    if temperatures is not None and (temperatures.shape[0] != batch or temperatures.shape[1] < steps):
+        expected = f"[{batch}, >= {steps}] (one per utterance and step)"
+        raise ValueError(f"temperatures: expected {expected}, found {list(temperatures.shape)}")
+    return temperatures
+
+
 def checked_lpc(
     order: int, hop: int, lpc: torch.Tensor | Predictors | None, batch: int, steps: int
 ) -> Predictors | None:
@@ -70,7 +79,7 @@ class BlockGenerator:
     """A generator that fills a preallocated result block by block (`allocate` + `stream`); `generate` runs it to
     the end. Fast WaveNet in PyTorch and the fused CPU kernel share this interface, so the API swaps them freely.
     `lpc`: an LPC model's predictor coefficients (`model.predictors(frames)`, read a block at a time, or a tensor),
-    checked here for every generator."""
+    and `temperatures`: a voicing-tied sampling's per-step temperatures, checked here for every generator."""
 
     weights: StepWeights
     """The model's export (`WaveNet.export_weights`): all a generator reads of it."""
@@ -87,6 +96,7 @@ class BlockGenerator:
         result: GenerationResult,
         chunk_samples: int | None = None,
         lpc: torch.Tensor | Predictors | None = None,
+        temperatures: StepTemperatures | None = None,
     ) -> Iterator[tuple[int, int]]:
         """Generate into `result` block by block (at most `chunk_samples` per block), yielding each block's
         `[start, stop)` as soon as it is done. A `Conditioning`, `Uniforms` and `Predictors` are read a block at a
@@ -96,8 +106,9 @@ class BlockGenerator:
         coefficients = checked_lpc(
             self.weights.lpc_order, self.weights.hop_length, lpc, local.shape[0], local.shape[-1]
         )
+        temperatures = checked_temperatures(temperatures, local.shape[0], local.shape[-1])
         yield from _in_inference_mode(
-            self._stream(local, speaker_ids, sampling, uniforms, result, chunk_samples, coefficients)
+            self._stream(local, speaker_ids, sampling, uniforms, result, chunk_samples, coefficients, temperatures)
         )
 
     def _stream(
@@ -109,6 +120,7 @@ class BlockGenerator:
         result: GenerationResult,
         chunk_samples: int | None,
         lpc: Predictors | None,
+        temperatures: StepTemperatures | None,
     ) -> Iterator[tuple[int, int]]:
         raise NotImplementedError
 
@@ -121,11 +133,14 @@ class BlockGenerator:
         record_logits: bool = False,
         progress: ProgressCallback | None = None,
         lpc: torch.Tensor | Predictors | None = None,
+        temperatures: StepTemperatures | None = None,
     ) -> GenerationResult:
         """`local [B, C, T]` upsampled conditioning (or a `Conditioning` that upsamples each block when it is
         reached); `uniforms [B, T]` the draws (`Sampling.draws`: each block drawn when it is reached)."""
         result = self.allocate(local, record_logits)
-        for start, stop in self.stream(local, speaker_ids, sampling, uniforms, result, lpc=lpc):
+        for start, stop in self.stream(
+            local, speaker_ids, sampling, uniforms, result, lpc=lpc, temperatures=temperatures
+        ):
             if progress is not None:
                 progress(stop - start)
         return result

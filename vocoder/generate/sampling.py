@@ -27,7 +27,7 @@ from vocoder.vocabulary import STRATEGIES, Strategy
 if TYPE_CHECKING:
     from vocoder.config import SamplingConfig
 
-SETTING_TYPES = {"strategy": str, "temperature": float, "top_k": int, "top_p": float}
+SETTING_TYPES = {"strategy": str, "temperature": float, "voiced_temperature": float, "top_k": int, "top_p": float}
 """Every setting but the seed, how a teacher turns its logits into a sample, with its value type (`parse_settings`)."""
 RESHAPING = tuple(SETTING_TYPES)
 
@@ -87,6 +87,28 @@ class SeededUniforms(Uniforms):
         return torch.from_numpy((rows >> np.uint64(11)).astype(np.float64) * 2.0**-53)
 
 
+class StepTemperatures:
+    """Each step's temperature under a voicing-tied sampling, read a block of steps at a time like `Uniforms`:
+    `voiced` in the frames the features mark voiced, `unvoiced` elsewhere (LPCNet sharpens voiced frames only, so
+    harmonics stand out while fricatives and pauses keep their noise)."""
+
+    def __init__(self, voicing: torch.Tensor, hop: int, voiced: float, unvoiced: float) -> None:
+        self.voicing = voicing.bool()  # [B, frames]
+        self.hop = hop
+        self.voiced, self.unvoiced = voiced, unvoiced
+        self.shape = (voicing.shape[0], voicing.shape[1] * hop)
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        """`[B, stop - start]` float64: the temperatures of steps `[start, stop)`."""
+        frames = torch.arange(start, stop) // self.hop
+        voiced = self.voicing[:, frames.clamp_(max=self.voicing.shape[1] - 1)]
+        temperatures = torch.full(voiced.shape, self.unvoiced, dtype=torch.float64)  # exact, as `temperature` is
+        return temperatures.masked_fill_(voiced, self.voiced)
+
+    def whole(self) -> torch.Tensor:
+        return self.block(0, self.shape[1])
+
+
 def as_uniforms(draws: torch.Tensor | Uniforms) -> Uniforms:
     """`draws` as `Uniforms` (a tensor is wrapped as it is)."""
     return draws if isinstance(draws, Uniforms) else TensorUniforms(draws)
@@ -112,10 +134,12 @@ def parse_settings(text: str, where: str) -> dict[str, object]:
 @dataclass(frozen=True)
 class Sampling:
     """`sample`: draw from the distribution; `argmax`: its mode; `mean`: its expected value in the waveform
-    domain. `temperature`, `top_k` and `top_p` reshape the distribution before `sample` and `mean`."""
+    domain. `temperature`, `top_k` and `top_p` reshape the distribution before `sample` and `mean`;
+    `voiced_temperature`, when set, replaces `temperature` in the frames the features mark voiced (`vuv`)."""
 
     strategy: Strategy = "sample"
     temperature: float = 1.0
+    voiced_temperature: float | None = None
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = None
@@ -123,9 +147,11 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise SamplingError(f"strategy: expected one of {list(STRATEGIES)}, found {self.strategy!r}")
-        if not TEMPERATURE_MIN <= self.temperature <= TEMPERATURE_MAX:
-            expected = f"a number from {TEMPERATURE_MIN:g} to {TEMPERATURE_MAX:g}"
-            raise SamplingError(f"temperature: expected {expected}, found {self.temperature}")
+        for name in ("temperature", "voiced_temperature"):
+            value = getattr(self, name)
+            if value is not None and not TEMPERATURE_MIN <= value <= TEMPERATURE_MAX:
+                expected = f"a number from {TEMPERATURE_MIN:g} to {TEMPERATURE_MAX:g}"
+                raise SamplingError(f"{name}: expected {expected}, found {value}")
         if self.top_k is not None and not 1 <= self.top_k <= TOP_K_MAX:
             raise SamplingError(f"top_k: expected an integer from 1 to {TOP_K_MAX}, found {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -158,9 +184,18 @@ class Sampling:
         """`draws` of a whole generation as one `[batch, steps]` float64 tensor."""
         return self.draws(batch, steps).whole()
 
-    def shaped_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Temperature, then top-k, then top-p (nucleus) filtering; float64 `[B, classes]` probabilities."""
-        logits = logits.double() / self.temperature
+    def step_temperatures(self, voicing: torch.Tensor | None, hop: int) -> StepTemperatures | None:
+        """The per-step temperatures of a voicing-tied sampling for `voicing [B, frames]` (the features' `vuv`),
+        or None where every step takes `temperature`: no `voiced_temperature`, no voicing, or `argmax`."""
+        if self.voiced_temperature is None or voicing is None or self.strategy == "argmax":
+            return None
+        return StepTemperatures(voicing, hop, self.voiced_temperature, self.temperature)
+
+    def shaped_probabilities(self, logits: torch.Tensor, temperature: torch.Tensor | None = None) -> torch.Tensor:
+        """Temperature (`temperature [B]`, a step's own per row, in place of the setting), then top-k, then top-p
+        (nucleus) filtering; float64 `[B, classes]` probabilities."""
+        divisor = self.temperature if temperature is None else temperature.to(logits.device, torch.float64)[:, None]
+        logits = logits.double() / divisor
         if self.top_k is not None and self.top_k < logits.shape[-1]:
             kth = logits.topk(self.top_k, dim=-1).values[..., -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -174,13 +209,16 @@ class Sampling:
             probs = probs / probs.sum(-1, keepdim=True)
         return probs
 
-    def choose(self, logits: torch.Tensor, uniform: torch.Tensor, mu: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """`logits [B, classes]`, `uniform [B]` -> (next input class ids `[B]`, output samples `[B]` float32)."""
+    def choose(
+        self, logits: torch.Tensor, uniform: torch.Tensor, mu: int, temperature: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`logits [B, classes]`, `uniform [B]` (and the step's `temperature [B]` under a voicing-tied sampling) ->
+        (next input class ids `[B]`, output samples `[B]` float32)."""
         centres = _bin_centres(mu, logits.device)
         if self.strategy == "argmax":
             ids = logits.argmax(dim=-1)
             return ids, centres[ids].float()
-        probs = self.shaped_probabilities(logits)
+        probs = self.shaped_probabilities(logits, temperature)
         if self.strategy == "mean":
             values = (probs * centres).sum(-1).float()
             return mu_law_encode(values, mu), values

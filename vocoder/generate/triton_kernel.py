@@ -35,7 +35,7 @@ from vocoder.audio import mu_law_bin_centres, mu_law_thresholds
 from vocoder.generate.cuda_graph import CudaGraphWaveNet
 from vocoder.generate.fast import BLOCK_ELEMENTS
 from vocoder.generate.result import BlockGenerator, GenerationResult
-from vocoder.generate.sampling import Sampling, Uniforms
+from vocoder.generate.sampling import Sampling, StepTemperatures, Uniforms
 from vocoder.models.conditioning import Conditioning, Predictors
 from vocoder.models.step_weights import StepWeights
 from vocoder.models.wavenet import WaveNet
@@ -169,12 +169,16 @@ class TritonWaveNet(BlockGenerator):
         result: GenerationResult,
         chunk_samples: int | None,
         lpc: Predictors | None,
+        temperatures: StepTemperatures | None,
     ) -> Iterator[tuple[int, int]]:
         """One launch per block; the first launch of a compiled kernel that fails (a compiler or driver that
-        refuses it) hands the whole stream to CUDA graphs, with a log line."""
+        refuses it) hands the whole stream to CUDA graphs, with a log line. The kernel takes one temperature for
+        all steps: a voicing-tied sampling's per-step temperatures go to the CUDA graphs too."""
         batch, _, steps = local.shape
-        if self.graphs_above is not None and batch > self.graphs_above:
-            yield from self.fallback.stream(local, speaker_ids, sampling, uniforms, result, chunk_samples, lpc)
+        if temperatures is not None or (self.graphs_above is not None and batch > self.graphs_above):
+            yield from self.fallback.stream(
+                local, speaker_ids, sampling, uniforms, result, chunk_samples, lpc, temperatures
+            )
             return
         w, packed, device = self.weights, self._packed, local.device
         layers, half = len(packed.convs), w.gate_channels // 2

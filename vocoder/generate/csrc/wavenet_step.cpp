@@ -454,7 +454,7 @@ enum Strategy : int64_t { kSample = 0, kArgmax = 1, kMean = 2 };
 
 struct SamplingParams {
   int64_t strategy;
-  double temperature;
+  double temperature;  // unless the step has its own (a voicing-tied schedule: Block::temperatures)
   int64_t top_k;  // <= 0: off
   double top_p;   // >= 1: off
   const double* centres;
@@ -469,12 +469,13 @@ struct Chooser {
 
   explicit Chooser(int64_t classes) : probs(classes), sorted(classes), order(classes) {}
 
-  std::pair<int64_t, float> operator()(const float* logits, int64_t C, double uniform, const SamplingParams& s) {
+  std::pair<int64_t, float> operator()(const float* logits, int64_t C, double uniform, double temperature,
+                                       const SamplingParams& s) {
     if (s.strategy == kArgmax) {
       const int64_t id = std::max_element(logits, logits + C) - logits;
       return {id, static_cast<float>(s.centres[id])};
     }
-    for (int64_t i = 0; i < C; ++i) probs[i] = static_cast<double>(logits[i]) / s.temperature;
+    for (int64_t i = 0; i < C; ++i) probs[i] = static_cast<double>(logits[i]) / temperature;
     if (s.top_k > 0 && s.top_k < C) {
       std::copy(probs.begin(), probs.end(), sorted.begin());
       std::nth_element(sorted.begin(), sorted.begin() + (s.top_k - 1), sorted.end(), std::greater<double>());
@@ -589,10 +590,12 @@ class Generator {
   // caller upsamples it block by block (read in place: a transposed copy per block would also wake torch's OpenMP
   // threads); coefficients [B, frames, order] an LPC model's predictors of frames local_start / hop onwards, which
   // must cover [start, stop) (computed block by block too); layer_bias [B, layers * 2Hp] (conv bias plus speaker
-  // projection), uniforms [B, n] float64 the draws of the same steps as local (drawn block by block too).
+  // projection), uniforms [B, n] float64 the draws of the same steps as local (drawn block by block too), and
+  // temperatures, when given, [B, n] float64 each step's own temperature in place of the sampling's.
   void run(torch::Tensor rings, torch::Tensor id_ring, torch::Tensor previous, c10::optional<torch::Tensor> history,
            torch::Tensor local, int64_t local_start, c10::optional<torch::Tensor> coefficients,
-           torch::Tensor layer_bias, torch::Tensor uniforms, int64_t start, int64_t stop, torch::Tensor ids,
+           torch::Tensor layer_bias, torch::Tensor uniforms, c10::optional<torch::Tensor> temperatures,
+           int64_t start, int64_t stop, torch::Tensor ids,
            torch::Tensor waveform, c10::optional<torch::Tensor> logits, int64_t strategy, double temperature,
            int64_t top_k, double top_p, torch::Tensor centres, bool split) {
     for (const auto* t : {&rings, &id_ring, &previous, &local, &layer_bias, &uniforms, &ids, &waveform, &centres})
@@ -602,6 +605,10 @@ class Generator {
                     stop <= ids.size(1),
                 "wavenet_step: bad local features");
     TORCH_CHECK(uniforms.size(0) == ids.size(0) && uniforms.size(1) == local.size(2), "wavenet_step: bad uniforms");
+    if (temperatures)
+      TORCH_CHECK(temperatures->is_contiguous() && temperatures->device().is_cpu() &&
+                      temperatures->scalar_type() == at::kDouble && temperatures->sizes() == uniforms.sizes(),
+                  "wavenet_step: temperatures expected like uniforms ([B, n] float64, CPU, contiguous)");
     if (logits) TORCH_CHECK(logits->is_contiguous() && logits->size(2) == C_);
     const int64_t batch = ids.size(0);
     TORCH_CHECK(id_ring.numel() == batch * input_kernel_ * (order_ ? 2 : 1), "wavenet_step: bad id ring");
@@ -628,6 +635,7 @@ class Generator {
                       local_start / hop_,
                       layer_bias.data_ptr<float>(),
                       uniforms.data_ptr<double>(),
+                      temperatures ? temperatures->data_ptr<double>() : nullptr,
                       start,
                       stop,
                       ids.size(1),
@@ -671,6 +679,7 @@ class Generator {
     int64_t frames, first_frame;  // coefficients [B, frames, order] of frames first_frame onwards
     const float* layer_bias;
     const double* uniforms;
+    const double* temperatures;  // nullptr: the sampling's one temperature for every step
     int64_t start, stop, total;
     int64_t* ids;
     float* waveform;
@@ -949,8 +958,9 @@ class Generator {
         // Every thread samples (the same id, from the same logits and uniform): it needs it for the next step.
         const float* row_logits = parts > 1 ? shared->logits : lg[b];
         const int64_t row = b0 + b, at = row * blk.total + t;
-        const double uniform = blk.uniforms[row * blk.local_steps + (t - blk.local_start)];
-        auto [id, value] = choose(row_logits, C_, uniform, blk.sampling);
+        const int64_t draw = row * blk.local_steps + (t - blk.local_start);
+        const double temperature = blk.temperatures ? blk.temperatures[draw] : blk.sampling.temperature;
+        auto [id, value] = choose(row_logits, C_, blk.uniforms[draw], temperature, blk.sampling);
         if (order_) {  // the excitation drawn; the signal (prediction plus it, clipped) kept and fed back
           value = std::min(1.0f, std::max(-1.0f, prediction[b] + value));
           id = mu_law_encode(value, blk.sampling.thresholds, blk.sampling.mu);
