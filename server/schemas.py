@@ -19,6 +19,11 @@ TEXT_LENGTH = 500
 VoiceName = Literal[tuple(VOICES)]  # type: ignore[valid-type]
 
 
+def _temperature(description: str) -> Any:
+    """An optional temperature within the bounds the library checks (`vocoder.constants`)."""
+    return Field(None, ge=TEMPERATURE_MIN, le=TEMPERATURE_MAX, allow_inf_nan=False, description=description)
+
+
 class SynthesisParams(BaseModel):
     """Query parameters of `POST /v1/synthesize` (the same for an upload and a JSON body)."""
 
@@ -33,19 +38,9 @@ class SynthesisParams(BaseModel):
         "queues) or naive (the reference); a student: student. Default: fast for a teacher, student for a student",
     )
     strategy: Strategy | None = Field(None, description="sample (default), argmax or mean")
-    temperature: float | None = Field(
-        None,
-        ge=TEMPERATURE_MIN,
-        le=TEMPERATURE_MAX,
-        allow_inf_nan=False,
-        description="divides the logits; default: the model's (GET /v1/models, `sampling`)",
-    )
-    voiced_temperature: float | None = Field(
-        None,
-        ge=TEMPERATURE_MIN,
-        le=TEMPERATURE_MAX,
-        allow_inf_nan=False,
-        description="in place of temperature in the frames the features' vuv marks voiced; default: the model's",
+    temperature: float | None = _temperature("divides the logits; default: the model's (GET /v1/models, `sampling`)")
+    voiced_temperature: float | None = _temperature(
+        "in place of temperature in the frames the features' vuv marks voiced; default: the model's"
     )
     top_k: int | None = Field(
         None, ge=1, le=TOP_K_MAX, description="sample among the k most likely classes; default: the model's"
