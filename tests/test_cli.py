@@ -169,14 +169,17 @@ def test_a_student_names_the_settings_it_ignores(tmp_path: Path) -> None:
     args = ["synthesize", str(features), "--model", str(student), "--seed", "1"]
     plain = run(*args, "--out", str(tmp_path / "plain.wav"))
     assert plain.returncode == 0 and "note:" not in plain.stderr, plain.stderr
-    shaped = run(*args, "--out", str(tmp_path / "shaped.wav"), "--temperature", "0.5", "--top-k", "4")
+    shaped = run(*args, "--out", str(tmp_path / "shaped.wav"), "--strategy", "argmax", "--top-k", "4")
     assert shaped.returncode == 0, shaped.stderr
     (note,) = (line for line in shaped.stderr.splitlines() if line.startswith("note:"))
     assert note == (
-        "note: student (student) ignores --temperature, --top-k: a student draws the whole waveform in one pass "
-        "from noise that only the seed fixes"
+        "note: student (student) ignores --strategy, --top-k: a student draws the whole waveform in one pass "
+        "from noise that only the seed and temperatures set"
     )
     assert (tmp_path / "plain.wav").read_bytes() == (tmp_path / "shaped.wav").read_bytes()
+    quiet = run(*args, "--out", str(tmp_path / "quiet.wav"), "--temperature", "0.5")  # scales its noise
+    assert quiet.returncode == 0 and "note:" not in quiet.stderr, quiet.stderr
+    assert (tmp_path / "plain.wav").read_bytes() != (tmp_path / "quiet.wav").read_bytes()
 
 
 @pytest.mark.slow

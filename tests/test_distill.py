@@ -28,7 +28,8 @@ from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import read_features, save_features
 from vocoder.generate import Sampling
 from vocoder.losses.distillation import density_distillation
-from vocoder.models.checkpoint import save_model
+from vocoder.models.bundle import bundle_model
+from vocoder.models.checkpoint import file_identity, save_model
 from vocoder.models.student import logistic_noise
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.distill import DistillTrainer, teacher_inputs
@@ -130,6 +131,11 @@ def test_resume_continues_exactly(cache_dir: Path, teacher_file: Path, tmp_path:
     other = save_model(tmp_path / "other" / "model.safetensors", WaveNet(tiny_config()), tiny_config(), "teacher", {})
     with pytest.raises(VocoderError, match="were distilled from the teacher"):
         DistillTrainer(other, distill_config(), cache_dir, tmp_path / "split", "cpu", resume=True)
+    # The same teacher bundled with another default sampling: other bytes, the same weights and recipe.
+    cooler = bundle_model(teacher_file, "cooler", tmp_path / "bundled", sampling={"voiced_temperature": 0.5})
+    assert file_identity(cooler / "model.safetensors")["sha256"] != recorded["sha256"]
+    again = DistillTrainer(cooler, distill_config(), cache_dir, tmp_path / "split", "cpu", resume=True, max_steps=5)
+    assert again.step == 4
 
 
 def test_init_fine_tunes_from_a_student_and_records_it(cache_dir: Path, teacher_file: Path, tmp_path: Path) -> None:

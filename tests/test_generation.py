@@ -143,10 +143,9 @@ def test_voiced_temperature_applies_in_voiced_frames_only() -> None:
     assert (hot != cool).float().mean() > 0.1
 
 
-def test_a_schedule_needs_a_voiced_temperature_and_skips_argmax() -> None:
+def test_a_schedule_needs_a_voiced_temperature_and_voicing() -> None:
     voicing = torch.ones(1, 3, dtype=torch.bool)
     assert Sampling(temperature=0.8).step_temperatures(voicing, 4) is None
-    assert Sampling("argmax", voiced_temperature=0.5).step_temperatures(voicing, 4) is None
     assert Sampling(voiced_temperature=0.5).step_temperatures(None, 4) is None
     schedule = Sampling(temperature=0.9, voiced_temperature=0.5).step_temperatures(torch.tensor([[1, 0, 1]]), 4)
     assert schedule.shape == (1, 12)

@@ -3,6 +3,7 @@ the service and the quality bench; set on a bundled copy without touching its we
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -146,8 +147,35 @@ def test_bundling_sets_the_default_sampling_and_keeps_the_weights(models_dir: Pa
     assert not (tmp_path / "models" / "hot").exists()  # refused before anything is written
     config = tiny_config(student=STUDENT)
     student = save_model(tmp_path / "s.safetensors", StudentWaveNet(config), config, "student", {"steps": 0})
-    with pytest.raises(VocoderError, match="a student, which has no distribution to reshape"):
-        bundle_model(student, "s", tmp_path / "models", sampling={"temperature": 0.8})
+    with pytest.raises(VocoderError, match="a student, which has no distribution to reshape: .* not top_p"):
+        bundle_model(student, "s", tmp_path / "models", sampling={"temperature": 0.5, "top_p": 0.9})
+    quiet = bundle_model(student, "s", tmp_path / "models", sampling={"temperature": 0.5, "voiced_temperature": 0.4})
+    assert vocoder.load(quiet, "cpu").default_sampling == Sampling(temperature=0.5, voiced_temperature=0.4)
+
+
+def test_a_students_temperatures_scale_its_noise_and_the_rest_is_ignored(tmp_path: Path) -> None:
+    config = tiny_config(student=STUDENT)
+    model_file = save_model(tmp_path / "s" / "model.safetensors", StudentWaveNet(config), config, "student", {})
+    student = vocoder.load(model_file, "cpu")
+    given = read_features(with_voicing())
+    voiced, unvoiced = (replace(given, vuv=np.full_like(given.vuv, flag)) for flag in (1, 0))
+    plain, halved = student.synthesize(given, seed=3), student.synthesize(given, seed=3, temperature=0.5)
+    assert not np.array_equal(halved, plain)
+    # The voiced temperature scales the noise of voiced frames only.
+    cooled = student.synthesize(given, seed=3, voiced_temperature=0.5)
+    assert not np.array_equal(cooled, plain) and not np.array_equal(cooled, halved)
+    assert np.array_equal(
+        student.synthesize(voiced, seed=3, voiced_temperature=0.5), student.synthesize(voiced, seed=3, temperature=0.5)
+    )
+    assert np.array_equal(student.synthesize(unvoiced, seed=3, voiced_temperature=0.5), plain)
+    assert student.ignored_settings(student.sampling(temperature=0.5, voiced_temperature=0.4))[0] == ()
+    assert student.ignored_settings(student.sampling(strategy="argmax", top_p=0.9)) == (
+        ("strategy", "top_p"),
+        "a student draws the whole waveform in one pass from noise that only the seed and temperatures set",
+    )
+    assert student.ignored_settings(student.sampling(voiced_temperature=0.4), [features()])[0] == (
+        "voiced_temperature",
+    )
 
 
 def test_the_cli_synthesizes_with_the_models_default(models_dir: Path, tmp_path: Path) -> None:

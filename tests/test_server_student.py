@@ -58,18 +58,25 @@ def test_a_student_streams_the_same_audio(client: TestClient) -> None:
 
 
 def test_settings_a_model_ignores_are_named_in_a_header_and_the_audio_is_unchanged(client: TestClient) -> None:
-    """A student draws from noise that only the seed fixes: strategy, temperature, top_k and top_p change nothing,
-    and the answer says which of those given it ignored (as the CLI's note does) rather than accept them silently."""
+    """A student draws from noise that only the seed and its temperatures set: strategy, top_k and top_p change
+    nothing, and the answer says which of those given it ignored (as the CLI's note does) rather than accept them
+    silently; a temperature scales its noise, streamed or not."""
     plain = client.post(SYNTHESIZE, params={"model": "student", "seed": 3}, files=upload(npz_bytes(6)))
     assert "x-ignored-settings" not in plain.headers
-    shaped = {"strategy": "mean", "temperature": 0.5, "top_k": 5, "top_p": 0.9}
+    shaped = {"strategy": "mean", "top_k": 5, "top_p": 0.9}
+    quiet = client.post(
+        SYNTHESIZE, params={"model": "student", "seed": 3, "temperature": 0.5}, files=upload(npz_bytes(6))
+    )
+    assert "x-ignored-settings" not in quiet.headers and quiet.content[44:] != plain.content[44:]
     for stream in (False, True):
-        answer = client.post(
-            SYNTHESIZE, params={"model": "student", "seed": 3, "stream": stream, **shaped}, files=upload(npz_bytes(6))
-        )
-        assert answer.status_code == 200, answer.text
-        assert answer.headers["x-ignored-settings"] == "strategy, temperature, top_k, top_p"
-        assert answer.content[44:] == plain.content[44:]
+        for temperature, expected in ((None, plain), (0.5, quiet)):
+            params = {"model": "student", "seed": 3, "stream": stream, **shaped}
+            if temperature is not None:
+                params["temperature"] = temperature
+            answer = client.post(SYNTHESIZE, params=params, files=upload(npz_bytes(6)))
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-ignored-settings"] == "strategy, top_k, top_p"
+            assert answer.content[44:] == expected.content[44:]
     argmax = {"model": "teacher", "strategy": "argmax", "temperature": 0.5, "speaker": "alice"}
     answer = client.post(SYNTHESIZE, params=argmax, files=upload(npz_bytes(6)))
     assert answer.headers["x-ignored-settings"] == "temperature"

@@ -116,6 +116,30 @@ def test_parts_and_threads_give_bitwise_the_same_waveform() -> None:
         assert torch.equal(kernel.one_pass(local, speakers, uniforms), whole)
 
 
+@torch.inference_mode()
+def test_a_temperature_scales_the_noise_in_every_path() -> None:
+    """Glow's temperature: the kernel, the PyTorch forward and a stream read the same scaled noise, a number or a
+    voicing-tied per-sample schedule."""
+    model = random_student()
+    kernel, reference = KernelStudent(model), TorchStudent(model)
+    conditioning, speakers, uniforms = inputs(model, 2, 150)
+    local = model.upsample(conditioning)
+    hop = model.config.features.hop_length
+    voicing = torch.arange(150).repeat(2, 1) % 3 != 0
+    schedule = Sampling(temperature=0.9, voiced_temperature=0.4).step_temperatures(voicing, hop)
+    plain = reference.one_pass(local, speakers, uniforms)
+    for scale in (0.5, schedule.whole()):
+        expected = reference.one_pass(local, speakers, uniforms, scale)
+        assert_close(kernel.one_pass(local, speakers, uniforms, scale), expected)
+        assert (expected - plain).abs().max() > 0.01  # the scale changed the draw
+    by_schedule = kernel.generate(model.conditioning(conditioning), speakers, uniforms, temperatures=schedule)
+    assert_close(by_schedule, reference.one_pass(local, speakers, uniforms, schedule.whole()))
+    streamed = kernel.stream(model.conditioning(conditioning), speakers, uniforms, 2048, temperatures=schedule)
+    assert torch.equal(torch.cat([chunk for _, chunk in streamed], 1), by_schedule)
+    halved = kernel.generate(model.conditioning(conditioning), speakers, uniforms, temperature=0.5)
+    assert torch.equal(halved, kernel.one_pass(local, speakers, uniforms, 0.5))
+
+
 def test_fallbacks_log_why(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     model = random_student()
     conditioning, speakers, uniforms = inputs(model, 1, 20)

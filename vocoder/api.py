@@ -83,9 +83,9 @@ class Vocoder:
             fast_torch = fast_torch.fallback  # type: ignore[attr-defined]
         self._fast_torch: FastWaveNet | None = fast_torch
         self._student = student_generator(self.model, backend) if kind == STUDENT else None
-        # What unset sampling settings mean: a teacher's `sampling` section (its card's measured best), replaceable
-        # (e.g. to compare samplings of one model); a student has no distribution to reshape.
-        self.default_sampling = Sampling() if kind == STUDENT else Sampling.recommended(self.config.sampling)
+        # What unset sampling settings mean: the `sampling` section (its card's measured best), replaceable (e.g.
+        # to compare samplings of one model); a student reads only its temperatures (its noise's scale).
+        self.default_sampling = Sampling.recommended(self.config.sampling)
 
     @property
     def config(self) -> Config:
@@ -132,13 +132,15 @@ class Vocoder:
         the CLI prints them in a note and the service names them in a header, rather than accept them silently.
         With the `features` to synthesize: a voiced temperature (the model's own too) where none of them says
         which frames are voiced."""
-        if self.kind == STUDENT:
-            reason = "a student draws the whole waveform in one pass from noise that only the seed fixes"
-            return sampling.reshaping(), reason
-        tied = sampling.voiced_temperature is not None and sampling.strategy != "argmax"
+        if self.kind == STUDENT and (unused := sampling.unused_by_student(self.default_sampling)):
+            reason = "a student draws the whole waveform in one pass from noise that only the seed and temperatures set"
+            return unused, reason
+        tied = sampling.voiced_temperature is not None and (self.kind == STUDENT or sampling.strategy != "argmax")
         if tied and features and all(item.vuv is None for item in features):
             reason = f"the features carry no vuv (which frames are voiced): `vocoder extract --model {self.name}`"
             return ("voiced_temperature",), f"{reason} writes it"
+        if self.kind == STUDENT:
+            return (), ""
         reason = "argmax takes the most likely class of the unshaped distribution"
         return sampling.unused_by_strategy(self.default_sampling), reason
 
@@ -208,11 +210,13 @@ class Vocoder:
         conditioning = self.conditioning(features, frames)
         speaker_ids = self.speaker_ids(features)
         uniforms = sampling.draws(len(features), conditioning.shape[-1])  # each block drawn when reached
+        temperatures = self.step_temperatures(features, sampling)
         if method == "student":
-            waveform = self._student.generate(conditioning, speaker_ids, uniforms, progress)
+            waveform = self._student.generate(
+                conditioning, speaker_ids, uniforms, progress, sampling.temperature, temperatures
+            )
             return GenerationResult(waveform, mu_law_encode(waveform, self.config.audio.mu))
         lpc = self.model.predictors(frames)  # an LPC model's, computed a tile of frames at a time as well
-        temperatures = self.step_temperatures(features, sampling)
         if method == "naive":  # the reference reads whole windows (and is capped to short utterances)
             local, draws = conditioning.whole(), uniforms.whole()
             return generate_naive(
@@ -242,7 +246,11 @@ class Vocoder:
         deemphasis = Deemphasis(self.config.audio.preemphasis)
         if self._student is not None:  # the student's chunks, recut to `chunk_samples`
             pending = np.empty(0, np.float32)
-            for _, chunk in self._student.stream(conditioning, speaker_ids, uniforms):
+            temperatures = self.step_temperatures([loaded], sampling)
+            chunks = self._student.stream(
+                conditioning, speaker_ids, uniforms, temperature=sampling.temperature, temperatures=temperatures
+            )
+            for _, chunk in chunks:
                 pending = np.concatenate([pending, deemphasis(chunk[0].cpu().numpy())])
                 whole_chunks = len(pending) // chunk_samples * chunk_samples
                 yield from (pending[start : start + chunk_samples] for start in range(0, whole_chunks, chunk_samples))

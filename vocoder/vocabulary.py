@@ -36,6 +36,9 @@ parallel pass."""
 Strategy = Literal["sample", "argmax", "mean"]
 """How a teacher turns one step's distribution into a sample: draw from it, take its mode, or its expected value."""
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+STUDENT_SETTINGS = ("temperature", "voiced_temperature")
+"""The sampling settings a Parallel WaveNet student reads: the scale of its logistic noise (Glow's temperature), in
+every frame and in voiced ones; it has no per-sample distribution for the others to reshape."""
 
 Precision = Literal["fp32", "fp16", "int8"]
 """The fused CPU kernel's weight precision: fp32 is exact against the reference, fp16 and int8 faster (the Triton

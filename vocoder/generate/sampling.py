@@ -22,7 +22,7 @@ import torch
 from vocoder.audio import mu_law_bin_centres, mu_law_encode
 from vocoder.constants import TEMPERATURE_MAX, TEMPERATURE_MIN, TOP_K_MAX
 from vocoder.errors import VocoderError
-from vocoder.vocabulary import STRATEGIES, Strategy
+from vocoder.vocabulary import STRATEGIES, STUDENT_SETTINGS, Strategy
 
 if TYPE_CHECKING:
     from vocoder.config import SamplingConfig
@@ -135,7 +135,8 @@ def parse_settings(text: str, where: str) -> dict[str, object]:
 class Sampling:
     """`sample`: draw from the distribution; `argmax`: its mode; `mean`: its expected value in the waveform
     domain. `temperature`, `top_k` and `top_p` reshape the distribution before `sample` and `mean`;
-    `voiced_temperature`, when set, replaces `temperature` in the frames the features mark voiced (`vuv`)."""
+    `voiced_temperature`, when set, replaces `temperature` in the frames the features mark voiced (`vuv`). A
+    student reads only the two temperatures: they scale its logistic noise."""
 
     strategy: Strategy = "sample"
     temperature: float = 1.0
@@ -168,6 +169,11 @@ class Sampling:
         baseline = baseline or Sampling()
         return tuple(name for name in RESHAPING if getattr(self, name) != getattr(baseline, name))
 
+    def unused_by_student(self, baseline: Sampling | None = None) -> tuple[str, ...]:
+        """Settings (changed from `baseline`'s) that a Parallel WaveNet student ignores: it has no per-sample
+        distribution, only noise, which `temperature` and `voiced_temperature` scale (Glow's temperature)."""
+        return tuple(name for name in self.reshaping(baseline) if name not in STUDENT_SETTINGS)
+
     def unused_by_strategy(self, baseline: Sampling | None = None) -> tuple[str, ...]:
         """Reshaping settings (changed from `baseline`'s) that the strategy itself ignores: argmax takes the mode
         of the raw logits."""
@@ -186,8 +192,9 @@ class Sampling:
 
     def step_temperatures(self, voicing: torch.Tensor | None, hop: int) -> StepTemperatures | None:
         """The per-step temperatures of a voicing-tied sampling for `voicing [B, frames]` (the features' `vuv`),
-        or None where every step takes `temperature`: no `voiced_temperature`, no voicing, or `argmax`."""
-        if self.voiced_temperature is None or voicing is None or self.strategy == "argmax":
+        or None where every step takes `temperature`: no `voiced_temperature` or no voicing (`argmax` reads
+        neither)."""
+        if self.voiced_temperature is None or voicing is None:
             return None
         return StepTemperatures(voicing, hop, self.voiced_temperature, self.temperature)
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from vocoder.generate.result import ProgressCallback, checked_uniforms
-from vocoder.generate.sampling import Uniforms
+from vocoder.generate.result import ProgressCallback, checked_temperatures, checked_uniforms
+from vocoder.generate.sampling import StepTemperatures, Uniforms
 from vocoder.models.conditioning import Conditioning, as_conditioning
-from vocoder.models.student import StudentWaveNet, logistic_noise
+from vocoder.models.student import StudentWaveNet, scaled_noise
 from vocoder.native import KernelUnavailable, load_extension, weights_problem
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,16 @@ class TorchStudent:
         per_sample = batch * channels * torch.finfo(local.dtype).bits // 8
         return max(self.min_chunk_samples, self.chunk_bytes // per_sample)
 
-    def one_pass(self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor) -> torch.Tensor:
-        """A waveform `[B, T]` in [-1, 1] from `local [B, C', T]` and `uniforms [B, T]` in one forward pass."""
-        return self.model.generate(local, speaker_ids, uniforms)
+    def one_pass(
+        self,
+        local: torch.Tensor,
+        speaker_ids: torch.Tensor | None,
+        uniforms: torch.Tensor,
+        temperature: float | torch.Tensor = 1.0,
+    ) -> torch.Tensor:
+        """A waveform `[B, T]` in [-1, 1] from `local [B, C', T]` and `uniforms [B, T]` in one forward pass, the
+        noise scaled by `temperature` (a number or `[B, T]`)."""
+        return self.model.generate(local, speaker_ids, uniforms, temperature)
 
     def stream(
         self,
@@ -74,6 +81,8 @@ class TorchStudent:
         speaker_ids: torch.Tensor | None,
         uniforms: torch.Tensor | Uniforms,
         first_chunk: int = FIRST_CHUNK_SAMPLES,
+        temperature: float = 1.0,
+        temperatures: StepTemperatures | None = None,
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """`one_pass` over the whole utterance as consecutive chunks `(start, [B, n])`, `first_chunk` samples first
         and each next twice the last up to a full chunk, with the memory of one chunk whatever the length. Each
@@ -81,9 +90,10 @@ class TorchStudent:
         depends on nothing earlier), so it holds the whole pass's samples: bitwise with the fused forward however
         the chunks are cut (a stream and a whole synthesis agree bitwise), to float rounding with PyTorch's (its
         convolutions round by length). Each chunk's conditioning is upsampled and its noise drawn when it is
-        reached."""
+        reached. The noise is scaled by `temperature`, or per sample by a voicing-tied sampling's `temperatures`."""
         local = as_conditioning(local)
         uniforms = checked_uniforms(uniforms, local.shape[0], local.shape[-1])
+        temperatures = checked_temperatures(temperatures, local.shape[0], local.shape[-1])
         steps, context = local.shape[-1], self.model.receptive_field - 1
         full = self.full_chunk(local)
         start, size = 0, min(first_chunk, full)
@@ -91,7 +101,8 @@ class TorchStudent:
             stop = min(steps, start + size)
             first = max(0, start - context)
             block = local.block(first, stop).contiguous()  # a strided block sends convolutions down a slow path
-            waveform = self.one_pass(block, speaker_ids, uniforms.block(first, stop))
+            scale = temperature if temperatures is None else temperatures.block(first, stop)
+            waveform = self.one_pass(block, speaker_ids, uniforms.block(first, stop), scale)
             yield start, waveform[:, start - first :]
             start, size = stop, min(2 * size, full)
 
@@ -101,12 +112,15 @@ class TorchStudent:
         speaker_ids: torch.Tensor | None,
         uniforms: torch.Tensor | Uniforms,
         progress: ProgressCallback | None = None,
+        temperature: float = 1.0,
+        temperatures: StepTemperatures | None = None,
     ) -> torch.Tensor:
         """The whole waveform `[B, T]`, synthesized in full chunks (`stream`: no short first chunk, nobody is
         listening before the end); `progress` hears of each chunk."""
         batch, _, steps = local.shape
         waveform = torch.empty(batch, steps, device=local.device, dtype=local.dtype)
-        for start, chunk in self.stream(local, speaker_ids, uniforms, first_chunk=self.full_chunk(local)):
+        chunks = self.stream(local, speaker_ids, uniforms, self.full_chunk(local), temperature, temperatures)
+        for start, chunk in chunks:
             waveform[:, start : start + chunk.shape[1]] = chunk
             if progress is not None:
                 progress(chunk.shape[1])
@@ -160,13 +174,18 @@ class KernelStudent(TorchStudent):
         return bias.contiguous()
 
     def one_pass(
-        self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor, parts: int = 0
+        self,
+        local: torch.Tensor,
+        speaker_ids: torch.Tensor | None,
+        uniforms: torch.Tensor,
+        temperature: float | torch.Tensor = 1.0,
+        parts: int = 0,
     ) -> torch.Tensor:
         """As `TorchStudent.one_pass`; `parts` splits each utterance into that many parts (0: one per thread)."""
         if local.device.type != "cpu" or local.dtype != torch.float32:
             log.warning("fused student forward: %s %s input; using the PyTorch forward", local.device, local.dtype)
-            return super().one_pass(local, speaker_ids, uniforms)
-        z = logistic_noise(uniforms.to(local.dtype)).contiguous()
+            return super().one_pass(local, speaker_ids, uniforms, temperature)
+        z = scaled_noise(uniforms.to(local.dtype), temperature).contiguous()
         out = torch.empty_like(z)
         self._forward.run(z, local.contiguous(), self._gate_bias(speaker_ids, z.shape[0]), out, parts)
         return out

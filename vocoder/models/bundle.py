@@ -19,7 +19,7 @@ from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, replace_c
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.checkpoints import read_checkpoint, save_checkpoint
-from vocoder.vocabulary import STUDENT, TEACHER
+from vocoder.vocabulary import STUDENT, STUDENT_SETTINGS, TEACHER
 
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024
 TRAINING_STATE = "training/state.pt"
@@ -94,6 +94,8 @@ def write_card(
             f"| receptive field | {student.receptive_field} samples of noise |",
             f"| parameters | {student.parameter_count():,} |",
         ]
+        scales = [f"{key} {value}" for key in STUDENT_SETTINGS if (value := getattr(config.sampling, key)) is not None]
+        lines.append(f"| default sampling | {', '.join(scales)}: the noise's scale (a request's own replace it) |")
         if config.reads_f0:
             lines.append(
                 f"| harmonic source | {config.student.source_harmonics} harmonics of the recording's F0 and its "
@@ -143,8 +145,11 @@ def bundle_model(
         raise VocoderError(f"{model_file}: {model_file.stat().st_size / 2**20:.1f} MB exceeds the 20 MB bundle limit")
     config, kind, _ = read_model_header(model_file)
     if sampling:
-        if kind != TEACHER:
-            raise VocoderError(f"--sampling: {model_file} is a {kind}, which has no distribution to reshape")
+        if kind != TEACHER and (unread := sorted(set(sampling) - set(STUDENT_SETTINGS))):
+            raise VocoderError(
+                f"--sampling: {model_file} is a {kind}, which has no distribution to reshape: it reads only "
+                f"{' and '.join(STUDENT_SETTINGS)} (its noise's scale), not {', '.join(unread)}"
+            )
         changed = {**config.model_dump(mode="json"), "sampling": {**config.sampling.model_dump(), **sampling}}
         config = config_from_dict(changed, f"{model_file} with --sampling {sampling}")  # range errors name the key
     state = None if training_state is None else read_checkpoint(training_state)  # damaged: refused before copying

@@ -115,9 +115,26 @@ def read_model_header(path: Path) -> tuple[Config, str, dict[str, Any]]:
 
 
 def file_identity(path: Path) -> dict[str, str]:
-    """What names a model file in another's provenance: its location and the SHA-256 of its bytes (a retrained
-    model at the same path differs)."""
-    return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    """What names a model file in another's provenance: its location, the SHA-256 of its bytes (a retrained model at
+    the same path differs) and that of what it computes (`weights_digest`: the same for a copy bundled with another
+    default sampling)."""
+    return {
+        "file": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "weights_sha256": weights_digest(path),
+    }
+
+
+def weights_digest(path: Path) -> str:
+    """SHA-256 of a model file's config less its default sampling, and of every tensor (name, dtype, shape, bytes):
+    what the model computes, whatever it samples with by default."""
+    weights, config, kind, _ = read_model_file(path)
+    digest = hashlib.sha256(json.dumps([kind, config.model_dump(mode="json", exclude={"sampling"})]).encode())
+    for name in sorted(weights):
+        tensor = weights[name]
+        digest.update(f"{name} {tensor.dtype} {list(tensor.shape)}".encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def read_model_file(path: Path) -> tuple[dict[str, torch.Tensor], Config, str, dict[str, Any]]:

@@ -41,6 +41,13 @@ def logistic_noise(uniforms: torch.Tensor) -> torch.Tensor:
     return torch.log(u) - torch.log1p(-u)
 
 
+def scaled_noise(uniforms: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+    """`logistic_noise` times `temperature`, a number or a tensor shaped like `uniforms` (Glow's temperature: below
+    1, a quieter draw than the one the student was distilled on)."""
+    z = logistic_noise(uniforms)
+    return z * (temperature.to(z) if isinstance(temperature, torch.Tensor) else temperature)
+
+
 class Flow(nn.Module):
     """One IAF step: causal input conv over the input shifted by one, gated residual layers, a 2-channel head."""
 
@@ -204,10 +211,17 @@ class StudentWaveNet(ConditionedModel):
             log_scale_min=s.log_scale_min,
         )
 
-    def generate(self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor) -> torch.Tensor:
+    def generate(
+        self,
+        local: torch.Tensor,
+        speaker_ids: torch.Tensor | None,
+        uniforms: torch.Tensor,
+        temperature: float | torch.Tensor = 1.0,
+    ) -> torch.Tensor:
         """A whole waveform `[B, T]` in [-1, 1] in one forward pass: `uniforms [B, T]` (seeded, as the teacher's
-        generators use them) become the logistic noise z."""
-        z = logistic_noise(uniforms.to(local.device, local.dtype))
+        generators use them) become the logistic noise z, scaled by `temperature` (a number, or `[B, T]` per
+        sample: Glow's and WaveGlow's temperature, below 1 a less noisy draw than the one distilled)."""
+        z = scaled_noise(uniforms.to(local.device, local.dtype), temperature)
         return self(z, local, speaker_ids).waveform.clamp(-1.0, 1.0)
 
     def parameter_count(self) -> int:

@@ -164,9 +164,12 @@ class DistillTrainer(Trainer):
         return {**super().run_metadata(), "teacher": self.teacher_identity}
 
     def _restore(self, state: dict[str, Any]) -> None:
-        """Resume only against the teacher the checkpoint was distilled from (same bytes, wherever the file is)."""
+        """Resume only against the teacher the checkpoint was distilled from, wherever the file is: the same bytes,
+        or the same weights and recipe (a copy bundled with another default sampling)."""
         saved = state.get("run", {}).get("teacher")
-        if saved is not None and saved["sha256"] != self.teacher_identity["sha256"]:
+        current = self.teacher_identity
+        same_weights = saved is not None and saved.get("weights_sha256") == current["weights_sha256"]
+        if saved is not None and saved["sha256"] != current["sha256"] and not same_weights:
             raise VocoderError(
                 f"--resume: the checkpoints in {self.store.directory} were distilled from the teacher "
                 f"{saved['file']} (sha256 {saved['sha256'][:12]}), not from {self.teacher_identity['file']} "
