@@ -415,7 +415,7 @@ def test_a_student_streams_bitwise_what_it_synthesizes_whole() -> None:
     model = vocoder.load("student", device="cpu")
     features = tiled(model.features(EXAMPLES / "slt_0004_mel.npz"), 400)  # 80,000 samples: six chunks
     whole = model.synthesize(features, seed=2)
-    chunks = list(model.synthesize_stream(features, Sampling(seed=2), chunk_samples=1000))
+    chunks = list(model.synthesize_stream(features, model.sampling(seed=2), chunk_samples=1000))
     assert {len(chunk) for chunk in chunks[:-1]} == {1000}
     assert np.array_equal(np.concatenate(chunks), whole)
 
