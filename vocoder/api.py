@@ -244,9 +244,9 @@ class Vocoder:
         uniforms = sampling.draws(1, conditioning.shape[-1])
         speaker_ids = self.speaker_ids([loaded])
         deemphasis = Deemphasis(self.config.audio.preemphasis)
+        temperatures = self.step_temperatures([loaded], sampling)
         if self._student is not None:  # the student's chunks, recut to `chunk_samples`
             pending = np.empty(0, np.float32)
-            temperatures = self.step_temperatures([loaded], sampling)
             chunks = self._student.stream(
                 conditioning, speaker_ids, uniforms, temperature=sampling.temperature, temperatures=temperatures
             )
@@ -260,7 +260,6 @@ class Vocoder:
             return
         result = self._fast.allocate(conditioning)
         lpc = self.model.predictors(frames)
-        temperatures = self.step_temperatures([loaded], sampling)
         blocks = self._fast.stream(
             conditioning, speaker_ids, sampling, uniforms, result, chunk_samples, lpc, temperatures
         )
