@@ -143,6 +143,16 @@ def test_voiced_temperature_applies_in_voiced_frames_only() -> None:
     assert (hot != cool).float().mean() > 0.1
 
 
+def test_a_schedule_of_another_batch_or_length_is_refused() -> None:
+    model, local, speaker_ids = model_and_inputs(2, [], steps=80)
+    sampling = Sampling(voiced_temperature=0.5, seed=1)
+    uniforms = sampling.uniforms(2, 80)
+    for voicing in (torch.ones(1, 2, dtype=torch.bool), torch.ones(2, 1, dtype=torch.bool)):  # 1 row; 40 steps
+        schedule = sampling.step_temperatures(voicing, model.config.features.hop_length)
+        with pytest.raises(ValueError, match=r"temperatures: expected \[2, >= 80\]"):
+            FastWaveNet(model).generate(local, speaker_ids, sampling, uniforms, temperatures=schedule)
+
+
 def test_a_schedule_needs_a_voiced_temperature_and_voicing() -> None:
     voicing = torch.ones(1, 3, dtype=torch.bool)
     assert Sampling(temperature=0.8).step_temperatures(voicing, 4) is None
