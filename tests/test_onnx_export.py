@@ -18,6 +18,7 @@ from tests.test_student import STUDENT
 from tests.test_student_kernel import random_student
 from vocoder.bench.student import bench_student
 from vocoder.cli import app
+from vocoder.config import SamplingConfig
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import Features
 from vocoder.generate import Sampling
@@ -38,6 +39,7 @@ SOURCE_SECONDS = 6.0
 """Long enough for the phase to wrap about 850 times (F0 100-300 Hz, 70 % voiced in 7 stretches: 3,400 turns of the
 4th harmonic) and for float32 rounding of it to show."""
 HARMONICS = 4
+DEFAULT_SAMPLING = SamplingConfig(temperature=0.5, voiced_temperature=0.3)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_onnxruntime_matches_pytorch_on_the_same_noise(exported: tuple[Path, Path]) -> None:
     model_file, folder = exported
     manifest = json.loads((folder / "export.json").read_text())
-    assert manifest["student"]["inputs"] == ["local", "uniforms", "speaker_ids"]
+    assert manifest["student"]["inputs"] == ["local", "uniforms", "temperatures", "speaker_ids"]
     assert manifest["upsampler"]["inputs"] == ["frames"] and "f0" not in manifest  # no source: no F0
     assert manifest["speakers"] == ["alice", "bob"] and manifest["hop_length"] == 40
     student = vocoder.load(model_file, "cpu")
@@ -68,8 +70,9 @@ def test_onnxruntime_matches_pytorch_on_the_same_noise(exported: tuple[Path, Pat
         local = model.upsample(frames)
         assert (onnx.upsample(frames, None) - local).abs().max() < MAX_ABS_DIFFERENCE
         uniforms, speakers = torch.rand(2, 13 * 40), torch.tensor([1, 0])
-        expected = model.generate(local, speakers, uniforms)
-    assert (onnx.generate(local, speakers, uniforms) - expected).abs().max() < MAX_ABS_DIFFERENCE
+        temperatures = torch.rand(2, 13 * 40) + 0.2  # a different noise scale for every sample
+        expected = model.generate(local, speakers, uniforms, temperatures)
+    assert (onnx.generate(local, speakers, uniforms, temperatures) - expected).abs().max() < MAX_ABS_DIFFERENCE
 
 
 @pytest.mark.slow
@@ -97,10 +100,12 @@ def test_a_teacher_is_refused_with_the_reason(tiny_model_file: Path, tmp_path: P
 
 @pytest.fixture(scope="module")
 def exported_source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A random tiny student with a harmonic source (as tests/test_student_source.py builds one), exported."""
+    """A random tiny student with a harmonic source (as tests/test_student_source.py builds one) and a voicing-tied
+    default sampling (DEFAULT_SAMPLING), exported."""
     root = tmp_path_factory.mktemp("onnx-source")
     model = random_student(source_harmonics=HARMONICS)
-    model_file = save_model(root / "student" / "model.safetensors", model, model.config, "student", {})
+    config = model.config.model_copy(update={"sampling": DEFAULT_SAMPLING})
+    model_file = save_model(root / "student" / "model.safetensors", model, config, "student", {})
     result = CliRunner().invoke(app, ["export", "--model", str(model_file), "--out", str(root / "x")])
     assert result.exit_code == 0, result.output
     return model_file, root / "x"
@@ -139,7 +144,9 @@ def test_a_source_students_export_computes_its_source_from_f0_and_synthesizes_as
     assert manifest["upsampler"]["inputs"] == ["frames", "f0"]
     assert manifest["f0"]["fields"] == ["lf0", "vuv"] and manifest["f0"]["hz"] == "exp(lf0) * vuv"
     assert manifest["source_harmonics"] == HARMONICS
-    assert manifest["student"]["inputs"] == ["local", "uniforms", "speaker_ids"]
+    assert manifest["student"]["inputs"] == ["local", "uniforms", "temperatures", "speaker_ids"]
+    defaults = manifest["temperatures"]
+    assert (defaults["temperature"], defaults["voiced_temperature"]) == (0.5, 0.3)
     features = voiced_features(SOURCE_SECONDS)
     assert 0.2 < features.vuv.mean() < 0.9
     plain = vocoder.load(model_file, "cpu", backend="torch")
@@ -155,7 +162,9 @@ def test_a_source_students_export_computes_its_source_from_f0_and_synthesizes_as
     reference = nsf_source(f0[0].numpy(), 40, 16000, HARMONICS)
     assert np.abs(local[0, 5:].numpy() - reference).max() < SOURCE_TOLERANCE
     uniforms = Sampling(seed=5).uniforms(1, local.shape[-1])
-    waveform = onnx.generate(local, torch.tensor([1]), uniforms)[0].numpy()
+    voiced = np.repeat(features.vuv, 40) > 0  # the manifest's rule, by its definition
+    temperatures = torch.from_numpy(np.where(voiced, defaults["voiced_temperature"], defaults["temperature"]))
+    waveform = onnx.generate(local, torch.tensor([1]), uniforms, temperatures[None])[0].numpy()
     assert np.abs(waveform - plain.synthesize(features, seed=5)).max() < MAX_ABS_DIFFERENCE  # measured 1.5e-7
     fused = vocoder.load(model_file, "cpu")
     assert np.abs(waveform - fused.synthesize(features, seed=5)).max() < KERNEL_TOLERANCE  # measured 1.6e-7

@@ -7,13 +7,14 @@ Two graphs, every length and the batch dynamic:
   `exp(lf0) * vuv`), and its `local [B, C' + H + 1, N * hop]` ends with the source, as `with_source` computes it
   (phase 0 at the utterance's start, summed and wrapped in float64 inside the graph);
 - `student.onnx`: the whole one-pass synthesis, `StudentWaveNet.generate`: `local`, `uniforms [B, N * hop]` (the
-  noise as uniform draws in (0, 1)) and, for a model with speakers, `speaker_ids [B]` -> `waveform [B, N * hop]`
-  in [-1, 1], in the model's signal domain: when `audio.preemphasis` is set, the caller de-emphasises
-  (`y[t] = x[t] + a * y[t-1]`), as `Vocoder.synthesize` does.
+  noise as uniform draws in (0, 1)), `temperatures [B, N * hop]` (each sample's noise scale: the student's sampling
+  is part of what it sounds like, so a caller draws as `Vocoder.synthesize` does) and, for a model with speakers,
+  `speaker_ids [B]` -> `waveform [B, N * hop]` in [-1, 1], in the model's signal domain: when
+  `audio.preemphasis` is set, the caller de-emphasises (`y[t] = x[t] + a * y[t-1]`), as `Vocoder.synthesize` does.
 `export.json` beside them says which is which and holds what a caller needs (rate, hop, arrays, speakers,
-pre-emphasis; for a source student, the feature file's fields `f0` comes from). A teacher generates sample by
-sample, each step fed its own previous sample: that loop has no one-graph form here, and exporting one is refused
-with the reason.
+pre-emphasis, the model's default temperatures; for a source student, the feature file's fields `f0` comes from).
+A teacher generates sample by sample, each step fed its own previous sample: that loop has no one-graph form here,
+and exporting one is refused with the reason.
 """
 
 from __future__ import annotations
@@ -45,9 +46,13 @@ class _Synthesis(nn.Module):
         self.model = model
 
     def forward(
-        self, local: torch.Tensor, uniforms: torch.Tensor, speaker_ids: torch.Tensor | None = None
+        self,
+        local: torch.Tensor,
+        uniforms: torch.Tensor,
+        temperatures: torch.Tensor,
+        speaker_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.model.generate(local, speaker_ids, uniforms)
+        return self.model.generate(local, speaker_ids, uniforms, temperatures)
 
 
 class _Upsampler(nn.Module):
@@ -84,10 +89,15 @@ def export_student(vocoder: Vocoder, out: Path) -> dict[str, object]:
         upsampler_inputs["f0"] = torch.full((EXAMPLE_BATCH, EXAMPLE_FRAMES), EXAMPLE_F0)
     with torch.no_grad():
         local = upsampler(*upsampler_inputs.values())
-    inputs: dict[str, torch.Tensor] = {"local": local, "uniforms": torch.rand(EXAMPLE_BATCH, samples)}
+    inputs: dict[str, torch.Tensor] = {
+        "local": local,
+        "uniforms": torch.rand(EXAMPLE_BATCH, samples),
+        "temperatures": torch.rand(EXAMPLE_BATCH, samples),
+    }
     shapes: dict[str, dict[int, torch.export.Dim]] = {
         "local": {0: batch, 2: sample_axis},
         "uniforms": {0: batch, 1: sample_axis},
+        "temperatures": {0: batch, 1: sample_axis},
     }
     if config.speakers:
         inputs["speaker_ids"] = torch.zeros(EXAMPLE_BATCH, dtype=torch.long)
@@ -105,6 +115,11 @@ def export_student(vocoder: Vocoder, out: Path) -> dict[str, object]:
         "conditioning": config.features.array_dims(),
         "speakers": list(config.speakers),
         "preemphasis": config.audio.preemphasis,
+        "temperatures": {  # the input `temperatures`, per sample, as the model draws by default
+            "temperature": config.sampling.temperature,
+            "voiced_temperature": config.sampling.voiced_temperature,
+            "rule": "voiced_temperature where the sample's frame has vuv 1 (when it is not null), else temperature",
+        },
         "upsampler": {"file": UPSAMPLER_FILE, "inputs": list(upsampler_inputs), "outputs": ["local"]},
         "student": {"file": STUDENT_FILE, "inputs": list(inputs), "outputs": ["waveform"]},
     }
@@ -174,9 +189,21 @@ class OnnxStudent:
         [local] = self._upsampler.run(None, feeds)
         return torch.from_numpy(local)
 
-    def generate(self, local: torch.Tensor, speaker_ids: torch.Tensor | None, uniforms: torch.Tensor) -> torch.Tensor:
-        """A waveform `[B, T]` in [-1, 1] from `local [B, C', T]` and `uniforms [B, T]`."""
-        feeds = {"local": local.cpu().numpy(), "uniforms": uniforms.cpu().float().numpy()}
+    def generate(
+        self,
+        local: torch.Tensor,
+        speaker_ids: torch.Tensor | None,
+        uniforms: torch.Tensor,
+        temperature: float | torch.Tensor = 1.0,
+    ) -> torch.Tensor:
+        """A waveform `[B, T]` in [-1, 1] from `local [B, C', T]` and `uniforms [B, T]`, the noise scaled by
+        `temperature` (a number or `[B, T]`, as `StudentWaveNet.generate` takes it)."""
+        temperatures = torch.as_tensor(temperature, dtype=torch.float32).expand(uniforms.shape)
+        feeds = {
+            "local": local.cpu().numpy(),
+            "uniforms": uniforms.cpu().float().numpy(),
+            "temperatures": temperatures.cpu().numpy(),
+        }
         if speaker_ids is not None:
             feeds["speaker_ids"] = speaker_ids.cpu().numpy()
         [waveform] = self._student.run(None, feeds)
