@@ -180,7 +180,7 @@ def check_json_counts(body: bytes, model: Vocoder, max_frames: int) -> None:
 
     Parsed, every number becomes a Python object of about 32 bytes (a body of `[0]` rows, 60 times its size);
     counting brackets and commas first bounds the parse by the frame cap, whatever the body's size."""
-    dims = model.config.features.array_dims(model.config.extracted_arrays())  # F0 arrays too, where read or used
+    dims = model.config.extracted_array_dims()  # F0 arrays too, where read or used
     matrices = sum(1 for name in dims if name in MATRIX_ARRAYS) or 1
     rows_allowed = matrices * max_frames + JSON_SLACK
     numbers_allowed = max_frames * (sum(dims.values()) + 2) + JSON_SLACK

@@ -403,6 +403,10 @@ class Config(_Strict):
         """The width of each of `feature_arrays`."""
         return self.features.array_dims(self.feature_arrays())
 
+    def extracted_array_dims(self) -> dict[str, int]:
+        """The width of each of `extracted_arrays`: every array a feature file for this recipe may hold."""
+        return self.features.array_dims(self.extracted_arrays())
+
 
 Origins = dict[tuple[str, ...], Path]
 """Which file of a recipe and its bases set each key (a path of nested keys) of the merged mapping."""

@@ -232,7 +232,7 @@ def validate_features(features: Features, config: Config, require_speaker: bool 
             f"no {' and no '.join(missing_f0)}",
         )
     required = config.feature_arrays()
-    for name, width in config.features.array_dims(config.extracted_arrays()).items():
+    for name, width in config.extracted_array_dims().items():
         array = getattr(features, name)
         if array is None and name not in required:  # voicing for a voicing-tied sampling: optional
             continue
