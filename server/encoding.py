@@ -13,7 +13,7 @@ from typing import get_args
 import numpy as np
 import soundfile
 
-from vocoder.audio import AUDIO_FORMATS
+from vocoder.audio import AUDIO_FORMATS, full_scale
 from vocoder_server.schemas import AudioFormat
 
 assert set(get_args(AudioFormat)) == set(AUDIO_FORMATS)  # the formats a request may name are those save_wav writes
@@ -31,7 +31,7 @@ def encode_audio(wav: np.ndarray, sample_rate: int, audio_format: str) -> bytes:
         return encode_chunk(wav, "pcm16")
     container, subtype = AUDIO_FORMATS[audio_format]
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.clip(wav, -1.0, 1.0), sample_rate, subtype=subtype, format=container)
+    soundfile.write(buffer, full_scale(wav), sample_rate, subtype=subtype, format=container)
     return buffer.getvalue()
 
 
@@ -54,7 +54,7 @@ def encode_chunk(chunk: np.ndarray, audio_format: str) -> bytes:
     """Raw little-endian samples of a streamed chunk, in the header's encoding; 16-bit samples are converted as
     libsndfile converts whole files (floor of x * 32768, clipped), so a streamed and a whole file hold the same
     samples."""
-    clipped = np.clip(chunk, -1.0, 1.0)
+    clipped = full_scale(chunk)
     if audio_format == "pcm16":
         return np.clip(np.floor(clipped.astype(np.float64) * 32768), -32768, 32767).astype("<i2").tobytes()
     return clipped.astype("<f4").tobytes()

@@ -24,6 +24,7 @@ from vocoder.bench.quality import (
     held_out,
     model_features,
     mu_law_ceiling,
+    score,
 )
 from vocoder.corpus.cache import FeatureCache
 from vocoder.errors import VocoderError
@@ -117,6 +118,29 @@ def test_a_model_reading_f0_the_cache_lacks_is_scored_on_the_recordings(cache_di
     bench_quality([sine], [cache_dir], tmp_path / "out", settings, progress=False)
     written = load_wav(tmp_path / "out" / "wavs" / cache_dir.name / "sine" / "utt0.wav", 16000)
     assert np.allclose(written, np.clip(sine.synthesize(given, seed=0), -1, 1), atol=1 / 32767)
+
+
+def test_a_model_past_full_scale_is_scored_as_written(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A de-emphasised output can pass full scale; the CLI and the service write it clipped, so it is scored so."""
+    torch.manual_seed(0)
+    config = tiny_config(speakers=[])
+    path = save_model(tmp_path / "loud" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
+    model = vocoder.load(path, "cpu")
+    synthesize_batch = model.synthesize_batch
+    monkeypatch.setattr(model, "synthesize_batch", lambda *a, **k: [8 * wav for wav in synthesize_batch(*a, **k)])
+    settings = QualitySettings(split="train", limit=1, seed=0, griffin_lim_iterations=4, with_dnsmos=False)
+    report = bench_quality([model], [cache_dir], tmp_path / "out", settings, progress=False)
+    cache = FeatureCache(cache_dir)
+    reference = load_wav(cache.audio_path("utt0"), 16000)
+    loud = 8 * synthesize_batch([read_features(cache.feature_path("utt0"))], sampling=model.sampling(seed=0))[0]
+    assert np.abs(loud).max() > 1.5
+    scored = report["sources"][cache_dir.name]["loud"]["mean"]
+    as_written, unclipped = (score(reference, wav, 16000, False) for wav in (np.clip(loud, -1, 1), loud))
+    assert scored["mcd_db"] == pytest.approx(as_written["mcd_db"], abs=1e-3)  # the report's 3 decimals
+    assert abs(as_written["mcd_db"] - unclipped["mcd_db"]) > 0.01  # 10 times the rounding
+    assert scored["stoi"] == pytest.approx(as_written["stoi"], abs=1e-3)
 
 
 def test_griffin_lim_repeats_with_its_seed(cache_dir: Path) -> None:

@@ -117,13 +117,19 @@ def wav_shortfall(path: str | Path) -> tuple[int, int] | None:
 AUDIO_FORMATS = {"pcm16": ("WAV", "PCM_16"), "float": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_16")}
 
 
+def full_scale(wav: np.ndarray) -> np.ndarray:
+    """`wav` clipped to [-1, 1]: what every writer keeps of it (WAV, FLAC, the service's PCM). A model's output can
+    pass full scale: de-emphasis turns the model's bounded signal into one that is not."""
+    return np.clip(wav, -1.0, 1.0)
+
+
 def save_wav(path: str | Path, wav: np.ndarray, sample_rate: int, audio_format: str = "pcm16") -> None:
     """Write a waveform; written to a temporary name first, so a crash never leaves a truncated file."""
     container, subtype = AUDIO_FORMATS[audio_format]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.partial")
-    soundfile.write(str(temporary), np.clip(wav, -1.0, 1.0), sample_rate, subtype=subtype, format=container)
+    soundfile.write(str(temporary), full_scale(wav), sample_rate, subtype=subtype, format=container)
     temporary.replace(path)
 
 

@@ -4,10 +4,11 @@ For each held-out utterance of each feature cache (one cache per source), every 
 the same features: each model through `Vocoder.synthesize_batch` (a source's utterances as one batch, as a user's
 `extract` + `synthesize` of several files would), Griffin-Lim from the mel (librosa's mel inversion, 64 iterations
 by default; from the recording's mel where a model reads none, e.g. the TTS model's linguistic features), and the
-8-bit mu-law re-quantisation of the recording itself, the ceiling of any mu-law WaveNet. A model that reads F0 the
-cache lacks (a harmonic-source student on a mel-only cache) gets the recording's (`model_features`). All
-are scored in the same run with the same metrics (PESQ-WB, STOI, MCD, DNSMOS OVRL; `vocoder.eval.metrics`), so each
-model is reported as a ratio to Griffin-Lim and to the ceiling measured beside it, per source and over all sources.
+8-bit mu-law re-quantisation of the recording itself, the ceiling of any mu-law WaveNet. Every system is scored as
+it is written and heard: clipped to full scale (`full_scale`). A model that reads F0 the cache lacks (a
+harmonic-source student on a mel-only cache) gets the recording's (`model_features`). All are scored in the same run
+with the same metrics (PESQ-WB, STOI, MCD, DNSMOS OVRL; `vocoder.eval.metrics`), so each model is reported as a
+ratio to Griffin-Lim and to the ceiling measured beside it, per source and over all sources.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from vocoder.api import Vocoder
-from vocoder.audio import load_wav, mu_law_decode, mu_law_encode, save_wav
+from vocoder.audio import full_scale, load_wav, mu_law_decode, mu_law_encode, save_wav
 from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache
 from vocoder.errors import VocoderError
@@ -78,7 +79,7 @@ def griffin_lim(log_mel: np.ndarray, config: Config, iterations: int, samples: i
         random_state=seed,
     )
     wav = np.pad(wav[:samples], (0, max(0, samples - len(wav))))  # frames * hop samples, like the recording
-    return np.clip(wav, -1.0, 1.0).astype(np.float32)
+    return full_scale(wav).astype(np.float32)
 
 
 def griffin_lim_mel(features: Features, reference: np.ndarray, config: Config) -> np.ndarray:
@@ -189,7 +190,8 @@ def bench_quality(
                     len(reference),
                     settings.seed,
                 ),
-                **{name: waveforms[index] for name, waveforms in synthesized.items()},
+                # as written (CLI, service): a de-emphasised output past full scale is clipped, and heard so
+                **{name: full_scale(waveforms[index]) for name, waveforms in synthesized.items()},
             }
             for system, wav in outputs.items():
                 scores[source][system].append(score(reference, wav, rate, settings.with_dnsmos))

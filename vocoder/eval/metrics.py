@@ -28,6 +28,7 @@ import librosa
 import numpy as np
 import pyworld
 
+from vocoder.audio import full_scale
 from vocoder.errors import VocoderError
 
 FRAME_PERIOD_MS = 5.0
@@ -162,7 +163,7 @@ def dnsmos(wav_16k: np.ndarray) -> dict[str, float]:
     from speechmos import dnsmos as speechmos_dnsmos
 
     window = int(DNSMOS_SECONDS * DNSMOS_RATE)
-    clip = np.clip(wav_16k, -1.0, 1.0).astype(np.float32)
+    clip = full_scale(wav_16k).astype(np.float32)
     if clip.size < window:
         clip = np.resize(clip, window)
     scores = speechmos_dnsmos.run(clip, DNSMOS_RATE)
