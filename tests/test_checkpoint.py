@@ -23,6 +23,11 @@ def test_model_rebuilds_from_its_file_alone(tiny_model_file: Path) -> None:
     assert not list(tiny_model_file.parent.glob(".*partial"))
 
 
+def test_a_model_file_is_readable_by_other_users(tiny_model_file: Path) -> None:
+    """safetensors writes 0600; a service run as another user (the Docker image's) must still load the file."""
+    assert tiny_model_file.stat().st_mode & 0o777 == 0o644
+
+
 def test_model_is_addressable_by_directory_and_by_bundled_name(tiny_model_file: Path, monkeypatch) -> None:
     assert resolve_model_path(tiny_model_file.parent) == tiny_model_file
     monkeypatch.setenv("VOCODER_MODELS_DIR", str(tiny_model_file.parent.parent))

@@ -27,6 +27,9 @@ from vocoder.vocabulary import ModelKind
 FORMAT = "wavenet-service"
 FORMAT_VERSION = "1"
 WEIGHTS_NAME = "model.safetensors"
+MODEL_FILE_MODE = 0o644
+"""Readable by every user, like the checkpoints and cards beside it: safetensors writes 0600, and a service run as
+another user (the Docker image's) could not load a model bundled here."""
 
 
 class CheckpointError(VocoderError):
@@ -75,6 +78,7 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str])
     temporary = path.with_name(f".{path.name}.partial")
     try:
         save_file(tensors, str(temporary), metadata=header)
+        temporary.chmod(MODEL_FILE_MODE)
         temporary.replace(path)
     finally:  # an interrupted write leaves nothing behind
         temporary.unlink(missing_ok=True)
