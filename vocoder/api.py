@@ -168,7 +168,8 @@ class Vocoder:
         voiced_temperature: float | None = None,
     ) -> np.ndarray:
         """One utterance -> float32 waveform of `frames * hop` samples at `self.sample_rate`; sampling settings
-        left `None` take the model's defaults (`default_sampling`)."""
+        left `None` take the model's defaults (`default_sampling`). Not clipped: a de-emphasised output can pass
+        full scale, and every writer clips it (`vocoder.audio.full_scale`)."""
         sampling = self.sampling(strategy, temperature, top_k, top_p, seed, voiced_temperature)
         return self.synthesize_batch([features], method, sampling, speaker, progress)[0]
 
