@@ -73,6 +73,8 @@ def test_onnxruntime_matches_pytorch_on_the_same_noise(exported: tuple[Path, Pat
         temperatures = torch.rand(2, 13 * 40) + 0.2  # a different noise scale for every sample
         expected = model.generate(local, speakers, uniforms, temperatures)
     assert (onnx.generate(local, speakers, uniforms, temperatures) - expected).abs().max() < MAX_ABS_DIFFERENCE
+    with pytest.raises(VocoderError, match=r"temperature: expected a number or one per sample, shape \[2, 520\]"):
+        onnx.generate(local, speakers, uniforms, temperatures[:, :-1])
 
 
 @pytest.mark.slow

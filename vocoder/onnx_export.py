@@ -198,7 +198,13 @@ class OnnxStudent:
     ) -> torch.Tensor:
         """A waveform `[B, T]` in [-1, 1] from `local [B, C', T]` and `uniforms [B, T]`, the noise scaled by
         `temperature` (a number or `[B, T]`, as `StudentWaveNet.generate` takes it)."""
-        temperatures = torch.as_tensor(temperature, dtype=torch.float32).expand(uniforms.shape)
+        temperatures = torch.as_tensor(temperature, dtype=torch.float32)
+        if temperatures.dim() and temperatures.shape != uniforms.shape:
+            raise VocoderError(
+                f"temperature: expected a number or one per sample, shape {list(uniforms.shape)} like the uniforms, "
+                f"found shape {list(temperatures.shape)}"
+            )
+        temperatures = temperatures.expand(uniforms.shape)
         feeds = {
             "local": local.cpu().numpy(),
             "uniforms": uniforms.cpu().float().numpy(),
