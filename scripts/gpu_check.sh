@@ -11,44 +11,22 @@
 # the table for docs/BENCHMARKS.md, and `TRITON_AUTO_MAX_BATCH` (vocoder/generate/backends.py): the largest batch
 # at which `triton_batch{N}_samples_per_s` (`triton_samples_per_s` at batch 1) beats `fast_...` (CUDA graphs).
 #
-# The device image has torch and triton but not every package this project imports. Missing ones are listed and the
-# script stops before it spends GPU time. Carry them as wheels (the device tool's README, "Notes"), e.g. here (the
-# versions of this project's venv; pydantic pins its pydantic-core exactly):
-#   echo /.whl/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \
-#       librosa==0.11.0 audioread==3.1.0 decorator==5.3.1 pooch==1.9.0 soxr==1.1.0 soundfile==0.14.0 \
-#       cffi==2.1.1 pycparser==3.12 platformdirs==4.14.9
-# and run it (carry: [".whl"]) as
-#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-#       .whl/*.whl && export PYTHONPATH=/tmp/site; bash scripts/gpu_check.sh
+# The device image has torch and triton but not every package this project imports: `make gpu-wheels` here, carry
+# .gpu (device tool: run, carry [".gpu"], command "bash scripts/gpu_check.sh"); scripts/device_env.sh installs them
+# there and stops the script before it spends GPU time if one is still missing.
 set -uo pipefail
 
-OUT="${1:-${OUT:-out/gpu-check}}"
-mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-PY="${PYTHON:-python3}"
+source scripts/device_env.sh
+device_setup "${1:-${OUT:-out/gpu-check}}" torch triton numpy scipy yaml typer \
+  safetensors pydantic librosa soundfile platformdirs pytest xdist || exit 3
 BATCHES=2,4,8,16,32,64,128,256,512
-
-missing=$("$PY" - <<'EOF'
-import importlib.util
-needed = ["torch", "triton", "numpy", "scipy", "yaml", "typer", "safetensors", "pydantic", "librosa", "soundfile",
-          "platformdirs", "pytest", "xdist"]
-print(" ".join(name for name in needed if importlib.util.find_spec(name) is None))
-EOF
-)
-if [[ -n "$missing" ]]; then
-  echo "missing Python packages: $missing (carry them as wheels: see the top of this script)" | tee "$OUT/env.txt"
-  exit 3
-fi
 
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   date -u +%Y-%m-%dT%H:%MZ
-} 2>&1 | tee "$OUT/env.txt"
+} 2>&1 | tee -a "$OUT/env.txt"
 
 echo "== the kernel's tests on CUDA against the naive reference (compiled: TRITON_INTERPRET unset)"
 env -u TRITON_INTERPRET timeout 200 "$PY" -m pytest -q -n 8 -p no:cacheprovider tests/test_triton_kernel.py 2>&1 |

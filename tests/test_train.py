@@ -122,6 +122,20 @@ def test_a_fresh_run_refuses_to_overwrite_checkpoints(cache_dir: Path, tmp_path:
         Trainer(train_config(), cache_dir, tmp_path, "cpu")
 
 
+def test_a_time_limit_ends_on_a_checkpoint_and_an_export_of_the_same_step(cache_dir: Path, tmp_path: Path) -> None:
+    """A run under a wall-clock budget (a lent GPU's minutes) stops at the first step past it, between the
+    configured checkpoints, and leaves a state and a model of that step."""
+    config = train_config(max_steps=1000, log_every=1000, valid_every=1000, checkpoint_every=1000)
+    summary = Trainer(config, cache_dir, tmp_path, "cpu").run(time_limit=1e-6)
+    assert summary.step == 1 and summary.valid_loss is not None
+    assert [path.name for path in (tmp_path / "checkpoints").glob("step_*")] == ["step_00000001.pt"]
+    assert read_checkpoint(tmp_path / "checkpoints" / "step_00000001.pt")["step"] == 1
+    model = vocoder.load(tmp_path / "model", device="cpu")
+    assert model.metadata["steps"] == 1 and model.metadata["valid_loss"] == pytest.approx(summary.valid_loss, 1e-3)
+    resumed = Trainer(config, cache_dir, tmp_path, "cpu", resume=True, max_steps=3)
+    assert resumed.step == 1 and resumed.run().step == 3
+
+
 @pytest.mark.slow
 @HEAVY
 def test_kill_9_mid_run_and_mid_write_then_resume(cache_dir: Path, tmp_path: Path) -> None:

@@ -66,6 +66,41 @@ def real(
         typer.echo(f"train on them: vocoder {command} --config {config} {train} --out runs/real")
 
 
+@corpus_app.command("pack")
+def pack(
+    caches: list[Path] = typer.Argument(..., help="feature caches (vocoder preprocess / corpus real), each a source"),
+    out: Path = typer.Option(..., "--out", help="new pack directory"),
+    max_mb: float = typer.Option(30.0, "--max-mb", min=0.1, help="audio budget, MiB of FLAC"),
+    valid_utterances: int = typer.Option(8, "--valid", min=0, help="validation utterances per source"),
+) -> None:
+    """A lossless FLAC copy of a budgeted share of the caches' training audio, to train where the caches do not
+    fit (a lent GPU machine takes 64 MiB); `vocoder corpus unpack` rebuilds caches from it."""
+    from vocoder.corpus.pack import pack_caches
+
+    index = pack_caches(caches, out, round(max_mb * 2**20), valid_utterances)
+    for name, entry in index["sources"].items():
+        typer.echo(
+            f"{name}: {entry['utterances']['train']} training utterances ({entry['train_seconds'] / 60:.1f} of "
+            f"{entry['of_train_seconds'] / 60:.1f} min), {entry['utterances']['valid']} validation"
+        )
+    typer.echo(f"{out}: {index['bytes'] / 2**20:.1f} MiB")
+
+
+@corpus_app.command("unpack")
+def unpack(
+    pack_dir: Path = typer.Argument(..., help="a pack written by vocoder corpus pack"),
+    out: Path = typer.Option(..., "--out", help="directory for one feature cache per packed source"),
+    config: str = typer.Option(..., "--config", help="config whose features to extract (the pack's rate and hop)"),
+    jobs: int | None = typer.Option(None, "--jobs", help="worker processes (default: all cores)"),
+) -> None:
+    """Feature caches rebuilt from a pack: its audio, ids and splits, features extracted with --config."""
+    from vocoder.config import load_config
+    from vocoder.corpus.pack import unpack as run
+
+    written = run(pack_dir, out, load_config(config), jobs)
+    typer.echo(" ".join(f"--data {out / name}" for name in written) + f"  ({sum(written.values())} utterances)")
+
+
 @app.command()
 def preprocess(
     corpus_dir: Path = typer.Argument(..., help="the corpus directory"),

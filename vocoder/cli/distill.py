@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from vocoder.cli.app import app
-from vocoder.cli.train import run_and_report
+from vocoder.cli.train import TIME_LIMIT_HELP, run_and_report
 
 
 @app.command()
@@ -27,6 +27,7 @@ def distill(
     resume_from: Path | None = typer.Option(
         None, help="continue a saved distillation state (a checkpoint, a bundled training/state.pt) in a new --out"
     ),
+    time_limit: float | None = typer.Option(None, min=1, help=TIME_LIMIT_HELP),
 ) -> None:
     """Train a student by probability density distillation plus spectral losses (docs/STUDENT.md)."""
     from vocoder.config import load_config
@@ -36,4 +37,4 @@ def distill(
     trainer = DistillTrainer(
         teacher, load_config(config), data, out, device, resume, max_steps, init, restart, resume_from
     )
-    run_and_report(trainer, "student")
+    run_and_report(trainer, "student", time_limit)

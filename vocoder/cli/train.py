@@ -10,6 +10,8 @@ import typer
 
 from vocoder.cli.app import app
 
+TIME_LIMIT_HELP = "seconds: stop at the first step past it, validated, checkpointed and exported"
+
 if TYPE_CHECKING:  # imported when a command runs: `vocoder --help` stays fast
     from vocoder.train.trainer import Trainer
 
@@ -29,6 +31,7 @@ def train(
     resume_from: Path | None = typer.Option(
         None, help="continue a saved training state (e.g. models/teacher/training/state.pt) in a new --out"
     ),
+    time_limit: float | None = typer.Option(None, min=1, help=TIME_LIMIT_HELP),
 ) -> None:
     """Train a teacher WaveNet. Multi-GPU: `torchrun --nproc_per_node N -m vocoder.cli train ...`."""
     from vocoder.config import load_config
@@ -36,15 +39,17 @@ def train(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run_and_report(
-        Trainer(load_config(config), data, out, device, resume, max_steps, init, restart, resume_from), "model"
+        Trainer(load_config(config), data, out, device, resume, max_steps, init, restart, resume_from),
+        "model",
+        time_limit,
     )
 
 
-def run_and_report(trainer: Trainer, exported: str) -> None:
-    """Run a teacher or student training to its end (closing the process group either way); rank 0 prints one
-    summary line naming the `exported` model."""
+def run_and_report(trainer: Trainer, exported: str, time_limit: float | None = None) -> None:
+    """Run a teacher or student training to its end or its `time_limit` (closing the process group either way);
+    rank 0 prints one summary line naming the `exported` model."""
     try:
-        summary = trainer.run()
+        summary = trainer.run(time_limit)
     finally:
         trainer.dist.close()
     if trainer.dist.is_main:

@@ -288,10 +288,15 @@ class Trainer:
         ema_params = list(self.ema.parameters())
         torch._foreach_lerp_(ema_params, [p.detach() for p in self.model.parameters()], 1 - decay)
 
-    def run(self) -> TrainSummary:
+    def run(self, time_limit: float | None = None) -> TrainSummary:
+        """Train to `max_steps`, or, with a `time_limit` (seconds of this call), to the first step past it, which
+        validates and checkpoints like the last step: a run under a wall-clock budget ends on a checkpoint and an
+        export of the same step, with no work thrown away."""
         train = self.config.train
         bar = tqdm(total=self.max_steps, initial=self.step, disable=not self.dist.is_main, unit="step")
         loss, samples, started = math.nan, 0, time.perf_counter()
+        deadline = None if time_limit is None else started + time_limit
+        out_of_time = False
         valid_loss: float | None = None
         if self.dist.is_main:
             log.info(
@@ -305,12 +310,15 @@ class Trainer:
                 self.dist.world_size,
             )
         try:
-            while self.step < self.max_steps:
+            while self.step < self.max_steps and not out_of_time:
                 loss, grad_norm, batch_samples, parts = self._train_step()
                 self.step += 1
                 samples += batch_samples
                 bar.update(1)
-                if self.step % train.log_every == 0 or self.step == self.max_steps:
+                if deadline is not None:  # every process decides alike: one past the deadline stops them all here
+                    out_of_time = self.dist.mean(float(time.perf_counter() > deadline)) > 0
+                last = self.step == self.max_steps or out_of_time
+                if self.step % train.log_every == 0 or last:
                     elapsed = time.perf_counter() - started
                     rate = samples / elapsed * self.dist.world_size
                     self.wall_seconds += elapsed
@@ -324,7 +332,6 @@ class Trainer:
                         samples_per_s=rate,
                         **parts,
                     )
-                last = self.step == self.max_steps
                 if self.step % train.valid_every == 0 or last:
                     valid_loss = self._validate()
                 if self.step % train.checkpoint_every == 0 or last:

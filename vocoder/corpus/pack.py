@@ -1,0 +1,199 @@
+"""Training packs: a size-capped, lossless copy of feature caches' audio that travels where the caches cannot.
+
+A lent GPU machine takes the working tree and at most 64 MiB besides; the real-speech caches hold 490 MB, most of
+it feature files that are cheap to recompute. A pack keeps only the audio, as FLAC (the caches' 16-bit samples, bit
+for bit), of a share of each cache's training utterances chosen in proportion to its training seconds plus a few
+validation utterances, with the cache's manifest rows. `unpack` rebuilds a feature cache from it with a config's
+feature extraction: the same ids, splits and audio, so a run there trains on the caches' data and the run's
+validation loss reads the same utterances.
+
+PACK/pack.json                  what was packed from where: per source its utterances, seconds and bytes
+PACK/<source>/manifest.jsonl    the packed rows of the source cache's manifest
+PACK/<source>/features.json     the source cache's stamp (its audio settings and preprocessing)
+PACK/<source>/audio/<id>.flac
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+
+from vocoder.config import Config
+from vocoder.corpus.cache import FeatureCache, ManifestRow, feature_stamp
+from vocoder.errors import VocoderError
+from vocoder.features.acoustic import extract_features
+from vocoder.features.featurefile import save_features
+
+PACK_FORMAT = 1
+PACK_INDEX = "pack.json"
+
+
+class PackError(VocoderError):
+    """A cache that cannot be packed or a pack that cannot be unpacked; says which file and why."""
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PackError(f"{path}: missing ({what})") from None
+    except json.JSONDecodeError as error:
+        raise PackError(f"{path}: not valid JSON ({what}): {error}") from None
+
+
+def _manifest(cache: FeatureCache) -> list[ManifestRow]:
+    if not cache.manifest_path.is_file():
+        raise PackError(f"{cache.manifest_path}: missing; is {cache.root} a feature cache (vocoder preprocess)?")
+    rows = []
+    for number, line in enumerate(cache.manifest_path.read_text().splitlines(), 1):
+        try:
+            rows.append(ManifestRow(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise PackError(f"{cache.manifest_path}, line {number}: not a manifest row ({error})") from None
+    return rows
+
+
+def _order(row: ManifestRow) -> str:
+    """A fixed pseudo-random order of a cache's utterances, the same on every machine."""
+    return hashlib.sha1(f"pack:{row.id}".encode()).hexdigest()
+
+
+def _flac(cache: FeatureCache, row: ManifestRow) -> bytes:
+    """The cached 16-bit audio of `row` as FLAC bytes (integer samples in, so nothing is rescaled)."""
+    path = cache.audio_path(row.id)
+    try:
+        info = soundfile.info(str(path))
+        samples, rate = soundfile.read(str(path), dtype="int16")
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
+        raise PackError(f"{path}: unreadable ({error})") from None
+    if info.subtype != "PCM_16" or samples.ndim != 1:
+        raise PackError(f"{path}: expected 16-bit mono PCM (a feature cache's audio), found {info.subtype}")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format="FLAC", subtype="PCM_16", compression_level=1.0)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+def pack_caches(caches: list[Path], out: Path, max_bytes: int, valid_utterances: int = 8) -> dict[str, Any]:
+    """Write a pack of `caches` at `out` (which must not exist) holding at most `max_bytes` of audio; returns the
+    index also written to pack.json. Each source gives its first `valid_utterances` validation utterances, then the
+    training utterances are taken in turns, always from the source with the smallest share of its training
+    seconds packed so far; one that would pass the budget is left out."""
+    if out.exists():
+        raise PackError(f"{out}: exists; a pack is written to a new directory")
+    names = [cache.name for cache in caches]
+    if len(set(names)) != len(names):
+        raise PackError(f"caches {', '.join(map(str, caches))}: two share a folder name, which names a source")
+    sources = {cache.name: FeatureCache(cache) for cache in caches}
+    rows = {name: sorted(_manifest(cache), key=_order) for name, cache in sources.items()}
+    stamps = {name: _read_json(cache.stamp_path, "a feature cache's stamp") for name, cache in sources.items()}
+    for name, stamp in stamps.items():
+        if "linguistic" in stamp.get("features", {}).get("conditioning", []):
+            raise PackError(
+                f"{sources[name].stamp_path}: conditions on linguistic features, which come from labels a pack "
+                "does not carry; pack caches of acoustic features (mel, F0)"
+            )
+    chosen: dict[str, list[ManifestRow]] = {name: [] for name in sources}
+    used = 0
+
+    def take(name: str, row: ManifestRow) -> bool:
+        nonlocal used
+        data = _flac(sources[name], row)
+        if used + len(data) > max_bytes:
+            return False
+        _write_atomic(out / name / "audio" / f"{row.id}.flac", data)
+        chosen[name].append(row)
+        used += len(data)
+        return True
+
+    for name in sources:
+        for row in [row for row in rows[name] if row.split == "valid"][:valid_utterances]:
+            take(name, row)
+    queues = {name: [row for row in rows[name] if row.split == "train"] for name in sources}
+    totals = {name: sum(row.duration for row in queue) for name, queue in queues.items()}
+    packed = dict.fromkeys(sources, 0.0)
+    open_sources = [name for name in sources if queues[name]]
+    while open_sources:
+        name = min(open_sources, key=lambda source: (packed[source] / totals[source], source))
+        row = queues[name].pop(0)
+        if take(name, row):  # else it does not fit, and a shorter one after it may
+            packed[name] += row.duration
+        if not queues[name]:
+            open_sources.remove(name)
+    index: dict[str, Any] = {"format": PACK_FORMAT, "bytes": used, "max_bytes": max_bytes, "sources": {}}
+    for name, cache in sources.items():
+        picked = sorted(chosen[name], key=lambda row: row.id)
+        manifest = "".join(json.dumps(asdict(row)) + "\n" for row in picked)
+        _write_atomic(out / name / "manifest.jsonl", manifest.encode())
+        _write_atomic(out / name / "features.json", json.dumps(stamps[name], indent=2, sort_keys=True).encode())
+        index["sources"][name] = {
+            "cache": str(cache.root),
+            "utterances": {split: sum(row.split == split for row in picked) for split in ("train", "valid")},
+            "train_seconds": round(packed[name], 1),
+            "of_train_seconds": round(totals[name], 1),
+        }
+    _write_atomic(out / PACK_INDEX, (json.dumps(index, indent=2) + "\n").encode())
+    return index
+
+
+def _unpack_one(flac: Path, row: ManifestRow, config: Config, cache: FeatureCache) -> None:
+    """Decode one packed utterance into the cache's 16-bit WAV and extract its features from that audio."""
+    samples, rate = soundfile.read(str(flac), dtype="int16")
+    cache.audio_dir.mkdir(parents=True, exist_ok=True)
+    target = cache.audio_path(row.id)
+    temporary = target.with_name(f".{target.name}.partial")
+    soundfile.write(str(temporary), samples, rate, format="WAV", subtype="PCM_16")
+    temporary.replace(target)
+    wav = samples.astype(np.float32) / 32768.0  # as load_wav reads the cache's WAV
+    features = extract_features(wav, config, speaker=row.speaker, source=str(cache.feature_path(row.id)))
+    if features.n_frames != row.frames:
+        raise PackError(f"{flac}: {features.n_frames} frames of features, its manifest row says {row.frames}")
+    save_features(cache.feature_path(row.id), features)
+
+
+def unpack(pack: Path, out: Path, config: Config, jobs: int | None = None) -> dict[str, int]:
+    """Rebuild one feature cache per packed source under `out/<source>/`, its features extracted with `config`
+    (whose sample rate, mu and hop must be the pack's); returns the utterances written per source."""
+    index = _read_json(pack / PACK_INDEX, "a pack's index (vocoder corpus pack)")
+    if index.get("format") != PACK_FORMAT:
+        raise PackError(f"{pack / PACK_INDEX}: format {index.get('format')!r}, this version reads {PACK_FORMAT}")
+    if "linguistic" in config.features.conditioning:
+        raise PackError(f"config '{config.name}' conditions on linguistic features, which a pack cannot give")
+    written = {}
+    for name in index["sources"]:
+        stamp = _read_json(pack / name / "features.json", "the packed cache's stamp")
+        expected = {"audio": stamp.get("audio"), "hop_length": stamp.get("features", {}).get("hop_length")}
+        found = {"audio": config.audio.cache_stamp(), "hop_length": config.features.hop_length}
+        if expected != found:
+            raise PackError(
+                f"{pack / name / 'features.json'}: the pack's audio is {expected}, config '{config.name}' reads "
+                f"{found}; unpack with a config of the same sample rate, mu and hop"
+            )
+        rows = _manifest(FeatureCache(pack / name))
+        cache = FeatureCache(out / name)
+        cache.open(feature_stamp(config, stamp["preprocessing"]))
+        flacs = [pack / name / "audio" / f"{row.id}.flac" for row in rows]
+        for flac in flacs:
+            if not flac.is_file():
+                raise PackError(f"{flac}: missing; the pack's manifest lists it")
+        workers = max(1, min(jobs or os.cpu_count() or 1, len(rows) or 1))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_unpack_one, flacs, rows, [config] * len(rows), [cache] * len(rows), chunksize=8))
+        cache.finish(rows, {"unpacked_from": str(pack), "utterances": len(rows), "skipped": [], "flagged": []})
+        written[name] = len(rows)
+    return written
