@@ -19,13 +19,15 @@ from vocoder.corpus.pack import PackError, pack_caches, unpack
 from vocoder.features.featurefile import read_features
 
 CONFIG = tiny_config()
+WITH_F0 = tiny_config(sampling={"voiced_temperature": 0.6})
+"""A config whose caches also hold F0 (`lf0`, `vuv`): a teacher with voicing-tied sampling, or a sourced student."""
 
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Two sources of harmonic tones: six utterances each, the last of each a validation utterance."""
+    """Two sources of harmonic tones with F0: six utterances each, the last of each a validation utterance."""
     root = tmp_path_factory.mktemp("caches")
-    return [build_cache(root / name, CONFIG, count=6, seconds=0.3) for name in ("alpha", "beta")]
+    return [build_cache(root / name, WITH_F0, count=6, seconds=0.3) for name in ("alpha", "beta")]
 
 
 def _rows(cache: Path) -> list[dict]:
@@ -38,8 +40,10 @@ def test_a_pack_with_room_for_everything_unpacks_into_the_same_caches(caches: li
         "alpha": {"train": 5, "valid": 1},
         "beta": {"train": 5, "valid": 1},
     }
-    assert index["bytes"] == sum(path.stat().st_size for path in (tmp_path / "pack").rglob("*.flac"))
-    written = unpack(tmp_path / "pack", tmp_path / "caches", CONFIG, jobs=1)
+    assert all(entry["f0"] for entry in index["sources"].values())
+    packed_files = [*(tmp_path / "pack").rglob("*.flac"), *(tmp_path / "pack").rglob("f0/*.npz")]
+    assert index["bytes"] == sum(path.stat().st_size for path in packed_files)
+    written = unpack(tmp_path / "pack", tmp_path / "caches", WITH_F0, jobs=1)
     assert written == {"alpha": 6, "beta": 6}
     for cache in caches:
         rebuilt = tmp_path / "caches" / cache.name
@@ -50,10 +54,14 @@ def test_a_pack_with_room_for_everything_unpacks_into_the_same_caches(caches: li
             copy, _ = soundfile.read(str(rebuilt / "audio" / f"{row['id']}.wav"), dtype="int16")
             np.testing.assert_array_equal(copy, original)  # FLAC is lossless: the same 16-bit samples
             # the cache's features came from the audio before its 16-bit rounding, the rebuilt ones after it
-            mel = read_features(rebuilt / "features" / f"{row['id']}.npz").mel
-            reference = read_features(cache / "features" / f"{row['id']}.npz").mel
-            loud = reference > np.log(1e-2)
-            assert loud.mean() > 0.2 and np.abs(mel - reference)[loud].max() < 0.01
+            features = read_features(rebuilt / "features" / f"{row['id']}.npz")
+            reference = read_features(cache / "features" / f"{row['id']}.npz")
+            loud = reference.mel > np.log(1e-2)
+            assert loud.mean() > 0.2 and np.abs(features.mel - reference.mel)[loud].max() < 0.01
+            np.testing.assert_array_equal(features.lf0, reference.lf0)  # F0 travels: no WORLD analysis there
+            np.testing.assert_array_equal(features.vuv, reference.vuv)
+    mel_only = unpack(tmp_path / "pack", tmp_path / "mel", CONFIG, jobs=1)  # a config that reads less: fine
+    assert mel_only == written and read_features(tmp_path / "mel" / "alpha" / "features" / "utt0.npz").lf0 is None
 
 
 def test_a_budget_takes_validation_first_then_each_source_in_proportion(caches: list[Path], tmp_path: Path) -> None:
@@ -78,6 +86,9 @@ def test_bad_packs_and_caches_are_refused_naming_the_file(caches: list[Path], tm
     other_hop = tiny_config(features={"hop_length": 80}, model={"upsample_scales": [10, 8]})
     with pytest.raises(PackError, match=r"alpha/features.json: the pack's audio .*same sample rate, mu and hop"):
         unpack(tmp_path / "pack", tmp_path / "out", other_hop, jobs=1)
+    pack_caches([build_cache(tmp_path / "gamma", CONFIG, count=2)], tmp_path / "mel-pack", max_bytes=2**30)
+    with pytest.raises(PackError, match=r"mel-pack/gamma: config .* reads F0 .*the pack carries none"):
+        unpack(tmp_path / "mel-pack", tmp_path / "out", WITH_F0, jobs=1)
     next((tmp_path / "pack" / "beta" / "audio").glob("*.flac")).unlink()
     with pytest.raises(PackError, match=r"beta/audio/.*\.flac: missing"):
         unpack(tmp_path / "pack", tmp_path / "out", CONFIG, jobs=1)
@@ -88,7 +99,7 @@ def test_bad_packs_and_caches_are_refused_naming_the_file(caches: list[Path], tm
 
 def test_the_cli_packs_and_unpacks(caches: list[Path], tmp_path: Path) -> None:
     config = tmp_path / "tiny.json"
-    config.write_text(json.dumps(CONFIG.model_dump(mode="json")))
+    config.write_text(json.dumps(WITH_F0.model_dump(mode="json")))
     packed = CliRunner().invoke(
         app, ["corpus", "pack", *map(str, caches), "--out", str(tmp_path / "pack"), "--max-mb", "1"]
     )

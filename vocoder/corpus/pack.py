@@ -3,14 +3,16 @@
 A lent GPU machine takes the working tree and at most 64 MiB besides; the real-speech caches hold 490 MB, most of
 it feature files that are cheap to recompute. A pack keeps only the audio, as FLAC (the caches' 16-bit samples, bit
 for bit), of a share of each cache's training utterances chosen in proportion to its training seconds plus a few
-validation utterances, with the cache's manifest rows. `unpack` rebuilds a feature cache from it with a config's
-feature extraction: the same ids, splits and audio, so a run there trains on the caches' data and the run's
-validation loss reads the same utterances.
+validation utterances, with the cache's manifest rows and, where the cache holds them, each utterance's F0 arrays
+(`lf0`, `vuv`: 3 % of the audio's bytes, and WORLD, which computes them, need not be installed where the pack goes).
+`unpack` rebuilds a feature cache from it, its mel computed with a config's settings: the same ids, splits, audio
+and F0, so a run there trains on the caches' data and the run's validation loss reads the same utterances.
 
 PACK/pack.json                  what was packed from where: per source its utterances, seconds and bytes
 PACK/<source>/manifest.jsonl    the packed rows of the source cache's manifest
 PACK/<source>/features.json     the source cache's stamp (its audio settings and preprocessing)
 PACK/<source>/audio/<id>.flac
+PACK/<source>/f0/<id>.npz       lf0 and vuv, where the cache holds them
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ import soundfile
 from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache, ManifestRow, feature_stamp
 from vocoder.errors import VocoderError
-from vocoder.features.acoustic import extract_features
-from vocoder.features.featurefile import save_features
+from vocoder.features.acoustic import log_mel
+from vocoder.features.featurefile import Features, read_features, save_features
+from vocoder.vocabulary import F0_ARRAYS
 
 PACK_FORMAT = 1
+F0_SETTINGS = ("f0_method", "f0_floor", "f0_ceil", "hop_length")
+"""What makes two caches' F0 arrays alike (with the sample rate)."""
 PACK_INDEX = "pack.json"
 
 
@@ -82,6 +87,19 @@ def _flac(cache: FeatureCache, row: ManifestRow) -> bytes:
     return buffer.getvalue()
 
 
+def _stamped_arrays(stamp: dict[str, Any]) -> list[str]:
+    """The arrays a cache's feature files hold, by its stamp (`feature_stamp`)."""
+    return stamp.get("arrays") or stamp.get("features", {}).get("conditioning", [])
+
+
+def _f0(cache: FeatureCache, row: ManifestRow) -> bytes:
+    """The cached `lf0` and `vuv` of `row` as a compressed .npz."""
+    features = read_features(cache.feature_path(row.id))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, lf0=features.lf0, vuv=features.vuv)
+    return buffer.getvalue()
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.partial")
@@ -102,6 +120,7 @@ def pack_caches(caches: list[Path], out: Path, max_bytes: int, valid_utterances:
     sources = {cache.name: FeatureCache(cache) for cache in caches}
     rows = {name: sorted(_manifest(cache), key=_order) for name, cache in sources.items()}
     stamps = {name: _read_json(cache.stamp_path, "a feature cache's stamp") for name, cache in sources.items()}
+    has_f0 = {name: set(F0_ARRAYS) <= set(_stamped_arrays(stamp)) for name, stamp in stamps.items()}
     for name, stamp in stamps.items():
         if "linguistic" in stamp.get("features", {}).get("conditioning", []):
             raise PackError(
@@ -113,12 +132,15 @@ def pack_caches(caches: list[Path], out: Path, max_bytes: int, valid_utterances:
 
     def take(name: str, row: ManifestRow) -> bool:
         nonlocal used
-        data = _flac(sources[name], row)
-        if used + len(data) > max_bytes:
+        audio = _flac(sources[name], row)
+        f0 = _f0(sources[name], row) if has_f0[name] else b""
+        if used + len(audio) + len(f0) > max_bytes:
             return False
-        _write_atomic(out / name / "audio" / f"{row.id}.flac", data)
+        _write_atomic(out / name / "audio" / f"{row.id}.flac", audio)
+        if f0:
+            _write_atomic(out / name / "f0" / f"{row.id}.npz", f0)
         chosen[name].append(row)
-        used += len(data)
+        used += len(audio) + len(f0)
         return True
 
     for name in sources:
@@ -144,6 +166,7 @@ def pack_caches(caches: list[Path], out: Path, max_bytes: int, valid_utterances:
         index["sources"][name] = {
             "cache": str(cache.root),
             "utterances": {split: sum(row.split == split for row in picked) for split in ("train", "valid")},
+            "f0": has_f0[name],
             "train_seconds": round(packed[name], 1),
             "of_train_seconds": round(totals[name], 1),
         }
@@ -151,29 +174,39 @@ def pack_caches(caches: list[Path], out: Path, max_bytes: int, valid_utterances:
     return index
 
 
-def _unpack_one(flac: Path, row: ManifestRow, config: Config, cache: FeatureCache) -> None:
-    """Decode one packed utterance into the cache's 16-bit WAV and extract its features from that audio."""
+def _unpack_one(source: Path, row: ManifestRow, config: Config, cache: FeatureCache) -> None:
+    """Decode one packed utterance into the cache's 16-bit WAV, compute its mel from that audio and take its F0
+    from the pack."""
+    flac = source / "audio" / f"{row.id}.flac"
     samples, rate = soundfile.read(str(flac), dtype="int16")
     cache.audio_dir.mkdir(parents=True, exist_ok=True)
     target = cache.audio_path(row.id)
     temporary = target.with_name(f".{target.name}.partial")
     soundfile.write(str(temporary), samples, rate, format="WAV", subtype="PCM_16")
     temporary.replace(target)
-    wav = samples.astype(np.float32) / 32768.0  # as load_wav reads the cache's WAV
-    features = extract_features(wav, config, speaker=row.speaker, source=str(cache.feature_path(row.id)))
+    wanted = config.extracted_arrays()
+    arrays: dict[str, np.ndarray] = {}
+    if "mel" in wanted:
+        arrays["mel"] = log_mel(samples.astype(np.float32) / 32768.0, rate, config.features)  # as load_wav reads it
+    if set(F0_ARRAYS) & set(wanted):
+        with np.load(source / "f0" / f"{row.id}.npz") as f0:
+            arrays.update(lf0=f0["lf0"], vuv=f0["vuv"])
+    features = Features(rate, config.features.hop_length, speaker=row.speaker, source=str(flac), **arrays)
     if features.n_frames != row.frames:
         raise PackError(f"{flac}: {features.n_frames} frames of features, its manifest row says {row.frames}")
     save_features(cache.feature_path(row.id), features)
 
 
 def unpack(pack: Path, out: Path, config: Config, jobs: int | None = None) -> dict[str, int]:
-    """Rebuild one feature cache per packed source under `out/<source>/`, its features extracted with `config`
-    (whose sample rate, mu and hop must be the pack's); returns the utterances written per source."""
+    """Rebuild one feature cache per packed source under `out/<source>/`, its mel computed with `config` (whose
+    sample rate, mu and hop must be the pack's) and its F0, where `config` reads it, the pack's (whose F0 settings
+    must be the config's); returns the utterances written per source."""
     index = _read_json(pack / PACK_INDEX, "a pack's index (vocoder corpus pack)")
     if index.get("format") != PACK_FORMAT:
         raise PackError(f"{pack / PACK_INDEX}: format {index.get('format')!r}, this version reads {PACK_FORMAT}")
     if "linguistic" in config.features.conditioning:
         raise PackError(f"config '{config.name}' conditions on linguistic features, which a pack cannot give")
+    needs_f0 = bool(set(F0_ARRAYS) & set(config.extracted_arrays()))
     written = {}
     for name in index["sources"]:
         stamp = _read_json(pack / name / "features.json", "the packed cache's stamp")
@@ -184,16 +217,27 @@ def unpack(pack: Path, out: Path, config: Config, jobs: int | None = None) -> di
                 f"{pack / name / 'features.json'}: the pack's audio is {expected}, config '{config.name}' reads "
                 f"{found}; unpack with a config of the same sample rate, mu and hop"
             )
+        if needs_f0:
+            packed = {key: stamp.get("features", {}).get(key) for key in F0_SETTINGS}
+            wanted = {key: getattr(config.features, key) for key in F0_SETTINGS}
+            if not index["sources"][name].get("f0") or packed != wanted:
+                raise PackError(
+                    f"{pack / name}: config '{config.name}' reads F0 ({wanted}), the pack carries "
+                    f"{packed if index['sources'][name].get('f0') else 'none'}; pack a cache with that F0, or unpack "
+                    "with a config that reads the mel alone"
+                )
         rows = _manifest(FeatureCache(pack / name))
+        files = [pack / name / "audio" / f"{row.id}.flac" for row in rows]
+        files += [pack / name / "f0" / f"{row.id}.npz" for row in rows] if needs_f0 else []
+        for path in files:
+            if not path.is_file():
+                raise PackError(f"{path}: missing; the pack's manifest lists {path.stem}")
         cache = FeatureCache(out / name)
         cache.open(feature_stamp(config, stamp["preprocessing"]))
-        flacs = [pack / name / "audio" / f"{row.id}.flac" for row in rows]
-        for flac in flacs:
-            if not flac.is_file():
-                raise PackError(f"{flac}: missing; the pack's manifest lists it")
         workers = max(1, min(jobs or os.cpu_count() or 1, len(rows) or 1))
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(_unpack_one, flacs, rows, [config] * len(rows), [cache] * len(rows), chunksize=8))
+            sources = [pack / name] * len(rows)
+            list(pool.map(_unpack_one, sources, rows, [config] * len(rows), [cache] * len(rows), chunksize=8))
         cache.finish(rows, {"unpacked_from": str(pack), "utterances": len(rows), "skipped": [], "flagged": []})
         written[name] = len(rows)
     return written

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import librosa
 import numpy as np
-import pyworld
 
 from vocoder.config import Config, FeatureConfig
 from vocoder.features.featurefile import Features
@@ -56,6 +55,8 @@ def continuous_log_f0(f0: np.ndarray) -> np.ndarray:
 
 def f0_features(wav: np.ndarray, sample_rate: int, cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
     """`(lf0, vuv)`, each `[frames]`: WORLD's F0 (dio + stonemask, or harvest) on the frame grid."""
+    import pyworld  # here: a machine that only trains from packs (their F0 travels with them) may lack it
+
     padded = pad_to_frames(wav, cfg.hop_length).astype(np.float64)
     frames = len(padded) // cfg.hop_length
     period_ms = 1000.0 * cfg.hop_length / sample_rate
