@@ -70,11 +70,11 @@ def real(
 def pack(
     caches: list[Path] = typer.Argument(..., help="feature caches (vocoder preprocess / corpus real), each a source"),
     out: Path = typer.Option(..., "--out", help="new pack directory"),
-    max_mb: float = typer.Option(30.0, "--max-mb", min=0.1, help="audio budget, MiB of FLAC"),
+    max_mb: float = typer.Option(30.0, "--max-mb", min=0.1, help="budget, MiB of FLAC audio and F0"),
     valid_utterances: int = typer.Option(8, "--valid", min=0, help="validation utterances per source"),
 ) -> None:
-    """A lossless FLAC copy of a budgeted share of the caches' training audio, to train where the caches do not
-    fit (a lent GPU machine takes 64 MiB); `vocoder corpus unpack` rebuilds caches from it."""
+    """A lossless FLAC copy of a budgeted share of the caches' training audio, with their F0, to train where the
+    caches do not fit (a lent GPU machine takes 64 MiB); `vocoder corpus unpack` rebuilds caches from it."""
     from vocoder.corpus.pack import pack_caches
 
     index = pack_caches(caches, out, round(max_mb * 2**20), valid_utterances)

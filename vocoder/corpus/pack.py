@@ -8,7 +8,7 @@ validation utterances, with the cache's manifest rows and, where the cache holds
 `unpack` rebuilds a feature cache from it, its mel computed with a config's settings: the same ids, splits, audio
 and F0, so a run there trains on the caches' data and the run's validation loss reads the same utterances.
 
-PACK/pack.json                  what was packed from where: per source its utterances, seconds and bytes
+PACK/pack.json                  format, bytes, and per source: its cache, utterances per split, seconds, F0 or not
 PACK/<source>/manifest.jsonl    the packed rows of the source cache's manifest
 PACK/<source>/features.json     the source cache's stamp (its audio settings and preprocessing)
 PACK/<source>/audio/<id>.flac
@@ -108,10 +108,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def pack_caches(caches: list[Path], out: Path, max_bytes: int, valid_utterances: int = 8) -> dict[str, Any]:
-    """Write a pack of `caches` at `out` (which must not exist) holding at most `max_bytes` of audio; returns the
-    index also written to pack.json. Each source gives its first `valid_utterances` validation utterances, then the
-    training utterances are taken in turns, always from the source with the smallest share of its training
-    seconds packed so far; one that would pass the budget is left out."""
+    """Write a pack of `caches` at `out` (which must not exist) holding at most `max_bytes` of audio and F0;
+    returns the index also written to pack.json. Each source gives its first `valid_utterances` validation
+    utterances, then the training utterances are taken in turns, always from the source with the smallest share of
+    its training seconds packed so far; one that would pass the budget is left out."""
     if out.exists():
         raise PackError(f"{out}: exists; a pack is written to a new directory")
     names = [cache.name for cache in caches]
