@@ -24,6 +24,7 @@ NOT_VOCODER = {
     "make test": "this suite is `make test`",
     "scripts/recipe.sh": "tests/test_recipe.py runs it with --quick",
     "make corpus-real": "installs 150 MB of Debian packages: run by hand; tests/test_real_corpus.py covers its code",
+    "make corpus-demo": "Festival reads 600 sentences (about 10 minutes): tests/test_preprocess.py covers the code",
 }
 """Commands of slow blocks that are not `vocoder` commands, and where they are exercised instead."""
 
