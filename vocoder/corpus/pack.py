@@ -179,11 +179,9 @@ def _unpack_one(source: Path, row: ManifestRow, config: Config, cache: FeatureCa
     from the pack."""
     flac = source / "audio" / f"{row.id}.flac"
     samples, rate = soundfile.read(str(flac), dtype="int16")
-    cache.audio_dir.mkdir(parents=True, exist_ok=True)
-    target = cache.audio_path(row.id)
-    temporary = target.with_name(f".{target.name}.partial")
-    soundfile.write(str(temporary), samples, rate, format="WAV", subtype="PCM_16")
-    temporary.replace(target)
+    wav = io.BytesIO()
+    soundfile.write(wav, samples, rate, format="WAV", subtype="PCM_16")
+    _write_atomic(cache.audio_path(row.id), wav.getvalue())
     wanted = config.extracted_arrays()
     arrays: dict[str, np.ndarray] = {}
     if "mel" in wanted:
