@@ -19,6 +19,7 @@ import numpy as np
 import soundfile
 import torch
 
+from vocoder.atomic import atomic_path
 from vocoder.errors import VocoderError
 
 
@@ -126,11 +127,8 @@ def full_scale(wav: np.ndarray) -> np.ndarray:
 def save_wav(path: str | Path, wav: np.ndarray, sample_rate: int, audio_format: str = "pcm16") -> None:
     """Write a waveform; written to a temporary name first, so a crash never leaves a truncated file."""
     container, subtype = AUDIO_FORMATS[audio_format]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
-    soundfile.write(str(temporary), full_scale(wav), sample_rate, subtype=subtype, format=container)
-    temporary.replace(path)
+    with atomic_path(Path(path)) as temporary:
+        soundfile.write(str(temporary), full_scale(wav), sample_rate, subtype=subtype, format=container)
 
 
 def preemphasize(wav: np.ndarray, coefficient: float) -> np.ndarray:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from vocoder.api import Vocoder
+from vocoder.atomic import atomic_path
 from vocoder.errors import VocoderError
 from vocoder.models.student import StudentWaveNet
 from vocoder.vocabulary import F0_ARRAYS, STUDENT
@@ -143,7 +144,6 @@ def _export(
     path: Path,
 ) -> None:
     """One graph through torch's exporter (torch.export), written whole or not at all."""
-    partial = path.with_name(f".{path.name}.partial")
     try:
         program = torch.onnx.export(
             module,
@@ -155,10 +155,10 @@ def _export(
             verbose=False,
         )
         assert program is not None
-        program.save(str(partial))
+        with atomic_path(path) as partial:
+            program.save(str(partial))
     except ImportError as error:
         raise VocoderError(f"ONNX export needs the packages onnx and onnxscript ({error})") from None
-    partial.replace(path)
 
 
 class OnnxStudent:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vocoder.atomic import atomic_path
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.features.linguistic import QUESTIONS_PATH, question_set_digest
@@ -62,9 +63,8 @@ def feature_stamp(config: Config, preprocessing: dict[str, Any]) -> dict[str, An
 
 
 def _write_json(path: Path, data: object) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 class FeatureCache:
@@ -129,9 +129,8 @@ class FeatureCache:
     def finish(self, rows: Iterable[ManifestRow], report: dict[str, Any]) -> None:
         """Rewrite the manifest sorted by id, and write the speaker table and the report."""
         ordered = sorted(rows, key=lambda row: row.id)
-        temporary = self.manifest_path.with_name(".manifest.jsonl.partial")
-        temporary.write_text("".join(json.dumps(asdict(row)) + "\n" for row in ordered))
-        temporary.replace(self.manifest_path)
+        with atomic_path(self.manifest_path) as temporary:
+            temporary.write_text("".join(json.dumps(asdict(row)) + "\n" for row in ordered))
         counts = Counter(row.speaker for row in ordered)
         _write_json(self.speakers_path, {"speakers": sorted(counts), "utterances": dict(sorted(counts.items()))})
         _write_json(self.report_path, report)

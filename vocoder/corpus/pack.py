@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import soundfile
 
+from vocoder.atomic import atomic_path
 from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache, ManifestRow, feature_stamp
 from vocoder.errors import VocoderError
@@ -101,10 +102,8 @@ def _f0(cache: FeatureCache, row: ManifestRow) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_bytes(data)
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
 
 
 def pack_caches(caches: list[Path], out: Path, max_bytes: int, valid_utterances: int = 8) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vocoder.atomic import atomic_path
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.vocabulary import CONDITIONING_ARRAYS, MATRIX_ARRAYS
@@ -95,10 +96,8 @@ def save_features(path: str | Path, features: Features) -> Path:
     payload.update({name: np.asarray(array, dtype=np.float32) for name, array in features.arrays().items()})
     if features.speaker is not None:
         payload["speaker"] = np.array(features.speaker, dtype=np.str_)
-    temporary = path.with_name(f".{path.name}.partial")
-    with temporary.open("wb") as handle:
+    with atomic_path(path) as temporary, temporary.open("wb") as handle:
         np.savez_compressed(handle, **payload)
-    temporary.replace(path)
     return path
 
 

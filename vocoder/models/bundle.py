@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from vocoder.atomic import atomic_path
 from vocoder.config import config_from_dict
 from vocoder.errors import VocoderError
 from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, replace_config, resolve_model_path
@@ -164,11 +165,10 @@ def bundle_model(
     if state is not None:
         (target / TRAINING_STATE).parent.mkdir(exist_ok=True)
         save_checkpoint(state, target / TRAINING_STATE)  # written afresh: it carries its digest whatever its age
-    temporary = target / f".{WEIGHTS_NAME}.partial"
-    shutil.copyfile(model_file, temporary)
-    if sampling:
-        replace_config(temporary, config)
-    temporary.replace(target / WEIGHTS_NAME)
+    with atomic_path(target / WEIGHTS_NAME) as temporary:
+        shutil.copyfile(model_file, temporary)
+        if sampling:
+            replace_config(temporary, config)
     (target / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     write_card(target / "README.md", name, target / WEIGHTS_NAME, feature_dirs or [], evaluation, notes)
     return target

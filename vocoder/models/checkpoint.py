@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vocoder.atomic import atomic_path
 from vocoder.config import Config, ConfigError, config_from_dict
 from vocoder.errors import VocoderError
 from vocoder.paths import bundled_models_dir, models_dir_origin
@@ -75,13 +76,9 @@ def save_model(path: str | Path, model: nn.Module, config: Config, kind: ModelKi
 
 def _write(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
     """A model file written atomically: a temporary file renamed over `path`."""
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=header)
         temporary.chmod(MODEL_FILE_MODE)
-        temporary.replace(path)
-    finally:  # an interrupted write leaves nothing behind
-        temporary.unlink(missing_ok=True)
 
 
 def replace_config(path: Path, config: Config) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from vocoder.atomic import atomic_path
 from vocoder.errors import VocoderError
 from vocoder.models.checkpoint import CheckpointError, read_model_header
 
@@ -38,15 +39,10 @@ class DamagedCheckpoint(VocoderError):
 
 
 def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        with temporary.open("wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_path(path) as temporary, temporary.open("wb") as handle:
+        torch.save(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
