@@ -1,4 +1,5 @@
-"""Files written whole or not at all: every writer of the package goes through `atomic_path`."""
+"""Files written whole or not at all: audio, feature files, caches, packs, model files, checkpoints and ONNX graphs,
+which readers load while they may be rewritten or which a crash must not leave truncated, go through `atomic_path`."""
 
 from __future__ import annotations
 

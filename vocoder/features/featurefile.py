@@ -87,7 +87,6 @@ class Features:
 def save_features(path: str | Path, features: Features) -> Path:
     """Write atomically (temporary file, then rename); returns the path written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, np.ndarray] = {
         "version": np.array(FEATURE_FILE_VERSION, dtype=np.int32),
         "sample_rate": np.array(features.sample_rate, dtype=np.int32),
