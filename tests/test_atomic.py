@@ -1,4 +1,4 @@
-"""atomic_path: the one way the package writes a file, whole or not at all."""
+"""atomic_path: how the package writes its data files, whole or not at all."""
 
 from __future__ import annotations
 

@@ -163,7 +163,6 @@ def bundle_model(
     target = models_dir / name
     target.mkdir(parents=True, exist_ok=True)
     if state is not None:
-        (target / TRAINING_STATE).parent.mkdir(exist_ok=True)
         save_checkpoint(state, target / TRAINING_STATE)  # written afresh: it carries its digest whatever its age
     with atomic_path(target / WEIGHTS_NAME) as temporary:
         shutil.copyfile(model_file, temporary)
