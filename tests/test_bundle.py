@@ -6,8 +6,10 @@ import yaml
 import vocoder
 from tests.conftest import tiny_config
 from vocoder.errors import VocoderError
+from vocoder.features.level import InputLevels
 from vocoder.models import bundle as bundle_module
 from vocoder.models.bundle import bundle_model
+from vocoder.models.checkpoint import replace_header
 
 
 def test_bundle_writes_model_config_and_card(tiny_model_file: Path, tmp_path: Path, monkeypatch) -> None:
@@ -20,6 +22,9 @@ def test_bundle_writes_model_config_and_card(tiny_model_file: Path, tmp_path: Pa
     summary = tmp_path / "summary.md"
     summary.write_text("| system | PESQ |\n|---|---|\n| teacher | 1.2 |")
     notes = "Trained on a CPU for a few steps: a smoke model."
+    # The file records the band of input levels it trained on, so the bundle reads none from --data (here only a
+    # manifest for the card: the band's own test, tests/test_level.py, bundles from a real cache).
+    replace_header(tiny_model_file, metadata={"steps": 0, **InputLevels(1.0, 5.0, 9.0).to_metadata()})
     target = bundle_model(tiny_model_file, "teacher", tmp_path / "models", [features], summary, notes)
     assert yaml.safe_load((target / "config.yaml").read_text())["name"] == tiny_config().name
     card = (target / "README.md").read_text()
@@ -29,6 +34,7 @@ def test_bundle_writes_model_config_and_card(tiny_model_file: Path, tmp_path: Pa
         "`feats`: 1 training utterances (0.5 min) of 2, speakers alice, bob",
         "| teacher | 1.2 |",
         "receptive field | 16 samples",
+        "| input levels | trained on mel levels 1.0 to 9.0 dB",
     ):
         assert expected in card
     monkeypatch.setenv("VOCODER_MODELS_DIR", str(tmp_path / "models"))

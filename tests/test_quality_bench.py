@@ -176,3 +176,28 @@ def test_bench_quality_runs_each_model_at_its_sampling(cache_dir: Path, tmp_path
     assert np.allclose(written, expected, atol=1 / 32767)  # 16-bit WAV of the default-sampled synthesis
     bad = run(*args, "--model", f"{path}@warmth=2", "--out", str(out))
     assert bad.returncode == 2 and "--model " in bad.stderr and "found 'warmth=2'" in bad.stderr
+
+
+def test_a_gain_scales_every_recording_and_moves_its_mel_before_copy_synthesis(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--gain-db`: how each system meets a quieter recording, every system scored against the scaled one."""
+    torch.manual_seed(0)
+    config = tiny_config(speakers=[])
+    path = save_model(tmp_path / "quiet" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
+    model = vocoder.load(path, "cpu")
+    seen = []
+    synthesize_batch = model.synthesize_batch
+    monkeypatch.setattr(
+        model, "synthesize_batch", lambda features, **k: seen.extend(features) or synthesize_batch(features, **k)
+    )
+    settings = QualitySettings(split="train", limit=1, seed=0, griffin_lim_iterations=4, with_dnsmos=False, gain_db=-20)
+    report = bench_quality([model], [cache_dir], tmp_path / "out", settings, progress=False)
+    assert report["settings"]["gain_db"] == -20
+    cache = FeatureCache(cache_dir)
+    given = read_features(cache.feature_path("utt0"))
+    unclipped = given.mel > np.log(config.features.log_floor) + np.log(10)
+    assert np.allclose(seen[0].mel[unclipped], given.mel[unclipped] - np.log(10), atol=1e-5)
+    written = load_wav(tmp_path / "out" / "wavs" / cache_dir.name / CEILING / "utt0.wav", 16000)
+    recording = load_wav(cache.audio_path("utt0"), 16000)
+    assert np.abs(written).max() == pytest.approx(0.1 * np.abs(recording).max(), rel=0.05)

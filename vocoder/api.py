@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +16,7 @@ from vocoder.audio import Deemphasis, deemphasize, mu_law_encode
 from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import FeatureFileError, Features, read_features, validate_features
+from vocoder.features.level import InputLevels, scaled
 from vocoder.generate import (
     FastWaveNet,
     GenerationResult,
@@ -40,6 +43,8 @@ from vocoder.vocabulary import (
     check_backend,
     check_precision,
 )
+
+log = logging.getLogger(__name__)
 
 
 def default_device() -> torch.device:
@@ -86,6 +91,8 @@ class Vocoder:
         # What unset sampling settings mean: the `sampling` section (its card's measured best), replaceable (e.g.
         # to compare samplings of one model); a student reads only its temperatures (its noise's scale).
         self.default_sampling = Sampling.recommended(self.config.sampling)
+        # The band of mel levels it was trained on, which synthesis keeps an utterance in (None: features as given).
+        self.input_levels = InputLevels.from_metadata(self.metadata)
 
     @property
     def config(self) -> Config:
@@ -192,9 +199,24 @@ class Vocoder:
             return []
         sampling = sampling or self.default_sampling
         loaded = [self.features(item, speaker) for item in features]
-        result = self.generate(loaded, method, sampling, progress)
+        levelled, gains = zip(*(self.at_trained_level(item) for item in loaded), strict=True)
+        result = self.generate(list(levelled), method, sampling, progress)
         waveforms = deemphasize(result.waveform.cpu().numpy(), self.config.audio.preemphasis)
-        return [waveforms[i, : item.n_samples] for i, item in enumerate(loaded)]
+        return [waveforms[i, : item.n_samples] / gains[i] for i, item in enumerate(loaded)]
+
+    def at_trained_level(self, features: Features) -> tuple[Features, float]:
+        """(the features of the recording scaled by g, g): synthesis conditions on the first and divides its output
+        by g. g is 1 inside the band of levels the model was trained on (`vocoder.features.level`), else the
+        factor that moves the utterance to the band's middle."""
+        gain = 1.0 if self.input_levels is None else self.input_levels.gain(features)
+        if gain == 1.0:
+            return features, gain
+        log.info(
+            "%s: its mel level lies outside the %.1f to %.1f dB %s was trained on: conditioned %+.1f dB from there, "
+            "the output scaled back",
+            features.source, self.input_levels.low, self.input_levels.high, self.name, 20 * math.log10(gain),
+        )  # fmt: skip
+        return scaled(features, gain, self.config.features.log_floor), gain
 
     @torch.inference_mode()
     def generate(
@@ -239,6 +261,7 @@ class Vocoder:
         """One utterance with the fast generator, yielded in float32 chunks of at most `chunk_samples` as they
         are generated, so a listener can start before the end."""
         loaded = self.features(features, speaker)
+        loaded, gain = self.at_trained_level(loaded)
         sampling = sampling or self.default_sampling
         frames = self.frames([loaded])
         conditioning = self.conditioning([loaded], frames)
@@ -252,7 +275,7 @@ class Vocoder:
                 conditioning, speaker_ids, uniforms, temperature=sampling.temperature, temperatures=temperatures
             )
             for _, chunk in chunks:
-                pending = np.concatenate([pending, deemphasis(chunk[0].cpu().numpy())])
+                pending = np.concatenate([pending, deemphasis(chunk[0].cpu().numpy()) / gain])
                 whole_chunks = len(pending) // chunk_samples * chunk_samples
                 yield from (pending[start : start + chunk_samples] for start in range(0, whole_chunks, chunk_samples))
                 pending = pending[whole_chunks:]
@@ -265,7 +288,7 @@ class Vocoder:
             conditioning, speaker_ids, sampling, uniforms, result, chunk_samples, lpc, temperatures
         )
         for start, stop in blocks:
-            yield deemphasis(result.waveform[0, start:stop].cpu().numpy())
+            yield deemphasis(result.waveform[0, start:stop].cpu().numpy()) / gain
 
     def frames(self, features: list[Features]) -> torch.Tensor:
         """`[B, frames, C]` frame-rate conditioning of a batch, each utterance padded to the longest by repeating

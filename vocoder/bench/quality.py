@@ -32,6 +32,7 @@ from vocoder.eval import metrics
 from vocoder.eval.plots import spectrogram_comparison
 from vocoder.features.acoustic import f0_features, log_mel
 from vocoder.features.featurefile import Features, read_features
+from vocoder.features.level import scaled
 from vocoder.vocabulary import F0_ARRAYS
 
 GRIFFIN_LIM = "griffin-lim"
@@ -51,6 +52,7 @@ class QualitySettings:
     griffin_lim_iterations: int = 64
     with_dnsmos: bool = True
     spectrograms: int = 2  # per source
+    gain_db: float = 0.0  # every recording scaled by this before copy synthesis, its mel moved to match
 
 
 def held_out(cache_dir: Path, split: str, limit: int) -> list[str]:
@@ -168,8 +170,9 @@ def bench_quality(
         ids = held_out(cache_dir, settings.split, settings.limit)
         utterances[source] = ids
         scores[source] = {system: [] for system in systems}
-        references = [load_wav(cache.audio_path(utterance), rate) for utterance in ids]
-        features = [read_features(cache.feature_path(utterance)) for utterance in ids]
+        gain, log_floor = 10 ** (settings.gain_db / 20), vocoders[0].config.features.log_floor
+        references = [load_wav(cache.audio_path(utterance), rate) * np.float32(gain) for utterance in ids]
+        features = [scaled(read_features(cache.feature_path(utterance)), gain, log_floor) for utterance in ids]
         # Each model synthesizes the source's utterances as one batch: a step of several costs little more than
         # a step of one.
         synthesized = {  # each model at its own default sampling, as a user hears it

@@ -236,6 +236,12 @@ def quality(
     griffin_lim_iterations: int = typer.Option(64, "--griffin-lim-iterations", min=1),
     dnsmos: bool = typer.Option(True, help="also score DNSMOS OVRL (about 0.5 s per file)"),
     spectrograms: int = typer.Option(2, min=0, help="spectrogram grids per source"),
+    gain_db: float = typer.Option(
+        0.0,
+        "--gain-db",
+        help="scale every recording by this many dB first, its mel moved to match (as `vocoder extract` would find "
+        "it): how each system meets quieter or louder recordings than the corpus's peak-normalised ones",
+    ),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
 ) -> None:
@@ -247,7 +253,7 @@ def quality(
 
     if split not in SPLITS:
         raise typer.BadParameter(f"expected one of {list(SPLITS)}, found {split!r}", param_hint="--split")
-    settings = QualitySettings(split, limit, seed, griffin_lim_iterations, dnsmos, spectrograms)
+    settings = QualitySettings(split, limit, seed, griffin_lim_iterations, dnsmos, spectrograms, gain_db)
     vocoders = []
     for entry in model:
         named, _, sampling = entry.partition("@")

@@ -14,7 +14,11 @@ def bundle(
     model: str = typer.Argument(..., help="model file or run directory's model/ folder"),
     name: str = typer.Option(..., help="the addressable name, e.g. teacher"),
     models_dir: Path = typer.Option(None, help="default: the bundled models folder"),
-    data: list[Path] = typer.Option([], help="feature cache it was trained on (summarised in the card); repeatable"),
+    data: list[Path] = typer.Option(
+        [],
+        help="feature cache it was trained on (summarised in the card; a model file that records no band of input "
+        "levels gets the band of their training split); repeatable",
+    ),
     evaluation: Path | None = typer.Option(None, help="an evaluation summary.md to include in the card"),
     notes: Path | None = typer.Option(None, help="a markdown file with notes for the card"),
     training_state: Path | None = typer.Option(

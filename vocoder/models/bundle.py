@@ -14,12 +14,14 @@ from pathlib import Path
 import yaml
 
 from vocoder.atomic import atomic_path
-from vocoder.config import config_from_dict
+from vocoder.config import Config, config_from_dict
 from vocoder.errors import VocoderError
-from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, replace_config, resolve_model_path
+from vocoder.features.level import METADATA_KEY, InputLevels
+from vocoder.models.checkpoint import WEIGHTS_NAME, read_model_header, replace_header, resolve_model_path
 from vocoder.models.student import StudentWaveNet
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.checkpoints import read_checkpoint, save_checkpoint
+from vocoder.train.data import TrainingCorpus
 from vocoder.vocabulary import STUDENT, STUDENT_SETTINGS, TEACHER
 
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024
@@ -120,12 +122,27 @@ def write_card(
         f"| validation loss | {metadata.get('valid_loss', 'n/a')} ({LOSS_MEANING.get(kind, 'see the config')}) |",
         f"| bundled | {datetime.now(UTC).strftime('%Y-%m-%d')} |",
     ]
+    if levels := InputLevels.from_metadata(metadata):
+        lines.append(
+            f"| input levels | trained on mel levels {levels.low:.1f} to {levels.high:.1f} dB "
+            f"(`vocoder.features.level`): an utterance outside them is conditioned at {levels.middle:.1f} dB, "
+            "its output scaled back |"
+        )
     if (path.parent / TRAINING_STATE).is_file():
         command = "vocoder distill" if kind == STUDENT else "vocoder train"
         lines.append(f"| training state | `{TRAINING_STATE}`: continue with `{command} --resume-from` |")
     if evaluation is not None and evaluation.is_file():
         lines += ["", "## Objective evaluation", "", evaluation.read_text().strip()]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _missing_input_levels(model_file: Path, config: Config, feature_dirs: list[Path]) -> InputLevels | None:
+    """For a model file written before models recorded the band of input levels they were trained on: the band of
+    its training data (`feature_dirs`, as training reads them), so the bundled copy keeps to it at synthesis."""
+    metadata = read_model_header(model_file)[2]
+    if not feature_dirs or METADATA_KEY in metadata or "mel" not in config.features.conditioning:
+        return None
+    return TrainingCorpus(feature_dirs, config, "train").input_levels()
 
 
 def bundle_model(
@@ -164,10 +181,12 @@ def bundle_model(
     target.mkdir(parents=True, exist_ok=True)
     if state is not None:
         save_checkpoint(state, target / TRAINING_STATE)  # written afresh: it carries its digest whatever its age
+    levels = _missing_input_levels(model_file, config, feature_dirs or [])  # read before anything is written
     with atomic_path(target / WEIGHTS_NAME) as temporary:
         shutil.copyfile(model_file, temporary)
-        if sampling:
-            replace_config(temporary, config)
+        if sampling or levels:
+            metadata = None if levels is None else {**read_model_header(model_file)[2], **levels.to_metadata()}
+            replace_header(temporary, config if sampling else None, metadata)
     (target / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     write_card(target / "README.md", name, target / WEIGHTS_NAME, feature_dirs or [], evaluation, notes)
     return target

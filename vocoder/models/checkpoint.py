@@ -81,11 +81,17 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str])
         temporary.chmod(MODEL_FILE_MODE)
 
 
-def replace_config(path: Path, config: Config) -> None:
-    """Rewrite a model file with `config` embedded in place of its own, weights and metadata unchanged
-    (atomically): for settings that do not change what the weights mean, such as the default sampling."""
+def replace_header(path: Path, config: Config | None = None, metadata: dict[str, Any] | None = None) -> None:
+    """Rewrite a model file with `config` and/or `metadata` embedded in place of its own, weights unchanged
+    (atomically): for what does not change what the weights mean, such as the default sampling or the band of
+    input levels it was trained on."""
     weights = read_model_file(path)[0]
-    _write(path, weights, {**_header(path), "config": json.dumps(config.model_dump(mode="json"))})
+    header = _header(path)
+    if config is not None:
+        header["config"] = json.dumps(config.model_dump(mode="json"))
+    if metadata is not None:
+        header["metadata"] = json.dumps(metadata)
+    _write(path, weights, header)
 
 
 def _header(path: Path) -> dict[str, str]:

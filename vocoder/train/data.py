@@ -33,6 +33,7 @@ from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache, ManifestRow
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import read_features, validate_features
+from vocoder.features.level import InputLevels, mel_level_db
 from vocoder.features.lpc import excitation_targets, frame_lpc, predict_signal
 
 
@@ -160,6 +161,15 @@ class TrainingCorpus:
     @property
     def total_seconds(self) -> float:
         return sum(utterance.row.duration for utterance in self.utterances)
+
+    def input_levels(self) -> InputLevels | None:
+        """The band of mel levels training on these utterances shows a model (with the config's gain
+        augmentation), which its model files record; None for a model that reads no mel."""
+        if "mel" not in self.config.features.conditioning:
+            return None
+        mel = self.config.features.columns("mel")
+        levels = [mel_level_db(utterance.conditioning[:, mel]) for utterance in self.utterances]
+        return InputLevels.of_training(levels, self.config.train.gain_db)
 
 
 class Augmentation:

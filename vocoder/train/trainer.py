@@ -99,6 +99,7 @@ class Trainer:
         torch.manual_seed(config.train.seed + self.dist.rank)
 
         self.corpus = TrainingCorpus(data_dir, config, "train")
+        self.input_levels = self.corpus.input_levels()  # recorded in every model file: synthesis keeps to them
         self.valid_corpus = self._validation_corpus(data_dir)
         self.model = self.build_model().to(self.dist.device)
         self.initialised_from = None if init is None else self._initialise(init)
@@ -157,8 +158,12 @@ class Trainer:
         load_weights(self.model, weights, source)
 
     def run_metadata(self) -> dict[str, Any]:
-        """Facts about the run recorded in every checkpoint and exported model file (a student names its teacher)."""
-        return {} if self.initialised_from is None else {"initialised_from": self.initialised_from}
+        """Facts about the run recorded in every checkpoint and exported model file (a student names its teacher):
+        where it started, and the band of input levels it trains on (`vocoder.features.level`)."""
+        metadata = {} if self.input_levels is None else self.input_levels.to_metadata()
+        if self.initialised_from is not None:
+            metadata["initialised_from"] = self.initialised_from
+        return metadata
 
     def auxiliary_state(self) -> dict[str, Any]:
         """Training state kept beside the model's in every checkpoint (a student's discriminator and its optimizer);
