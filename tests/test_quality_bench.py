@@ -120,14 +120,19 @@ def test_a_model_reading_f0_the_cache_lacks_is_scored_on_the_recordings(cache_di
     assert np.allclose(written, np.clip(sine.synthesize(given, seed=0), -1, 1), atol=1 / 32767)
 
 
+def speakerless_teacher(folder: Path) -> vocoder.Vocoder:
+    """A random tiny teacher without speakers (the caches' speakers are not its), saved in `folder` and loaded."""
+    torch.manual_seed(0)
+    config = tiny_config(speakers=[])
+    path = save_model(folder / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
+    return vocoder.load(path, "cpu")
+
+
 def test_a_model_past_full_scale_is_scored_as_written(
     cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A de-emphasised output can pass full scale; the CLI and the service write it clipped, so it is scored so."""
-    torch.manual_seed(0)
-    config = tiny_config(speakers=[])
-    path = save_model(tmp_path / "loud" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
-    model = vocoder.load(path, "cpu")
+    model = speakerless_teacher(tmp_path / "loud")
     synthesize_batch = model.synthesize_batch
     monkeypatch.setattr(model, "synthesize_batch", lambda *a, **k: [8 * wav for wav in synthesize_batch(*a, **k)])
     settings = QualitySettings(split="train", limit=1, seed=0, griffin_lim_iterations=4, with_dnsmos=False)
@@ -182,10 +187,7 @@ def test_a_gain_scales_every_recording_and_moves_its_mel_before_copy_synthesis(
     cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--gain-db`: how each system meets a quieter recording, every system scored against the scaled one."""
-    torch.manual_seed(0)
-    config = tiny_config(speakers=[])
-    path = save_model(tmp_path / "quiet" / "model.safetensors", WaveNet(config), config, "teacher", {"steps": 0})
-    model = vocoder.load(path, "cpu")
+    model = speakerless_teacher(tmp_path / "quiet")
     seen = []
     synthesize_batch = model.synthesize_batch
     monkeypatch.setattr(
@@ -196,7 +198,7 @@ def test_a_gain_scales_every_recording_and_moves_its_mel_before_copy_synthesis(
     assert report["settings"]["gain_db"] == -20
     cache = FeatureCache(cache_dir)
     given = read_features(cache.feature_path("utt0"))
-    unclipped = given.mel > np.log(config.features.log_floor) + np.log(10)
+    unclipped = given.mel > np.log(model.config.features.log_floor) + np.log(10)
     assert np.allclose(seen[0].mel[unclipped], given.mel[unclipped] - np.log(10), atol=1e-5)
     written = load_wav(tmp_path / "out" / "wavs" / cache_dir.name / CEILING / "utt0.wav", 16000)
     recording = load_wav(cache.audio_path("utt0"), 16000)
