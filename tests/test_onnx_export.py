@@ -189,3 +189,20 @@ def test_the_student_benchmark_times_the_export_of_a_source_student_with_its_sou
     config = tiny_config(student={**STUDENT, "source_harmonics": 3})
     report = bench_student(config, seconds=0.1, repeats=1, onnx=True)
     assert report["student_onnx_samples_per_s"] > 0 and report["speedup_student_vs_onnx"] > 0
+
+
+def test_the_manifest_carries_the_band_of_input_levels_a_caller_keeps_to(tmp_path: Path) -> None:
+    from vocoder.features.level import InputLevels
+
+    torch.manual_seed(0)
+    config = tiny_config(student=STUDENT)
+    band = InputLevels(low=-2.0, middle=5.0, high=12.0)
+    model_file = save_model(
+        tmp_path / "student" / "model.safetensors", StudentWaveNet(config), config, "student", band.to_metadata()
+    )
+    arguments = ["export", "--format", "onnx", "--model", str(model_file), "--out", str(tmp_path / "x")]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "x" / "export.json").read_text())
+    levels = manifest["input_levels_db"]
+    assert (levels["low"], levels["middle"], levels["high"]) == (-2.0, 5.0, 12.0) and "waveform / g" in levels["rule"]

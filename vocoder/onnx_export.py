@@ -132,6 +132,15 @@ def export_student(vocoder: Vocoder, out: Path) -> dict[str, object]:
             "shape": ["batch", "frames"],
         }
         manifest["source_harmonics"] = config.student.source_harmonics
+    if vocoder.input_levels is not None:  # the caller keeps an utterance in the band, as Vocoder.synthesize does
+        levels = vocoder.input_levels
+        manifest["input_levels_db"] = {
+            "low": levels.low,
+            "middle": levels.middle,
+            "high": levels.high,
+            "rule": "level = 10 log10 of the 95th percentile over frames of sum(exp(2 * mel)); outside [low, high]: "
+            "g = 10 ** ((middle - level) / 20), mel + ln g (floored as extracted), waveform / g",
+        }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
