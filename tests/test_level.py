@@ -11,6 +11,7 @@ import torch
 import vocoder
 from tests.conftest import tiny_config, tone
 from tests.test_train import build_cache, train_config
+from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features
 from vocoder.features.level import METADATA_KEY, InputLevels, mel_level_db, scaled
 from vocoder.generate import Sampling
@@ -40,13 +41,16 @@ def test_a_recording_scaled_by_g_has_its_level_moved_by_g_and_scaled_features_ar
 
 
 def test_the_band_spans_the_training_levels_and_the_gain_augmentation() -> None:
-    levels = InputLevels.of_training(list(np.linspace(0.0, 10.0, 101)), gain_db=12.0)
+    levels = InputLevels.of_training(list(np.linspace(0.0, 10.0, 101)), gain_db=12.0, headroom_db=0.36)
     assert (levels.low, levels.middle, levels.high) == pytest.approx((0.5 - 12.0, 5.0 - 6.0, 9.5 + 0.36), abs=0.01)
-    assert InputLevels.of_training([3.0], gain_db=0.0) == InputLevels(3.0, 3.0, 3.0)
+    assert InputLevels.of_training([3.0], gain_db=0.0, headroom_db=0.36) == InputLevels(3.0, 3.0, 3.0)
     assert InputLevels.from_metadata(levels.to_metadata()) == levels
     assert InputLevels.from_metadata({"steps": 3}) is None
     with pytest.raises(ValueError, match="no utterance levels"):
-        InputLevels.of_training([], gain_db=12.0)
+        InputLevels.of_training([], gain_db=12.0, headroom_db=0.36)
+    for damaged in ({"low": 1.0, "middle": 2.0}, {"low": 3.0, "middle": 2.0, "high": 4.0}, [1, 2, 3]):
+        with pytest.raises(VocoderError, match="input_level_db.*low <= middle <= high"):
+            InputLevels.from_metadata({METADATA_KEY: damaged})
 
 
 def test_an_utterance_outside_the_band_is_moved_to_its_middle_and_one_inside_is_left() -> None:

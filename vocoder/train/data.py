@@ -20,6 +20,7 @@ class ids ride along as the model's second input.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from scipy import signal
 from vocoder.audio import load_wav, mu_law_encode, preemphasize
 from vocoder.config import Config
 from vocoder.corpus.cache import FeatureCache, ManifestRow
+from vocoder.corpus.preprocess import PEAK
 from vocoder.errors import VocoderError
 from vocoder.features.featurefile import read_features, validate_features
 from vocoder.features.level import InputLevels, mel_level_db
@@ -169,7 +171,8 @@ class TrainingCorpus:
             return None
         mel = self.config.features.columns("mel")
         levels = [mel_level_db(utterance.conditioning[:, mel]) for utterance in self.utterances]
-        return InputLevels.of_training(levels, self.config.train.gain_db)
+        headroom_db = 20 * math.log10(Augmentation.PEAK / PEAK)  # how far up its gain can take a normalised one
+        return InputLevels.of_training(levels, self.config.train.gain_db, headroom_db)
 
 
 class Augmentation:
