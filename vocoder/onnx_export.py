@@ -20,6 +20,7 @@ and exporting one is refused with the reason.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -133,11 +134,8 @@ def export_student(vocoder: Vocoder, out: Path) -> dict[str, object]:
         }
         manifest["source_harmonics"] = config.student.source_harmonics
     if vocoder.input_levels is not None:  # the caller keeps an utterance in the band, as Vocoder.synthesize does
-        levels = vocoder.input_levels
         manifest["input_levels_db"] = {
-            "low": levels.low,
-            "middle": levels.middle,
-            "high": levels.high,
+            **dataclasses.asdict(vocoder.input_levels),
             "rule": "level = 10 log10 of the 95th percentile over frames of sum(exp(2 * mel)); outside [low, high]: "
             "g = 10 ** ((middle - level) / 20), mel + ln g (floored as extracted), waveform / g",
         }

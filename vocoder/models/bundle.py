@@ -10,6 +10,7 @@ import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -136,10 +137,10 @@ def write_card(
     path.write_text("\n".join(lines) + "\n")
 
 
-def _missing_input_levels(model_file: Path, config: Config, feature_dirs: list[Path]) -> InputLevels | None:
-    """For a model file written before models recorded the band of input levels they were trained on: the band of
-    its training data (`feature_dirs`, as training reads them), so the bundled copy keeps to it at synthesis."""
-    metadata = read_model_header(model_file)[2]
+def _missing_input_levels(metadata: dict[str, Any], config: Config, feature_dirs: list[Path]) -> InputLevels | None:
+    """For a model file written before models recorded the band of input levels they were trained on (its
+    `metadata` lacks one): the band of its training data (`feature_dirs`, as training reads them), so the bundled
+    copy keeps to it at synthesis."""
     if not feature_dirs or METADATA_KEY in metadata or "mel" not in config.features.conditioning:
         return None
     return TrainingCorpus(feature_dirs, config, "train").input_levels()
@@ -161,7 +162,7 @@ def bundle_model(
     model_file = resolve_model_path(source)
     if model_file.stat().st_size > MAX_BUNDLE_BYTES:
         raise VocoderError(f"{model_file}: {model_file.stat().st_size / 2**20:.1f} MB exceeds the 20 MB bundle limit")
-    config, kind, _ = read_model_header(model_file)
+    config, kind, metadata = read_model_header(model_file)
     if sampling:
         if kind != TEACHER and (unread := sorted(set(sampling) - set(STUDENT_SETTINGS))):
             raise VocoderError(
@@ -181,12 +182,12 @@ def bundle_model(
     target.mkdir(parents=True, exist_ok=True)
     if state is not None:
         save_checkpoint(state, target / TRAINING_STATE)  # written afresh: it carries its digest whatever its age
-    levels = _missing_input_levels(model_file, config, feature_dirs or [])  # read before anything is written
+    levels = _missing_input_levels(metadata, config, feature_dirs or [])  # read before anything is written
     with atomic_path(target / WEIGHTS_NAME) as temporary:
         shutil.copyfile(model_file, temporary)
         if sampling or levels:
-            metadata = None if levels is None else {**read_model_header(model_file)[2], **levels.to_metadata()}
-            replace_header(temporary, config if sampling else None, metadata)
+            recorded = None if levels is None else {**metadata, **levels.to_metadata()}
+            replace_header(temporary, config if sampling else None, recorded)
     (target / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     write_card(target / "README.md", name, target / WEIGHTS_NAME, feature_dirs or [], evaluation, notes)
     return target
