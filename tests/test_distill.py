@@ -26,10 +26,11 @@ from vocoder.config import Config
 from vocoder.errors import VocoderError
 from vocoder.features.acoustic import extract_features
 from vocoder.features.featurefile import read_features, save_features
+from vocoder.features.level import InputLevels
 from vocoder.generate import Sampling
 from vocoder.losses.distillation import density_distillation
 from vocoder.models.bundle import bundle_model
-from vocoder.models.checkpoint import file_identity, save_model
+from vocoder.models.checkpoint import file_identity, read_model_header, save_model
 from vocoder.models.student import logistic_noise
 from vocoder.models.wavenet import WaveNet
 from vocoder.train.distill import DistillTrainer, teacher_inputs
@@ -80,6 +81,24 @@ def test_distillation_lowers_the_kl(cache_dir: Path, teacher_file: Path, tmp_pat
     assert summary.step == 30
     assert first_kl > 0.2 and summary.valid_loss < 0.5 * first_kl, (first_kl, summary.valid_loss)
     assert (tmp_path / "samples" / "step_00000030.wav").is_file()
+
+
+def test_a_distillation_with_the_teachers_augmentation_records_its_wider_band(
+    cache_dir: Path, teacher_file: Path, tmp_path: Path
+) -> None:
+    """Gain and tilt reach the student's batches as they reach a teacher's, and its model file's band of input levels
+    widens by the gain, so synthesis moves fewer utterances (vocoder/features/level.py)."""
+    bands = {}
+    for gain_db, tilt in ((0.0, 0.0), (12.0, 0.375)):
+        config = distill_config({"max_steps": 1, "gain_db": gain_db, "tilt": tilt})
+        trainer = DistillTrainer(teacher_file, config, cache_dir, tmp_path / f"gain{gain_db:g}", "cpu")
+        assert (trainer.sampler.augmentation is not None) == (gain_db > 0)
+        trainer.run()
+        model_file = tmp_path / f"gain{gain_db:g}" / "model" / "model.safetensors"
+        bands[gain_db] = InputLevels.from_metadata(read_model_header(model_file)[2])
+    plain, augmented = bands[0.0], bands[12.0]
+    assert augmented.low == pytest.approx(plain.low - 12.0) and augmented.high > plain.high
+    assert augmented.middle == pytest.approx(plain.middle - 6.0)
 
 
 def test_contrastive_term_subtracts_the_kl_under_rotated_conditioning(

@@ -20,6 +20,7 @@ from vocoder.bench.quality import (
     GRIFFIN_LIM,
     QualitySettings,
     bench_quality,
+    coloured,
     griffin_lim,
     held_out,
     model_features,
@@ -203,3 +204,36 @@ def test_a_gain_scales_every_recording_and_moves_its_mel_before_copy_synthesis(
     written = load_wav(tmp_path / "out" / "wavs" / cache_dir.name / CEILING / "utt0.wav", 16000)
     recording = load_wav(cache.audio_path("utt0"), 16000)
     assert np.abs(written).max() == pytest.approx(0.1 * np.abs(recording).max(), rel=0.05)
+
+
+def high_to_low(wav: np.ndarray) -> float:
+    """Energy above 4 kHz over energy below it, at 16 kHz."""
+    power = np.abs(np.fft.rfft(wav)) ** 2
+    return float(power[len(power) // 2 :].sum() / power[: len(power) // 2].sum())
+
+
+def test_a_tilt_colours_every_recording_and_its_features_are_extracted_again(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--tilt`: how each system meets another microphone, every system scored against the coloured recording."""
+    model = speakerless_teacher(tmp_path / "coloured")
+    seen = []
+    synthesize_batch = model.synthesize_batch
+    monkeypatch.setattr(
+        model, "synthesize_batch", lambda features, **k: seen.extend(features) or synthesize_batch(features, **k)
+    )
+    settings = QualitySettings(split="train", limit=1, seed=0, griffin_lim_iterations=4, with_dnsmos=False, tilt=0.5)
+    report = bench_quality([model], [cache_dir], tmp_path / "out", settings, progress=False)
+    assert report["settings"]["tilt"] == 0.5
+    cache = FeatureCache(cache_dir)
+    recording = load_wav(cache.audio_path("utt0"), 16000)
+    brighter = coloured(recording, 0.5)
+    assert np.abs(brighter).max() == pytest.approx(np.abs(recording).max(), rel=1e-5)
+    assert high_to_low(brighter) > 2 * high_to_low(recording)
+    expected = extract_features(brighter, model.config)
+    assert np.allclose(seen[0].mel, expected.mel, atol=1e-5)
+    assert not np.allclose(seen[0].mel, read_features(cache.feature_path("utt0")).mel, atol=1e-2)
+    written = load_wav(tmp_path / "out" / "wavs" / cache_dir.name / CEILING / "utt0.wav", 16000)
+    assert np.corrcoef(written, brighter)[0, 1] > 0.99
+    with pytest.raises(VocoderError, match="strictly between -1 and 1"):
+        coloured(recording, 1.0)

@@ -20,6 +20,7 @@ from typing import Any
 
 import librosa
 import numpy as np
+import scipy.signal
 import torch
 from tqdm import tqdm
 
@@ -53,6 +54,7 @@ class QualitySettings:
     with_dnsmos: bool = True
     spectrograms: int = 2  # per source
     gain_db: float = 0.0  # every recording scaled by this before copy synthesis, its mel moved to match
+    tilt: float = 0.0  # every recording coloured by `coloured` (another microphone), its features re-extracted
 
 
 def held_out(cache_dir: Path, split: str, limit: int) -> list[str]:
@@ -102,6 +104,26 @@ def model_features(vocoder: Vocoder, features: Features, reference: np.ndarray) 
         return features
     lf0, vuv = f0_features(reference, vocoder.sample_rate, vocoder.config.features)
     return replace(features, lf0=lf0, vuv=vuv)
+
+
+def coloured(recording: np.ndarray, tilt: float) -> np.ndarray:
+    """The recording through the first-order tilt 1 - tilt z^-1 (positive: brighter, negative: darker; 0.5 moves the
+    spectrum's ends 9.5 dB apart), brought back to its own peak: a stand-in for another microphone or room, which
+    the training corpus's own augmentation only partly covers."""
+    if not -1 < tilt < 1:
+        raise VocoderError(f"bench quality: the tilt must lie strictly between -1 and 1, found {tilt}")
+    filtered = scipy.signal.lfilter([1.0, -tilt], [1.0], recording)
+    return (filtered * (np.abs(recording).max() / max(np.abs(filtered).max(), 1e-9))).astype(np.float32)
+
+
+def reextracted(features: Features, recording: np.ndarray, config: Config) -> Features:
+    """The cache's features of an utterance with every acoustic array they hold measured again on `recording` (as
+    `vocoder extract` would find them): for a recording the benchmark altered in more than its level."""
+    mel = log_mel(recording, config.audio.sample_rate, config.features) if features.mel is not None else None
+    if features.lf0 is None:
+        return replace(features, mel=mel)
+    lf0, vuv = f0_features(recording, config.audio.sample_rate, config.features)
+    return replace(features, mel=mel, lf0=lf0, vuv=vuv)
 
 
 def mu_law_ceiling(reference: np.ndarray, mu: int) -> np.ndarray:
@@ -173,6 +195,9 @@ def bench_quality(
         gain, log_floor = 10 ** (settings.gain_db / 20), vocoders[0].config.features.log_floor
         references = [load_wav(cache.audio_path(utterance), rate) * np.float32(gain) for utterance in ids]
         features = [scaled(read_features(cache.feature_path(utterance)), gain, log_floor) for utterance in ids]
+        if settings.tilt:
+            references = [coloured(reference, settings.tilt) for reference in references]
+            features = [reextracted(*pair, vocoders[0].config) for pair in zip(features, references, strict=True)]
         # Each model synthesizes the source's utterances as one batch: a step of several costs little more than
         # a step of one.
         synthesized = {  # each model at its own default sampling, as a user hears it

@@ -242,6 +242,13 @@ def quality(
         help="scale every recording by this many dB first, its mel moved to match (as `vocoder extract` would find "
         "it): how each system meets quieter or louder recordings than the corpus's peak-normalised ones",
     ),
+    tilt: float = typer.Option(
+        0.0,
+        min=-0.9,
+        max=0.9,
+        help="colour every recording by the filter 1 - TILT z^-1 at its own peak (positive: brighter, negative: "
+        "darker), its features extracted again: how each system meets another microphone",
+    ),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
 ) -> None:
@@ -253,7 +260,7 @@ def quality(
 
     if split not in SPLITS:
         raise typer.BadParameter(f"expected one of {list(SPLITS)}, found {split!r}", param_hint="--split")
-    settings = QualitySettings(split, limit, seed, griffin_lim_iterations, dnsmos, spectrograms, gain_db)
+    settings = QualitySettings(split, limit, seed, griffin_lim_iterations, dnsmos, spectrograms, gain_db, tilt)
     vocoders = []
     for entry in model:
         named, _, sampling = entry.partition("@")
