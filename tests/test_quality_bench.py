@@ -4,6 +4,7 @@ mu-law ceiling of the same run, WAVs and spectrogram grids written."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -184,18 +185,27 @@ def test_bench_quality_runs_each_model_at_its_sampling(cache_dir: Path, tmp_path
     assert bad.returncode == 2 and "--model " in bad.stderr and "found 'warmth=2'" in bad.stderr
 
 
-def test_a_gain_scales_every_recording_and_moves_its_mel_before_copy_synthesis(
-    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`--gain-db`: how each system meets a quieter recording, every system scored against the scaled one."""
-    model = speakerless_teacher(tmp_path / "quiet")
-    seen = []
+def bench_altered(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **alteration: float
+) -> tuple[vocoder.Vocoder, dict, list]:
+    """A one-utterance quality run of a random teacher on recordings altered by `alteration` (QualitySettings'
+    gain_db or tilt): the model, the run's report, and the features the model was given."""
+    model = speakerless_teacher(tmp_path / "altered")
+    seen: list = []
     synthesize_batch = model.synthesize_batch
     monkeypatch.setattr(
         model, "synthesize_batch", lambda features, **k: seen.extend(features) or synthesize_batch(features, **k)
     )
-    settings = QualitySettings(split="train", limit=1, seed=0, griffin_lim_iterations=4, with_dnsmos=False, gain_db=-20)
-    report = bench_quality([model], [cache_dir], tmp_path / "out", settings, progress=False)
+    settings = QualitySettings(split="train", limit=1, seed=0, griffin_lim_iterations=4, with_dnsmos=False)
+    report = bench_quality([model], [cache_dir], tmp_path / "out", replace(settings, **alteration), progress=False)
+    return model, report, seen
+
+
+def test_a_gain_scales_every_recording_and_moves_its_mel_before_copy_synthesis(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--gain-db`: how each system meets a quieter recording, every system scored against the scaled one."""
+    model, report, seen = bench_altered(cache_dir, tmp_path, monkeypatch, gain_db=-20)
     assert report["settings"]["gain_db"] == -20
     cache = FeatureCache(cache_dir)
     given = read_features(cache.feature_path("utt0"))
@@ -216,14 +226,7 @@ def test_a_tilt_colours_every_recording_and_its_features_are_extracted_again(
     cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--tilt`: how each system meets another microphone, every system scored against the coloured recording."""
-    model = speakerless_teacher(tmp_path / "coloured")
-    seen = []
-    synthesize_batch = model.synthesize_batch
-    monkeypatch.setattr(
-        model, "synthesize_batch", lambda features, **k: seen.extend(features) or synthesize_batch(features, **k)
-    )
-    settings = QualitySettings(split="train", limit=1, seed=0, griffin_lim_iterations=4, with_dnsmos=False, tilt=0.5)
-    report = bench_quality([model], [cache_dir], tmp_path / "out", settings, progress=False)
+    model, report, seen = bench_altered(cache_dir, tmp_path, monkeypatch, tilt=0.5)
     assert report["settings"]["tilt"] == 0.5
     cache = FeatureCache(cache_dir)
     recording = load_wav(cache.audio_path("utt0"), 16000)
